@@ -1,0 +1,27 @@
+//! SeaORM entities, one module per table. Hand-kept in the generated style; the schema itself
+//! is owned by the `migration` crate, and these structs must mirror it column for column.
+pub mod app_setting;
+pub mod booking;
+pub mod booking_seat;
+pub mod movie;
+pub mod payment;
+pub mod screen;
+pub mod seat;
+pub mod show;
+pub mod show_price;
+pub mod user;
+pub mod venue;
+
+pub mod prelude {
+    pub use super::app_setting::Entity as AppSetting;
+    pub use super::booking::Entity as Booking;
+    pub use super::booking_seat::Entity as BookingSeat;
+    pub use super::movie::Entity as Movie;
+    pub use super::payment::Entity as Payment;
+    pub use super::screen::Entity as Screen;
+    pub use super::seat::Entity as Seat;
+    pub use super::show::Entity as Show;
+    pub use super::show_price::Entity as ShowPrice;
+    pub use super::user::Entity as User;
+    pub use super::venue::Entity as Venue;
+}

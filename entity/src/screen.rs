@@ -1,0 +1,17 @@
+//! An auditorium of a venue. Its seat layout (`seats`) is fixed once the screen is created.
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "screens")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub venue_id: i64,
+    pub name: String,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,15 @@
+//! Database migrations, one file per change, run at start-up and by `boxoffice migrate`.
+//! The same code builds the schema on SQLite and PostgreSQL. Never edit a landed migration:
+//! add a new one.
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_create_schema;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_create_schema::Migration)]
+    }
+}

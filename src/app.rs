@@ -1,0 +1,201 @@
+//! Builds the state, the router and the background tasks; serves; shuts down gracefully.
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use base64::Engine;
+use rand::RngCore;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::accounts::Accounts;
+use crate::auth::token::Tokens;
+use crate::booking::Bookings;
+use crate::catalogue::{demo, Catalogue};
+use crate::config::{Cli, Command, Config};
+use crate::graphql::{build_schema, AppSchema};
+use crate::holds::Holds;
+
+const JWT_SECRET_SETTING: &str = "jwt_secret";
+
+/// Everything a request needs; cheap to clone (handles and Arcs inside).
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: DatabaseConnection,
+    pub catalogue: Catalogue,
+    pub accounts: Accounts,
+    pub bookings: Bookings,
+    pub holds: Holds,
+    pub shutdown: CancellationToken,
+}
+
+/// A built application: state plus schema, ready to serve.
+#[derive(Clone)]
+pub struct App {
+    pub state: AppState,
+    pub schema: AppSchema,
+}
+
+pub fn main(cli: Cli) -> ExitCode {
+    crate::telemetry::init_logs(&cli.config.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve_from_config(cli.config).await,
+            Command::Migrate => crate::cli::migrate(&cli.config).await,
+            Command::ExportSchema { output } => crate::cli::export_schema(output.as_deref()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_from_config(config: Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("cannot listen on LISTEN_ADDR={}", config.listen_addr))?;
+    let app = build(config).await?;
+    let shutdown = app.state.shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing requests in flight");
+        shutdown.cancel();
+    });
+    serve(app, listener).await
+}
+
+/// Connect, migrate, bootstrap accounts and demo data, start background tasks.
+pub async fn build(config: Config) -> anyhow::Result<App> {
+    let config = Arc::new(config);
+    let db = crate::db::connect(&config.database_url, config.dependency_timeout())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to DATABASE_URL ({})",
+                redact(&config.database_url)
+            )
+        })?;
+    crate::db::migrate(&db)
+        .await
+        .context("database migration failed")?;
+
+    let secret = jwt_secret(&config, &db).await?;
+    let tokens = Arc::new(Tokens::new(
+        secret.as_bytes(),
+        config.jwt_previous_secret.as_deref().map(str::as_bytes),
+        std::time::Duration::from_secs(config.jwt_ttl_seconds),
+    ));
+    let accounts = Accounts::new(db.clone(), tokens)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    match (&config.admin_email, &config.admin_password) {
+        (Some(email), Some(pwd)) => {
+            accounts
+                .ensure_admin(email, pwd)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot create the admin account: {e}"))?;
+            tracing::info!(email = %email, "admin account ready");
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            tracing::warn!(
+                "only one of ADMIN_EMAIL and ADMIN_PASSWORD is set: no admin account is created"
+            )
+        }
+        (None, None) => {}
+    }
+
+    let catalogue = Catalogue::new(db.clone());
+    if config.demo_data() {
+        match demo::load_if_empty(&catalogue).await {
+            Ok(true) => tracing::info!("demo catalogue loaded"),
+            Ok(false) => {}
+            Err(e) => anyhow::bail!("cannot load the demo catalogue: {e}"),
+        }
+    }
+
+    let state = AppState {
+        bookings: Bookings::new(db.clone()),
+        holds: Holds::new(db.clone()),
+        catalogue,
+        accounts,
+        db,
+        config,
+        shutdown: CancellationToken::new(),
+    };
+    let schema = build_schema(state.clone());
+    Ok(App { state, schema })
+}
+
+/// Serve until the app's shutdown token is cancelled, then drain requests in flight.
+pub async fn serve(app: App, listener: TcpListener) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let shutdown = app.state.shutdown.clone();
+    let router = crate::http::router(app);
+    tracing::info!(%addr, "serving GraphQL at http://{addr}/graphql and the booking page at http://{addr}/");
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+    .context("server error")
+}
+
+/// The configured secret, or the one generated at first start and kept in the database (all
+/// instances sharing the database then agree on it).
+async fn jwt_secret(config: &Config, db: &DatabaseConnection) -> anyhow::Result<String> {
+    if let Some(s) = &config.jwt_secret {
+        return Ok(s.clone());
+    }
+    let mut bytes = [0u8; 48];
+    rand::rng().fill_bytes(&mut bytes);
+    let fresh = base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes);
+    let stored = crate::db::init_setting(db, JWT_SECRET_SETTING, &fresh).await?;
+    tracing::warn!("JWT_SECRET is not set: using a generated secret kept in the database; set JWT_SECRET in production");
+    Ok(stored)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

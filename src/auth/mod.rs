@@ -1,0 +1,78 @@
+//! Accounts and authentication: argon2id passwords, HS256 tokens, and the request's `Viewer`.
+pub mod accounts;
+pub mod password;
+pub mod token;
+
+use crate::error::{AppError, AppResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Customer,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Admin => "admin",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "customer" => Some(Role::Customer),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// Who is asking. Built once per request (or WebSocket connection) from the bearer token.
+/// A bad token does not fail the request outright: public fields still answer, and every field
+/// that needs a user says `UNAUTHENTICATED`.
+#[derive(Debug, Clone)]
+pub enum Viewer {
+    Anonymous,
+    User { id: i64, role: Role },
+    BadToken,
+}
+
+impl Viewer {
+    pub fn user_id(&self) -> Option<i64> {
+        match self {
+            Viewer::User { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// The signed-in user, or `UNAUTHENTICATED`.
+    pub fn require_user(&self) -> AppResult<i64> {
+        match self {
+            Viewer::User { id, .. } => Ok(*id),
+            Viewer::BadToken => Err(AppError::Unauthenticated(
+                "the token is invalid or expired; sign in again".into(),
+            )),
+            Viewer::Anonymous => Err(AppError::unauthenticated()),
+        }
+    }
+
+    /// The signed-in admin, `UNAUTHENTICATED` or `FORBIDDEN`.
+    pub fn require_admin(&self) -> AppResult<i64> {
+        let id = self.require_user()?;
+        if self.is_admin() {
+            Ok(id)
+        } else {
+            Err(AppError::Forbidden("only admins may do this".into()))
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Viewer::User {
+                role: Role::Admin,
+                ..
+            }
+        )
+    }
+}

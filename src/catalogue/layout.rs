@@ -1,0 +1,176 @@
+//! Screen layouts and show prices: immutable once created, so they are cached for the life of
+//! the process and shared by every request and subscription.
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use entity::{seat, show_price};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
+
+/// One seat of a layout, as clients see it.
+#[derive(Debug, Clone)]
+pub struct SeatInfo {
+    pub id: i64,
+    pub row: String,
+    pub number: i32,
+    pub category: String,
+    pub row_index: i32,
+    pub col_index: i32,
+}
+
+impl SeatInfo {
+    pub fn label(&self) -> String {
+        format!("{}{}", self.row, self.number)
+    }
+}
+
+/// A screen's seats in drawing order (front row first, left to right).
+#[derive(Debug)]
+pub struct Layout {
+    pub screen_id: i64,
+    pub seats: Vec<SeatInfo>,
+    index: HashMap<i64, usize>,
+}
+
+impl Layout {
+    fn new(screen_id: i64, seats: Vec<SeatInfo>) -> Self {
+        let index = seats.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
+        Layout {
+            screen_id,
+            seats,
+            index,
+        }
+    }
+    pub fn seat(&self, id: i64) -> Option<&SeatInfo> {
+        self.index.get(&id).map(|&i| &self.seats[i])
+    }
+    pub fn len(&self) -> usize {
+        self.seats.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.seats.is_empty()
+    }
+    pub fn categories(&self) -> Vec<String> {
+        let mut cats: Vec<String> = Vec::new();
+        for s in &self.seats {
+            if !cats.contains(&s.category) {
+                cats.push(s.category.clone());
+            }
+        }
+        cats
+    }
+}
+
+/// Price per category of one show, in cents.
+pub type Prices = HashMap<String, i64>;
+
+#[derive(Default)]
+pub struct LayoutCache {
+    layouts: RwLock<HashMap<i64, Arc<Layout>>>,
+    prices: RwLock<HashMap<i64, Arc<Prices>>>,
+}
+
+impl LayoutCache {
+    /// Layouts of these screens, loading the missing ones in one query.
+    pub async fn layouts(
+        &self,
+        db: &DatabaseConnection,
+        screen_ids: &[i64],
+    ) -> Result<HashMap<i64, Arc<Layout>>, DbErr> {
+        let mut out = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let cached = self.layouts.read().unwrap_or_else(|p| p.into_inner());
+            for id in screen_ids {
+                match cached.get(id) {
+                    Some(l) => {
+                        out.insert(*id, l.clone());
+                    }
+                    None => missing.push(*id),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let rows = seat::Entity::find()
+            .filter(seat::Column::ScreenId.is_in(missing.clone()))
+            .order_by_asc(seat::Column::ScreenId)
+            .order_by_asc(seat::Column::RowIndex)
+            .order_by_asc(seat::Column::ColIndex)
+            .all(db)
+            .await?;
+        let mut grouped: HashMap<i64, Vec<SeatInfo>> =
+            missing.iter().map(|id| (*id, Vec::new())).collect();
+        for r in rows {
+            grouped.entry(r.screen_id).or_default().push(SeatInfo {
+                id: r.id,
+                row: r.row_label,
+                number: r.number,
+                category: r.category,
+                row_index: r.row_index,
+                col_index: r.col_index,
+            });
+        }
+        let mut cache = self.layouts.write().unwrap_or_else(|p| p.into_inner());
+        for (id, seats) in grouped {
+            // An empty result means "no such screen (yet)": do not cache it.
+            if seats.is_empty() {
+                continue;
+            }
+            let l = Arc::new(Layout::new(id, seats));
+            cache.insert(id, l.clone());
+            out.insert(id, l);
+        }
+        Ok(out)
+    }
+
+    pub async fn layout(
+        &self,
+        db: &DatabaseConnection,
+        screen_id: i64,
+    ) -> Result<Option<Arc<Layout>>, DbErr> {
+        Ok(self.layouts(db, &[screen_id]).await?.remove(&screen_id))
+    }
+
+    /// Prices of these shows, loading the missing ones in one query.
+    pub async fn prices(
+        &self,
+        db: &DatabaseConnection,
+        show_ids: &[i64],
+    ) -> Result<HashMap<i64, Arc<Prices>>, DbErr> {
+        let mut out = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let cached = self.prices.read().unwrap_or_else(|p| p.into_inner());
+            for id in show_ids {
+                match cached.get(id) {
+                    Some(p) => {
+                        out.insert(*id, p.clone());
+                    }
+                    None => missing.push(*id),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let rows = show_price::Entity::find()
+            .filter(show_price::Column::ShowId.is_in(missing.clone()))
+            .all(db)
+            .await?;
+        let mut grouped: HashMap<i64, Prices> = HashMap::new();
+        for r in rows {
+            grouped
+                .entry(r.show_id)
+                .or_default()
+                .insert(r.category, r.price_cents);
+        }
+        let mut cache = self.prices.write().unwrap_or_else(|p| p.into_inner());
+        for (id, p) in grouped {
+            let p = Arc::new(p);
+            cache.insert(id, p.clone());
+            out.insert(id, p);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,278 @@
+//! The catalogue: venues, screens and their seat layouts, movies, shows and their prices.
+//! Service functions over SeaORM; resolvers call these and never build SQL themselves.
+pub mod demo;
+pub mod layout;
+pub mod seatmap;
+mod shows;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::Utc;
+use entity::{movie, screen, seat, venue};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
+    TransactionTrait,
+};
+
+pub use shows::{NewShow, ShowPage};
+
+pub fn shows_max_page() -> u64 {
+    shows::MAX_PAGE
+}
+
+use crate::error::{AppError, AppResult};
+use layout::LayoutCache;
+
+pub const DEFAULT_CATEGORY: &str = "STANDARD";
+const MAX_ROWS: usize = 100;
+const MAX_SEATS_PER_ROW: i32 = 200;
+const MAX_SEATS_PER_SCREEN: usize = 20_000;
+
+/// One row of a new screen, front row first.
+#[derive(Debug, Clone)]
+pub struct NewRow {
+    pub label: String,
+    pub seats: i32,
+    pub category: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Catalogue {
+    pub(crate) db: DatabaseConnection,
+    pub(crate) layouts: Arc<LayoutCache>,
+}
+
+impl Catalogue {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Catalogue {
+            db,
+            layouts: Arc::new(LayoutCache::default()),
+        }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+    pub fn layouts(&self) -> &LayoutCache {
+        &self.layouts
+    }
+
+    pub async fn create_venue(&self, name: &str, city: &str) -> AppResult<venue::Model> {
+        let name = clean_text(name, "venue name", 120)?;
+        let city = clean_text(city, "city", 120)?;
+        let row = venue::ActiveModel {
+            name: Set(name),
+            city: Set(city),
+            created_at: Set(Utc::now()),
+            ..Default::default()
+        };
+        row.insert(&self.db).await.map_err(|e| {
+            unique_as_bad_input(e, "a venue with this name already exists in this city")
+        })
+    }
+
+    /// A screen and all its seats, in one transaction. Rows are centred on the widest row so
+    /// that the drawn map looks like the room.
+    pub async fn create_screen(
+        &self,
+        venue_id: i64,
+        name: &str,
+        rows: Vec<NewRow>,
+    ) -> AppResult<screen::Model> {
+        let name = clean_text(name, "screen name", 120)?;
+        let rows = validate_rows(rows)?;
+        if venue::Entity::find_by_id(venue_id)
+            .one(&self.db)
+            .await?
+            .is_none()
+        {
+            return Err(AppError::NotFound("venue"));
+        }
+        let widest = rows.iter().map(|r| r.seats).max().unwrap_or(0);
+        let txn = self.db.begin().await?;
+        let screen = screen::ActiveModel {
+            venue_id: Set(venue_id),
+            name: Set(name),
+            created_at: Set(Utc::now()),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .map_err(|e| unique_as_bad_input(e, "this venue already has a screen with this name"))?;
+        let mut seats = Vec::new();
+        for (ri, row) in rows.iter().enumerate() {
+            let offset = (widest - row.seats) / 2;
+            let category = row
+                .category
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CATEGORY.to_string());
+            for n in 1..=row.seats {
+                seats.push(seat::ActiveModel {
+                    screen_id: Set(screen.id),
+                    row_label: Set(row.label.clone()),
+                    number: Set(n),
+                    category: Set(category.clone()),
+                    row_index: Set(ri as i32),
+                    col_index: Set(offset + n - 1),
+                    ..Default::default()
+                });
+            }
+        }
+        // Bounded batches keep every statement under the backends' parameter limits.
+        for chunk in seats.chunks(500) {
+            seat::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(screen)
+    }
+
+    pub async fn create_movie(
+        &self,
+        title: &str,
+        duration_minutes: i32,
+    ) -> AppResult<movie::Model> {
+        let title = clean_text(title, "title", 200)?;
+        if !(1..=1000).contains(&duration_minutes) {
+            return Err(AppError::bad_input(
+                "durationMinutes must be from 1 to 1000",
+            ));
+        }
+        let row = movie::ActiveModel {
+            title: Set(title),
+            duration_minutes: Set(duration_minutes),
+            created_at: Set(Utc::now()),
+            ..Default::default()
+        };
+        Ok(row.insert(&self.db).await?)
+    }
+
+    pub async fn venues(&self, ids: &[i64]) -> AppResult<Vec<venue::Model>> {
+        Ok(venue::Entity::find()
+            .filter(venue::Column::Id.is_in(ids.to_vec()))
+            .all(&self.db)
+            .await?)
+    }
+    pub async fn all_venues(&self) -> AppResult<Vec<venue::Model>> {
+        use sea_orm::QueryOrder;
+        Ok(venue::Entity::find()
+            .order_by_asc(venue::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+    pub async fn screens(&self, ids: &[i64]) -> AppResult<Vec<screen::Model>> {
+        Ok(screen::Entity::find()
+            .filter(screen::Column::Id.is_in(ids.to_vec()))
+            .all(&self.db)
+            .await?)
+    }
+    pub async fn screens_of_venues(&self, venue_ids: &[i64]) -> AppResult<Vec<screen::Model>> {
+        use sea_orm::QueryOrder;
+        Ok(screen::Entity::find()
+            .filter(screen::Column::VenueId.is_in(venue_ids.to_vec()))
+            .order_by_asc(screen::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+    pub async fn movies(&self, ids: &[i64]) -> AppResult<Vec<movie::Model>> {
+        Ok(movie::Entity::find()
+            .filter(movie::Column::Id.is_in(ids.to_vec()))
+            .all(&self.db)
+            .await?)
+    }
+}
+
+fn validate_rows(rows: Vec<NewRow>) -> AppResult<Vec<NewRow>> {
+    if rows.is_empty() {
+        return Err(AppError::bad_input("a screen needs at least one row"));
+    }
+    if rows.len() > MAX_ROWS {
+        return Err(AppError::bad_input(format!(
+            "a screen has at most {MAX_ROWS} rows"
+        )));
+    }
+    let mut labels = HashSet::new();
+    let mut total = 0usize;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let label = row.label.trim().to_uppercase();
+        let label_ok = !label.is_empty()
+            && label.len() <= 4
+            && label.chars().all(|c| c.is_ascii_alphanumeric());
+        if !label_ok {
+            return Err(AppError::bad_input(format!(
+                "row label {:?} must be 1–4 letters or digits",
+                row.label
+            )));
+        }
+        if !labels.insert(label.clone()) {
+            return Err(AppError::bad_input(format!(
+                "row label {label} appears twice"
+            )));
+        }
+        if !(1..=MAX_SEATS_PER_ROW).contains(&row.seats) {
+            return Err(AppError::bad_input(format!(
+                "row {label} must have 1 to {MAX_SEATS_PER_ROW} seats"
+            )));
+        }
+        let category = match row.category {
+            None => None,
+            Some(c) => {
+                let c = c.trim().to_uppercase();
+                let ok = !c.is_empty()
+                    && c.len() <= 32
+                    && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+                if !ok {
+                    return Err(AppError::bad_input(format!(
+                        "category {c:?} must be 1–32 letters, digits or underscores"
+                    )));
+                }
+                Some(c)
+            }
+        };
+        total += row.seats as usize;
+        out.push(NewRow {
+            label,
+            seats: row.seats,
+            category,
+        });
+    }
+    if total > MAX_SEATS_PER_SCREEN {
+        return Err(AppError::bad_input(format!(
+            "a screen has at most {MAX_SEATS_PER_SCREEN} seats"
+        )));
+    }
+    Ok(out)
+}
+
+/// Trimmed, non-empty, bounded, no control characters.
+pub(crate) fn clean_text(s: &str, what: &str, max: usize) -> AppResult<String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(AppError::bad_input(format!("the {what} must not be empty")));
+    }
+    if t.chars().count() > max {
+        return Err(AppError::bad_input(format!(
+            "the {what} must have at most {max} characters"
+        )));
+    }
+    if t.chars().any(char::is_control) {
+        return Err(AppError::bad_input(format!(
+            "the {what} contains control characters"
+        )));
+    }
+    Ok(t.to_string())
+}
+
+fn unique_as_bad_input(e: sea_orm::DbErr, msg: &str) -> AppError {
+    if matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    ) {
+        AppError::bad_input(msg)
+    } else {
+        e.into()
+    }
+}

@@ -1,0 +1,132 @@
+//! The one place where a show's seat map is computed: layout (immutable) + live state (version,
+//! held seats, booked seats). Queries, counts, subscriptions and the web page all go through here,
+//! so `total = available + held + booked` holds everywhere by construction.
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use entity::booking_seat;
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect};
+
+use super::layout::{Layout, Prices, SeatInfo};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
+pub enum SeatStatus {
+    Available,
+    Held,
+    Booked,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub hold_id: String,
+    pub user_id: i64,
+}
+
+/// A consistent snapshot of one show's live state: everything here was read at one `version`.
+#[derive(Debug, Clone, Default)]
+pub struct ShowState {
+    pub version: i64,
+    pub held: HashMap<i64, Holder>,
+    pub booked: HashSet<i64>,
+}
+
+impl ShowState {
+    pub fn status(&self, seat_id: i64) -> SeatStatus {
+        if self.booked.contains(&seat_id) {
+            SeatStatus::Booked
+        } else if self.held.contains_key(&seat_id) {
+            SeatStatus::Held
+        } else {
+            SeatStatus::Available
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub total: i32,
+    pub available: i32,
+    pub held: i32,
+    pub booked: i32,
+}
+
+pub fn counts(layout: &Layout, state: &ShowState) -> Counts {
+    let (mut held, mut booked) = (0, 0);
+    for s in &layout.seats {
+        match state.status(s.id) {
+            SeatStatus::Booked => booked += 1,
+            SeatStatus::Held => held += 1,
+            SeatStatus::Available => {}
+        }
+    }
+    let total = layout.len() as i32;
+    Counts {
+        total,
+        available: total - held - booked,
+        held,
+        booked,
+    }
+}
+
+/// One seat as a client sees it at one moment.
+#[derive(Debug, Clone)]
+pub struct SeatView {
+    pub info: SeatInfo,
+    pub price_cents: i64,
+    pub status: SeatStatus,
+    pub held_by_me: bool,
+}
+
+pub fn seat_view(
+    info: &SeatInfo,
+    prices: &Prices,
+    state: &ShowState,
+    viewer: Option<i64>,
+) -> SeatView {
+    let status = state.status(info.id);
+    let held_by_me = status == SeatStatus::Held
+        && matches!((state.held.get(&info.id), viewer), (Some(h), Some(me)) if h.user_id == me);
+    SeatView {
+        info: info.clone(),
+        price_cents: prices.get(&info.category).copied().unwrap_or(0),
+        status,
+        held_by_me,
+    }
+}
+
+pub fn seat_views(
+    layout: &Layout,
+    prices: &Prices,
+    state: &ShowState,
+    viewer: Option<i64>,
+) -> Vec<SeatView> {
+    layout
+        .seats
+        .iter()
+        .map(|s| seat_view(s, prices, state, viewer))
+        .collect()
+}
+
+/// Booked seats of these shows, from the database (the truth), in one query.
+pub async fn booked_from_db(
+    db: &DatabaseConnection,
+    show_ids: &[i64],
+) -> Result<HashMap<i64, HashSet<i64>>, DbErr> {
+    let rows: Vec<(i64, i64)> = booking_seat::Entity::find()
+        .select_only()
+        .column(booking_seat::Column::ShowId)
+        .column(booking_seat::Column::SeatId)
+        .filter(booking_seat::Column::ShowId.is_in(show_ids.to_vec()))
+        .filter(booking_seat::Column::Active.eq(true))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut out: HashMap<i64, HashSet<i64>> =
+        show_ids.iter().map(|id| (*id, HashSet::new())).collect();
+    for (show, seat) in rows {
+        out.entry(show).or_default().insert(seat);
+    }
+    Ok(out)
+}
+
+pub type SharedState = Arc<ShowState>;

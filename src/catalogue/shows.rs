@@ -1,0 +1,188 @@
+//! Shows: creation (no overlap on a screen, a price for every seat category) and the upcoming
+//! list with keyset pagination.
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Duration, Utc};
+use entity::{movie, screen, show, show_price};
+use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DbBackend, EntityTrait, ExprTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
+};
+
+use super::Catalogue;
+use crate::error::{AppError, AppResult};
+use crate::ids::ShowCursor;
+
+pub const MAX_PAGE: u64 = 100;
+/// Time between two shows on one screen for cleaning and the next audience to sit down.
+pub const CHANGEOVER: Duration = Duration::minutes(15);
+
+pub struct NewShow {
+    pub movie_id: i64,
+    pub screen_id: i64,
+    pub starts_at: DateTime<Utc>,
+    pub prices: Vec<(String, i64)>,
+}
+
+pub struct ShowPage {
+    pub shows: Vec<show::Model>,
+    pub has_next: bool,
+}
+
+impl Catalogue {
+    pub async fn create_show(&self, new: NewShow) -> AppResult<show::Model> {
+        if new.starts_at <= Utc::now() {
+            return Err(AppError::bad_input("startsAt must be in the future"));
+        }
+        if new.starts_at > Utc::now() + Duration::days(730) {
+            return Err(AppError::bad_input("startsAt must be within two years"));
+        }
+        let movie = movie::Entity::find_by_id(new.movie_id)
+            .one(&self.db)
+            .await?
+            .ok_or(AppError::NotFound("movie"))?;
+        let layout = self
+            .layouts
+            .layout(&self.db, new.screen_id)
+            .await?
+            .ok_or(AppError::NotFound("screen"))?;
+        let prices = validate_prices(&layout.categories(), new.prices)?;
+        let ends_at = new.starts_at + Duration::minutes(movie.duration_minutes as i64);
+
+        let txn = self.db.begin().await?;
+        // Serialise show creation per screen so two admins cannot book the same slot at once.
+        // SQLite has one writer at a time already.
+        let mut lock = screen::Entity::find_by_id(new.screen_id);
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            lock = lock.lock_exclusive();
+        }
+        lock.one(&txn).await?.ok_or(AppError::NotFound("screen"))?;
+        let clash = show::Entity::find()
+            .filter(show::Column::ScreenId.eq(new.screen_id))
+            .filter(show::Column::StartsAt.lt(ends_at + CHANGEOVER))
+            .filter(show::Column::EndsAt.gt(new.starts_at - CHANGEOVER))
+            .one(&txn)
+            .await?;
+        if let Some(other) = clash {
+            return Err(AppError::bad_input(format!(
+                "the screen is busy then: show {} runs from {} to {} (with {} minutes to change over)",
+                other.id,
+                other.starts_at.to_rfc3339(),
+                other.ends_at.to_rfc3339(),
+                CHANGEOVER.num_minutes()
+            )));
+        }
+        let created = show::ActiveModel {
+            movie_id: Set(new.movie_id),
+            screen_id: Set(new.screen_id),
+            starts_at: Set(new.starts_at),
+            ends_at: Set(ends_at),
+            created_at: Set(Utc::now()),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        let rows: Vec<_> = prices
+            .into_iter()
+            .map(|(category, cents)| show_price::ActiveModel {
+                show_id: Set(created.id),
+                category: Set(category),
+                price_cents: Set(cents),
+            })
+            .collect();
+        show_price::Entity::insert_many(rows)
+            .exec_without_returning(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(created)
+    }
+
+    pub async fn show(&self, id: i64) -> AppResult<Option<show::Model>> {
+        Ok(show::Entity::find_by_id(id).one(&self.db).await?)
+    }
+
+    pub async fn shows_by_ids(&self, ids: &[i64]) -> AppResult<Vec<show::Model>> {
+        Ok(show::Entity::find()
+            .filter(show::Column::Id.is_in(ids.to_vec()))
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Shows soonest first. By default only those not yet over; `after` continues a page.
+    pub async fn list_shows(
+        &self,
+        first: u64,
+        after: Option<ShowCursor>,
+        include_past: bool,
+        movie_id: Option<i64>,
+    ) -> AppResult<ShowPage> {
+        let mut q = show::Entity::find();
+        if !include_past {
+            q = q.filter(show::Column::EndsAt.gt(Utc::now()));
+        }
+        if let Some(m) = movie_id {
+            q = q.filter(show::Column::MovieId.eq(m));
+        }
+        if let Some(c) = after {
+            q = q.filter(
+                Condition::any()
+                    .add(show::Column::StartsAt.gt(c.starts_at))
+                    .add(
+                        Condition::all()
+                            .add(Expr::col(show::Column::StartsAt).eq(c.starts_at))
+                            .add(show::Column::Id.gt(c.id)),
+                    ),
+            );
+        }
+        let mut shows = q
+            .order_by_asc(show::Column::StartsAt)
+            .order_by_asc(show::Column::Id)
+            .limit(first + 1)
+            .all(&self.db)
+            .await?;
+        let has_next = shows.len() as u64 > first;
+        shows.truncate(first as usize);
+        Ok(ShowPage { shows, has_next })
+    }
+}
+
+/// Exactly one non-negative price for every category of the screen; nothing else.
+fn validate_prices(
+    categories: &[String],
+    prices: Vec<(String, i64)>,
+) -> AppResult<HashMap<String, i64>> {
+    let wanted: HashSet<&str> = categories.iter().map(String::as_str).collect();
+    let mut out = HashMap::new();
+    for (cat, cents) in prices {
+        let cat = cat.trim().to_uppercase();
+        if !wanted.contains(cat.as_str()) {
+            return Err(AppError::bad_input(format!(
+                "the screen has no seat category {cat}; its categories are {}",
+                categories.join(", ")
+            )));
+        }
+        if !(0..=10_000_000).contains(&cents) {
+            return Err(AppError::bad_input(format!(
+                "the price of {cat} must be from 0 to 10000000 cents"
+            )));
+        }
+        if out.insert(cat.clone(), cents).is_some() {
+            return Err(AppError::bad_input(format!(
+                "category {cat} is priced twice"
+            )));
+        }
+    }
+    let missing: Vec<&str> = categories
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !out.contains_key(*c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(AppError::bad_input(format!(
+            "missing a price for: {}",
+            missing.join(", ")
+        )));
+    }
+    Ok(out)
+}

@@ -1,0 +1,284 @@
+//! Configuration: one struct, parsed once from flags and environment (same names as the public
+//! contract), validated before anything starts. A bad value stops the process with one line that
+//! names the setting.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "boxoffice",
+    version,
+    about = "Ticket booking service: GraphQL API, live seat maps, atomic seat holds"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL) to stdout, or write it to a file.
+    ExportSchema {
+        /// Write to this file instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Every setting of the service. Defaults live here and only here.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// `sqlite://…` (embedded) or `postgres://…`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://boxoffice.db?mode=rwc", value_parser = parse_database_url, global = true)]
+    pub database_url: String,
+
+    /// `redis://…`: holds and fan-out in Redis. Unset: in-process holds and fan-out.
+    #[arg(long, env = "REDIS_URL", value_parser = parse_redis_url, global = true)]
+    pub redis_url: Option<String>,
+
+    /// Address to serve on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8000", value_parser = parse_listen_addr, global = true)]
+    pub listen_addr: SocketAddr,
+
+    /// HS256 signing key. Unset: generated once and kept in the database.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, value_parser = parse_jwt_secret, global = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Previous HS256 key, still accepted for verification during a rotation.
+    #[arg(long, env = "JWT_PREVIOUS_SECRET", hide_env_values = true, value_parser = parse_jwt_secret, global = true)]
+    pub jwt_previous_secret: Option<String>,
+
+    /// Lifetime of issued tokens, in seconds.
+    #[arg(long, env = "JWT_TTL_SECONDS", default_value_t = 86_400, value_parser = parse_jwt_ttl, global = true)]
+    pub jwt_ttl_seconds: u64,
+
+    /// How long a hold lasts if it is not paid.
+    #[arg(long, env = "HOLD_TTL_SECONDS", default_value_t = 600, value_parser = parse_hold_ttl, global = true)]
+    pub hold_ttl_seconds: u64,
+
+    /// Most seats in one hold.
+    #[arg(long, env = "MAX_SEATS_PER_HOLD", default_value_t = 10, value_parser = parse_max_seats, global = true)]
+    pub max_seats_per_hold: u32,
+
+    /// Most live holds of one user on one show.
+    #[arg(long, env = "MAX_HOLDS_PER_USER", default_value_t = 2, value_parser = parse_max_holds, global = true)]
+    pub max_holds_per_user: u32,
+
+    /// Share of mock payments that are declined (0.0–1.0).
+    #[arg(long, env = "PAYMENT_FAILURE_RATE", default_value_t = 0.01, value_parser = parse_failure_rate, global = true)]
+    pub payment_failure_rate: f64,
+
+    /// Mock gateway latency in milliseconds.
+    #[arg(long, env = "PAYMENT_LATENCY_MS", default_value_t = 50, value_parser = parse_payment_latency, global = true)]
+    pub payment_latency_ms: u64,
+
+    /// Seed of the mock gateway's decline decisions (unset: random).
+    #[arg(long, env = "PAYMENT_SEED", value_parser = parse_payment_seed, global = true)]
+    pub payment_seed: Option<u64>,
+
+    /// With `ADMIN_PASSWORD`: that admin account exists after start-up.
+    #[arg(long, env = "ADMIN_EMAIL", value_parser = parse_email, global = true)]
+    pub admin_email: Option<String>,
+
+    /// With `ADMIN_EMAIL`: that admin account exists after start-up.
+    #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true, global = true)]
+    pub admin_password: Option<String>,
+
+    /// Load a demo catalogue into an empty database (default: true on SQLite, false on PostgreSQL).
+    #[arg(long, env = "DEMO_DATA", value_parser = parse_bool_setting, global = true)]
+    pub demo_data: Option<bool>,
+
+    /// Namespace of every Redis key and channel.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "boxoffice", value_parser = parse_key_prefix, global = true)]
+    pub redis_key_prefix: String,
+
+    /// Timeout of every database and Redis call, in milliseconds.
+    #[arg(long, env = "DEPENDENCY_TIMEOUT_MS", default_value_t = 5_000, value_parser = parse_dependency_timeout, global = true)]
+    pub dependency_timeout_ms: u64,
+
+    /// Answer GraphQL introspection queries (the IDE needs it).
+    #[arg(long, env = "GRAPHQL_INTROSPECTION", default_value_t = true, value_parser = parse_bool_setting, action = clap::ArgAction::Set, global = true)]
+    pub graphql_introspection: bool,
+
+    /// Log output: `text` or `json`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
+    pub log_format: String,
+}
+
+impl Cli {
+    /// Parse flags and environment. On a bad value print one line naming the setting and exit 2;
+    /// `--help` and `--version` behave as usual.
+    pub fn parse_or_exit() -> Self {
+        match Self::try_parse() {
+            Ok(cli) => cli.validated(),
+            Err(e) => {
+                use clap::error::ErrorKind;
+                match e.kind() {
+                    ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => e.exit(),
+                    _ => {
+                        let rendered = e.to_string();
+                        let line = rendered
+                            .lines()
+                            .next()
+                            .unwrap_or("error: invalid configuration");
+                        eprintln!("{line}");
+                        std::process::exit(2);
+                    }
+                }
+            }
+        }
+    }
+
+    fn validated(self) -> Self {
+        if let Err(msg) = self.config.check() {
+            eprintln!("error: {msg}");
+            std::process::exit(2);
+        }
+        self
+    }
+}
+
+impl Config {
+    /// Checks that involve more than one setting.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(pwd) = &self.admin_password {
+            if self.admin_email.is_some() {
+                crate::auth::password::check_strength(pwd)
+                    .map_err(|m| format!("invalid value for ADMIN_PASSWORD: {m}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres")
+    }
+    pub fn demo_data(&self) -> bool {
+        self.demo_data.unwrap_or(!self.is_postgres())
+    }
+    pub fn hold_ttl(&self) -> Duration {
+        Duration::from_secs(self.hold_ttl_seconds)
+    }
+    pub fn dependency_timeout(&self) -> Duration {
+        Duration::from_millis(self.dependency_timeout_ms)
+    }
+    pub fn payment_latency(&self) -> Duration {
+        Duration::from_millis(self.payment_latency_ms)
+    }
+
+    /// A configuration with every default, for tests and tools.
+    pub fn defaults() -> Self {
+        Cli::try_parse_from(["boxoffice"])
+            .map(|c| c.config)
+            .unwrap_or_else(|e| {
+                // Only reachable when the environment holds a bad value.
+                panic!("default configuration is invalid: {e}")
+            })
+    }
+}
+
+fn parse_database_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let ok = ["sqlite:", "postgres://", "postgresql://"]
+        .iter()
+        .any(|p| s.starts_with(p));
+    if !ok {
+        return Err("DATABASE_URL must start with sqlite: or postgres://".into());
+    }
+    if s.starts_with("postgres") {
+        url::Url::parse(s).map_err(|e| format!("DATABASE_URL is not a valid URL: {e}"))?;
+    }
+    Ok(s.to_string())
+}
+
+fn parse_redis_url(s: &str) -> Result<String, String> {
+    let u = url::Url::parse(s.trim()).map_err(|e| format!("REDIS_URL is not a valid URL: {e}"))?;
+    match u.scheme() {
+        "redis" | "rediss" => Ok(s.trim().to_string()),
+        other => Err(format!(
+            "REDIS_URL must use redis:// or rediss://, not {other}://"
+        )),
+    }
+}
+
+fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| "LISTEN_ADDR must be an IP address and port, e.g. 127.0.0.1:8000".to_string())
+}
+
+fn parse_jwt_secret(s: &str) -> Result<String, String> {
+    if s.len() < 16 {
+        return Err("JWT_SECRET must be at least 16 bytes (32 or more recommended)".into());
+    }
+    Ok(s.to_string())
+}
+
+fn ranged_u64(s: &str, name: &str, min: u64, max: u64) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(format!("{name} must be a whole number from {min} to {max}")),
+    }
+}
+
+fn parse_jwt_ttl(s: &str) -> Result<u64, String> {
+    ranged_u64(s, "JWT_TTL_SECONDS", 60, 30 * 86_400)
+}
+fn parse_hold_ttl(s: &str) -> Result<u64, String> {
+    ranged_u64(s, "HOLD_TTL_SECONDS", 1, 86_400)
+}
+fn parse_max_seats(s: &str) -> Result<u32, String> {
+    ranged_u64(s, "MAX_SEATS_PER_HOLD", 1, 100).map(|v| v as u32)
+}
+fn parse_max_holds(s: &str) -> Result<u32, String> {
+    ranged_u64(s, "MAX_HOLDS_PER_USER", 1, 100).map(|v| v as u32)
+}
+fn parse_payment_latency(s: &str) -> Result<u64, String> {
+    ranged_u64(s, "PAYMENT_LATENCY_MS", 0, 60_000)
+}
+fn parse_payment_seed(s: &str) -> Result<u64, String> {
+    ranged_u64(s, "PAYMENT_SEED", 0, u64::MAX)
+}
+fn parse_dependency_timeout(s: &str) -> Result<u64, String> {
+    ranged_u64(s, "DEPENDENCY_TIMEOUT_MS", 10, 600_000)
+}
+
+fn parse_failure_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err("PAYMENT_FAILURE_RATE must be a number from 0.0 to 1.0".into()),
+    }
+}
+
+fn parse_bool_setting(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+fn parse_email(s: &str) -> Result<String, String> {
+    crate::auth::accounts::normalise_email(s).map_err(|m| format!("ADMIN_EMAIL: {m}"))
+}
+
+fn parse_key_prefix(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("REDIS_KEY_PREFIX must be 1–64 characters of letters, digits, - _ . :".into())
+    }
+}

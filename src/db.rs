@@ -1,0 +1,103 @@
+//! Database connection, migrations and the service's own settings table.
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    Statement, TransactionTrait,
+};
+
+/// Key of the PostgreSQL advisory lock that serialises migrations across instances.
+const MIGRATION_LOCK_KEY: i64 = 0x626f_786f_6666_6963; // "boxoffic"
+
+/// Open a pool. SQLite gets WAL, a busy timeout and foreign keys; every pool gets connect and
+/// acquire timeouts so that a dead database gives an error, not a hang.
+pub async fn connect(url: &str, timeout: Duration) -> Result<DatabaseConnection, DbErr> {
+    let mut opt = ConnectOptions::new(url.to_string());
+    opt.connect_timeout(timeout)
+        .acquire_timeout(timeout)
+        .sqlx_logging(false);
+    if url.starts_with("sqlite:") {
+        opt.max_connections(8).min_connections(1);
+        opt.map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    } else {
+        opt.max_connections(32).min_connections(2);
+    }
+    Database::connect(opt).await
+}
+
+/// Apply pending migrations. On PostgreSQL the whole run happens in one transaction holding an
+/// advisory lock, so several instances starting together migrate once, in turn.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let txn = db.begin().await?;
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [MIGRATION_LOCK_KEY.into()],
+            ))
+            .await?;
+            Migrator::up(&txn, None).await?;
+            txn.commit().await
+        }
+        _ => Migrator::up(db, None).await,
+    }
+}
+
+/// True when the error means "could not talk to the database" rather than "the database said no".
+pub fn is_unavailable(e: &DbErr) -> bool {
+    match e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(se))
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(se)) => matches!(
+            se.as_ref(),
+            sea_orm::sqlx::Error::Io(_)
+                | sea_orm::sqlx::Error::PoolTimedOut
+                | sea_orm::sqlx::Error::PoolClosed
+                | sea_orm::sqlx::Error::WorkerCrashed
+        ),
+        _ => false,
+    }
+}
+
+/// Read a setting of the service (e.g. the generated JWT secret).
+pub async fn get_setting(db: &DatabaseConnection, key: &str) -> Result<Option<String>, DbErr> {
+    Ok(entity::app_setting::Entity::find_by_id(key.to_string())
+        .one(db)
+        .await?
+        .map(|m| m.value))
+}
+
+/// Store `value` under `key` unless the key exists; returns the value that is stored afterwards,
+/// so that concurrent first starts agree on one value.
+pub async fn init_setting(
+    db: &DatabaseConnection,
+    key: &str,
+    value: &str,
+) -> Result<String, DbErr> {
+    use entity::app_setting as s;
+    use sea_orm::{sea_query::OnConflict, Set};
+    let row = s::ActiveModel {
+        key: Set(key.to_string()),
+        value: Set(value.to_string()),
+        updated_at: Set(chrono::Utc::now()),
+    };
+    s::Entity::insert(row)
+        .on_conflict(OnConflict::column(s::Column::Key).do_nothing().to_owned())
+        .exec_without_returning(db)
+        .await?;
+    get_setting(db, key)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("setting {key}")))
+}
+
+/// Is the database answering? Used by `/readyz`.
+pub async fn ping(db: &DatabaseConnection) -> bool {
+    db.ping().await.is_ok()
+}

@@ -1,0 +1,86 @@
+//! The domain error and its one mapping to the public `extensions.code`.
+//!
+//! Services return `AppError`; resolvers turn it into a GraphQL error with `?`. Internal causes
+//! are logged with their chain where they are converted and never reach the client.
+use sea_orm::DbErr;
+
+pub type AppResult<T> = Result<T, AppError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("some seats are not available: {}", .seat_ids.join(", "))]
+    SeatsUnavailable { seat_ids: Vec<String> },
+    #[error(
+        "the hold is not live: it expired, was released, was already checked out, or never existed"
+    )]
+    HoldExpired,
+    #[error("{0}")]
+    LimitExceeded(String),
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0} is unavailable, retry later")]
+    Unavailable(&'static str),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl AppError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Unauthenticated(_) => "UNAUTHENTICATED",
+            AppError::Forbidden(_) => "FORBIDDEN",
+            AppError::NotFound(_) => "NOT_FOUND",
+            AppError::SeatsUnavailable { .. } => "SEATS_UNAVAILABLE",
+            AppError::HoldExpired => "HOLD_EXPIRED",
+            AppError::LimitExceeded(_) => "LIMIT_EXCEEDED",
+            AppError::BadInput(_) => "BAD_USER_INPUT",
+            AppError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            AppError::Internal(_) => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    pub fn bad_input(msg: impl Into<String>) -> Self {
+        AppError::BadInput(msg.into())
+    }
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        AppError::Internal(e.into())
+    }
+    pub fn unauthenticated() -> Self {
+        AppError::Unauthenticated("sign in to do this".into())
+    }
+}
+
+/// Database errors: connection trouble is a retryable `SERVICE_UNAVAILABLE`; anything else is a
+/// bug or an unexpected state and is internal.
+impl From<DbErr> for AppError {
+    fn from(e: DbErr) -> Self {
+        if crate::db::is_unavailable(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            AppError::Unavailable("the database")
+        } else {
+            AppError::Internal(anyhow::Error::new(e))
+        }
+    }
+}
+
+impl From<tokio::time::error::Elapsed> for AppError {
+    fn from(_: tokio::time::error::Elapsed) -> Self {
+        AppError::Unavailable("a dependency")
+    }
+}
+
+impl AppError {
+    /// The seats named by `SEATS_UNAVAILABLE` (its `extensions.seatIds`).
+    pub fn seat_ids(&self) -> Option<Vec<String>> {
+        match self {
+            AppError::SeatsUnavailable { seat_ids } => Some(seat_ids.clone()),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The `Booking` type.
+use async_graphql::{Context, Enum, Object, Result, ID};
+use chrono::{DateTime, Utc};
+use entity::booking;
+
+use super::loaders::{loaders, must, shared, LayoutOf, SeatsOfBooking, ShowId, StateOf};
+use super::types::{viewer, Seat, Show};
+use crate::catalogue::seatmap::{self, SeatView};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum BookingStatus {
+    Pending,
+    Confirmed,
+    Failed,
+    Cancelled,
+}
+
+impl BookingStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "PENDING" => Some(Self::Pending),
+            "CONFIRMED" => Some(Self::Confirmed),
+            "FAILED" => Some(Self::Failed),
+            "CANCELLED" => Some(Self::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+pub struct Booking(pub booking::Model);
+
+#[Object]
+impl Booking {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn show(&self, ctx: &Context<'_>) -> Result<Show> {
+        Ok(Show::new(
+            must(&loaders(ctx), ShowId(self.0.show_id), "show").await?,
+        ))
+    }
+    /// The booked seats with the price paid for each and their status now.
+    async fn seats(&self, ctx: &Context<'_>) -> Result<Vec<Seat>> {
+        let l = loaders(ctx);
+        let show = must(&l, ShowId(self.0.show_id), "show").await?;
+        let layout = must(&l, LayoutOf(show.screen_id), "screen layout").await?;
+        let state = must(&l, StateOf(show.id), "show state").await?;
+        let seats = l
+            .load_one(SeatsOfBooking(self.0.id))
+            .await
+            .map_err(shared)?
+            .unwrap_or_default();
+        let me = viewer(ctx).user_id();
+        Ok(seats
+            .iter()
+            .filter_map(|(seat_id, paid)| {
+                let info = layout.seat(*seat_id)?;
+                let mut view: SeatView = seatmap::seat_view(info, &Default::default(), &state, me);
+                view.price_cents = *paid;
+                Some(Seat(view))
+            })
+            .collect())
+    }
+    async fn status(&self) -> Result<BookingStatus> {
+        BookingStatus::parse(&self.0.status).ok_or_else(|| {
+            crate::error::AppError::internal(anyhow::anyhow!(
+                "booking {} has status {}",
+                self.0.id,
+                self.0.status
+            ))
+            .into()
+        })
+    }
+    async fn total_cents(&self) -> i32 {
+        self.0.total_cents.clamp(0, i32::MAX as i64) as i32
+    }
+    /// Why the booking failed (declined payment, seats lost), when it did.
+    async fn failure_reason(&self) -> Option<&str> {
+        self.0.failure_reason.as_deref()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}

@@ -1,0 +1,177 @@
+//! One extension on every operation: gives each error its public `extensions.code` and records
+//! Prometheus metrics by operation (root fields, so label cardinality is bounded by the schema).
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
+    NextValidation,
+};
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection};
+use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Variables};
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+
+use super::loaders::SharedError;
+use crate::error::AppError;
+
+pub struct Observe;
+
+impl ExtensionFactory for Observe {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ObserveExt {
+            label: Mutex::new(None),
+            candidate: Mutex::new(None),
+        })
+    }
+}
+
+struct ObserveExt {
+    /// Label of a document that passed validation.
+    label: Mutex<Option<String>>,
+    /// Label computed at parse time; only trusted once validation passed.
+    candidate: Mutex<Option<String>>,
+}
+
+fn label_of(doc: &ExecutableDocument) -> String {
+    let mut parts = Vec::new();
+    for (_, op) in doc.operations.iter() {
+        let kind = match op.node.ty {
+            OperationType::Query => "query",
+            OperationType::Mutation => "mutation",
+            OperationType::Subscription => "subscription",
+        };
+        let mut fields: Vec<String> = op
+            .node
+            .selection_set
+            .node
+            .items
+            .iter()
+            .filter_map(|s| match &s.node {
+                Selection::Field(f) => Some(f.node.name.node.to_string()),
+                _ => None,
+            })
+            .collect();
+        fields.sort();
+        fields.dedup();
+        fields.truncate(4);
+        parts.push(format!("{kind}:{}", fields.join(",")));
+    }
+    parts.sort();
+    parts.truncate(2);
+    parts.join(";")
+}
+
+#[async_trait::async_trait]
+impl Extension for ObserveExt {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let started = Instant::now();
+        let mut resp = next.run(ctx).await;
+        for e in resp.errors.iter_mut() {
+            publish(e);
+        }
+        let label = self
+            .label
+            .lock()
+            .map(|l| l.clone())
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| "invalid".into());
+        let outcome = if resp.errors.is_empty() {
+            "ok"
+        } else {
+            "error"
+        };
+        metrics::counter!("graphql_requests_total", "operation" => label.clone(), "outcome" => outcome).increment(1);
+        metrics::histogram!("graphql_request_duration_seconds", "operation" => label)
+            .record(started.elapsed().as_secs_f64());
+        resp
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        next.run(ctx, stream)
+            .map(|mut resp| {
+                for e in resp.errors.iter_mut() {
+                    publish(e);
+                }
+                resp
+            })
+            .boxed()
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let doc = next.run(ctx, query, variables).await?;
+        if let Ok(mut c) = self.candidate.lock() {
+            *c = Some(label_of(&doc));
+        }
+        Ok(doc)
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let res = next.run(ctx).await?;
+        if let (Ok(c), Ok(mut l)) = (self.candidate.lock(), self.label.lock()) {
+            *l = c.clone();
+        }
+        Ok(res)
+    }
+}
+
+/// Give an error its public code. Our own errors know theirs. Errors raised by the engine before
+/// execution (syntax, validation, limits) have no path and are the client's; an uncoded error
+/// inside a resolver is a bug and is reported as internal, without details.
+pub fn publish(e: &mut ServerError) {
+    let own = e
+        .source::<AppError>()
+        .or_else(|| e.source::<SharedError>().map(|s| &*s.0));
+    if let Some(app) = own {
+        if let AppError::Internal(cause) = app {
+            tracing::error!(path = ?e.path, error = ?cause, "internal error");
+        }
+        let (code, message, seats) = (app.code(), app.to_string(), app.seat_ids());
+        e.message = message;
+        let ext = e.extensions.get_or_insert_with(Default::default);
+        ext.set("code", code);
+        if let Some(ids) = seats {
+            ext.set("seatIds", ids);
+        }
+        return;
+    }
+    if e.extensions.as_ref().and_then(|x| x.get("code")).is_some() {
+        return;
+    }
+    let msg = e.message.to_ascii_lowercase();
+    let code = if msg.contains("too complex")
+        || msg.contains("nested too deep")
+        || msg.contains("too deep")
+        || msg.contains("too many")
+    {
+        "LIMIT_EXCEEDED"
+    } else if e.path.is_empty()
+        || msg.starts_with("failed to parse")
+        || msg.starts_with("invalid value for argument")
+    {
+        "BAD_USER_INPUT"
+    } else {
+        tracing::error!(path = ?e.path, message = %e.message, "uncoded resolver error");
+        e.message = "internal error".into();
+        "INTERNAL_SERVER_ERROR"
+    };
+    e.extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code);
+}

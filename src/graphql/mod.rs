@@ -1,0 +1,46 @@
+//! Schema assembly. Resolvers are thin: they parse ids, check the viewer, call a service.
+pub mod booking;
+pub mod ext;
+pub mod loaders;
+pub mod mutation;
+pub mod query;
+pub mod types;
+
+use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+
+use crate::app::AppState;
+
+#[derive(MergedObject, Default)]
+pub struct Query(query::CatalogueQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(mutation::AccountMutation, mutation::CatalogueMutation);
+
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Depth and complexity limits: generous for real clients (the IDE's introspection query needs
+/// depth 15 / recursive depth 17), small enough that a hostile query is refused before it runs.
+pub const MAX_DEPTH: usize = 16;
+pub const MAX_RECURSIVE_DEPTH: usize = 32;
+pub const MAX_COMPLEXITY: usize = 1000;
+
+fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .limit_depth(MAX_DEPTH)
+        .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .extension(ext::Observe)
+}
+
+pub fn build_schema(state: AppState) -> AppSchema {
+    let mut b = builder();
+    if !state.config.graphql_introspection {
+        b = b.disable_introspection();
+    }
+    b.data(state).finish()
+}
+
+/// The schema's SDL, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    builder().finish().sdl()
+}

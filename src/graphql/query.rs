@@ -1,0 +1,106 @@
+//! Root queries: catalogue, the viewer, bookings.
+use async_graphql::{Context, Object, Result, ID};
+
+use super::booking::Booking;
+use super::types::{viewer, PageInfo, Show, ShowConnection, ShowEdge, User, Venue};
+use crate::app::AppState;
+use crate::catalogue::shows_max_page;
+use crate::error::AppError;
+use crate::ids::{parse_id, ShowCursor};
+
+#[derive(Default)]
+pub struct CatalogueQuery;
+
+#[Object]
+impl CatalogueQuery {
+    /// Shows soonest first (by default those not over yet), as a Relay connection.
+    async fn shows(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+        #[graphql(default = false)] include_past: bool,
+        movie_id: Option<ID>,
+    ) -> Result<ShowConnection> {
+        let max = shows_max_page();
+        if first < 0 || first as u64 > max {
+            return Err(AppError::bad_input(format!("first must be from 0 to {max}")).into());
+        }
+        let after = after.as_deref().map(ShowCursor::decode).transpose()?;
+        let movie_id = movie_id.map(|m| parse_id(&m, "movie")).transpose()?;
+        let state = ctx.data_unchecked::<AppState>();
+        let page = state
+            .catalogue
+            .list_shows(first as u64, after, include_past, movie_id)
+            .await?;
+        let edges: Vec<ShowEdge> = page
+            .shows
+            .into_iter()
+            .map(|s| ShowEdge {
+                cursor: ShowCursor {
+                    starts_at: s.starts_at,
+                    id: s.id,
+                }
+                .encode(),
+                node: Show::new(s),
+            })
+            .collect();
+        let page_info = PageInfo {
+            has_next_page: page.has_next,
+            has_previous_page: after.is_some(),
+            start_cursor: edges.first().map(|e| e.cursor.clone()),
+            end_cursor: edges.last().map(|e| e.cursor.clone()),
+        };
+        Ok(ShowConnection { edges, page_info })
+    }
+
+    async fn show(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Show>> {
+        let id = parse_id(&id, "show")?;
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(state.catalogue.show(id).await?.map(Show::new))
+    }
+
+    /// Every venue.
+    async fn venues(&self, ctx: &Context<'_>) -> Result<Vec<Venue>> {
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(state
+            .catalogue
+            .all_venues()
+            .await?
+            .into_iter()
+            .map(Venue)
+            .collect())
+    }
+
+    /// The signed-in user; null when not signed in. A bad token is `UNAUTHENTICATED`.
+    async fn me(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+        let v = viewer(ctx);
+        if matches!(v, crate::auth::Viewer::Anonymous) {
+            return Ok(None);
+        }
+        let id = v.require_user()?;
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(state.accounts.find(id).await?.map(User))
+    }
+
+    /// The signed-in user's bookings, newest first.
+    async fn my_bookings(&self, ctx: &Context<'_>) -> Result<Vec<Booking>> {
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(state
+            .bookings
+            .mine(viewer(ctx))
+            .await?
+            .into_iter()
+            .map(Booking)
+            .collect())
+    }
+
+    /// One booking: your own (admins: any).
+    async fn booking(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Booking>> {
+        let v = viewer(ctx);
+        v.require_user()?;
+        let id = parse_id(&id, "booking")?;
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(state.bookings.get(v, id).await?.map(Booking))
+    }
+}

@@ -1,0 +1,295 @@
+//! GraphQL object types. Thin wrappers over models and the seat-map snapshot; anything that
+//! needs the database goes through the request's loaders.
+use std::sync::Arc;
+
+use async_graphql::{ComplexObject, Context, Object, Result, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use entity::{movie, screen, show, user, venue};
+use tokio::sync::OnceCell;
+
+use super::loaders::{loaders, must, LayoutOf, MovieId, PricesOf, ScreenId, StateOf, VenueId};
+use crate::auth::Viewer;
+use crate::catalogue::layout::{Layout, Prices};
+use crate::catalogue::seatmap::{self, SeatStatus, SeatView, SharedState};
+
+pub fn viewer<'a>(ctx: &Context<'a>) -> &'a Viewer {
+    ctx.data_opt::<Viewer>().unwrap_or(&Viewer::Anonymous)
+}
+
+fn clamp_i32(v: i64) -> i32 {
+    v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+}
+
+pub struct Show {
+    pub model: show::Model,
+    /// The live state this object shows; loaded on first use so `version` and `seats` agree.
+    state: OnceCell<SharedState>,
+}
+
+impl Show {
+    pub fn new(model: show::Model) -> Self {
+        Show {
+            model,
+            state: OnceCell::new(),
+        }
+    }
+    pub fn with_state(model: show::Model, state: SharedState) -> Self {
+        Show {
+            model,
+            state: OnceCell::new_with(Some(state)),
+        }
+    }
+    async fn state(&self, ctx: &Context<'_>) -> Result<SharedState> {
+        let l = loaders(ctx);
+        let id = self.model.id;
+        self.state
+            .get_or_try_init(|| async move { must(&l, StateOf(id), "show state").await })
+            .await
+            .cloned()
+    }
+    async fn layout(&self, ctx: &Context<'_>) -> Result<Arc<Layout>> {
+        must(
+            &loaders(ctx),
+            LayoutOf(self.model.screen_id),
+            "screen layout",
+        )
+        .await
+    }
+    async fn prices_map(&self, ctx: &Context<'_>) -> Result<Arc<Prices>> {
+        Ok(loaders(ctx)
+            .load_one(PricesOf(self.model.id))
+            .await
+            .map_err(super::loaders::shared)?
+            .unwrap_or_default())
+    }
+    async fn counts(&self, ctx: &Context<'_>) -> Result<seatmap::Counts> {
+        let (layout, state) = (self.layout(ctx).await?, self.state(ctx).await?);
+        Ok(seatmap::counts(&layout, &state))
+    }
+}
+
+/// A movie on a screen at a time, with its live seat map.
+#[Object]
+impl Show {
+    async fn id(&self) -> ID {
+        ID(self.model.id.to_string())
+    }
+    async fn movie(&self, ctx: &Context<'_>) -> Result<Movie> {
+        Ok(Movie(
+            must(&loaders(ctx), MovieId(self.model.movie_id), "movie").await?,
+        ))
+    }
+    async fn screen(&self, ctx: &Context<'_>) -> Result<Screen> {
+        Ok(Screen(
+            must(&loaders(ctx), ScreenId(self.model.screen_id), "screen").await?,
+        ))
+    }
+    async fn starts_at(&self) -> DateTime<Utc> {
+        self.model.starts_at
+    }
+    async fn ends_at(&self) -> DateTime<Utc> {
+        self.model.ends_at
+    }
+    async fn total_seats(&self, ctx: &Context<'_>) -> Result<i32> {
+        Ok(self.counts(ctx).await?.total)
+    }
+    async fn available_seats(&self, ctx: &Context<'_>) -> Result<i32> {
+        Ok(self.counts(ctx).await?.available)
+    }
+    async fn held_seats(&self, ctx: &Context<'_>) -> Result<i32> {
+        Ok(self.counts(ctx).await?.held)
+    }
+    async fn booked_seats(&self, ctx: &Context<'_>) -> Result<i32> {
+        Ok(self.counts(ctx).await?.booked)
+    }
+    /// Seat-map version: read from the same snapshot as `seats` and the counts.
+    async fn version(&self, ctx: &Context<'_>) -> Result<i32> {
+        Ok(clamp_i32(self.state(ctx).await?.version))
+    }
+    /// The whole layout with live status, front row first.
+    async fn seats(&self, ctx: &Context<'_>) -> Result<Vec<Seat>> {
+        let (layout, prices, state) = (
+            self.layout(ctx).await?,
+            self.prices_map(ctx).await?,
+            self.state(ctx).await?,
+        );
+        let me = viewer(ctx).user_id();
+        Ok(seatmap::seat_views(&layout, &prices, &state, me)
+            .into_iter()
+            .map(Seat)
+            .collect())
+    }
+    /// Price of each seat category.
+    async fn prices(&self, ctx: &Context<'_>) -> Result<Vec<CategoryPrice>> {
+        let (layout, prices) = (self.layout(ctx).await?, self.prices_map(ctx).await?);
+        Ok(layout
+            .categories()
+            .into_iter()
+            .map(|c| CategoryPrice {
+                price_cents: clamp_i32(prices.get(&c).copied().unwrap_or(0)),
+                category: c,
+            })
+            .collect())
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct CategoryPrice {
+    pub category: String,
+    pub price_cents: i32,
+}
+
+pub struct Seat(pub SeatView);
+
+#[Object]
+impl Seat {
+    async fn id(&self) -> ID {
+        ID(self.0.info.id.to_string())
+    }
+    /// Row label, e.g. "F".
+    async fn row(&self) -> &str {
+        &self.0.info.row
+    }
+    async fn number(&self) -> i32 {
+        self.0.info.number
+    }
+    /// Row and number, e.g. "F12".
+    async fn label(&self) -> String {
+        self.0.info.label()
+    }
+    async fn category(&self) -> &str {
+        &self.0.info.category
+    }
+    async fn price_cents(&self) -> i32 {
+        clamp_i32(self.0.price_cents)
+    }
+    async fn status(&self) -> SeatStatus {
+        self.0.status
+    }
+    /// True when the seat is held by the signed-in user.
+    async fn held_by_me(&self) -> bool {
+        self.0.held_by_me
+    }
+    /// Drawing position: row from the front (0-based).
+    async fn row_index(&self) -> i32 {
+        self.0.info.row_index
+    }
+    /// Drawing position: column from the left (0-based; rows are centred).
+    async fn column(&self) -> i32 {
+        self.0.info.col_index
+    }
+}
+
+pub struct Movie(pub movie::Model);
+
+#[Object]
+impl Movie {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    async fn duration_minutes(&self) -> i32 {
+        self.0.duration_minutes
+    }
+}
+
+pub struct Screen(pub screen::Model);
+
+#[Object]
+impl Screen {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn venue(&self, ctx: &Context<'_>) -> Result<Venue> {
+        Ok(Venue(
+            must(&loaders(ctx), VenueId(self.0.venue_id), "venue").await?,
+        ))
+    }
+    async fn total_seats(&self, ctx: &Context<'_>) -> Result<i32> {
+        Ok(must(&loaders(ctx), LayoutOf(self.0.id), "screen layout")
+            .await?
+            .len() as i32)
+    }
+    /// Seat categories, front to back.
+    async fn categories(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
+        Ok(must(&loaders(ctx), LayoutOf(self.0.id), "screen layout")
+            .await?
+            .categories())
+    }
+}
+
+pub struct Venue(pub venue::Model);
+
+#[Object]
+impl Venue {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn city(&self) -> &str {
+        &self.0.city
+    }
+}
+
+pub struct User(pub user::Model);
+
+#[Object]
+impl User {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn email(&self) -> &str {
+        &self.0.email
+    }
+    async fn name(&self) -> Option<&str> {
+        self.0.name.as_deref()
+    }
+    /// `customer` or `admin`.
+    async fn role(&self) -> &str {
+        &self.0.role
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    /// Bearer token for the `Authorization` header (or the WebSocket `connection_init` payload).
+    pub token: String,
+    pub user: User,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+    pub start_cursor: Option<String>,
+    pub end_cursor: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct ShowEdge {
+    pub cursor: String,
+    pub node: Show,
+}
+
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct ShowConnection {
+    pub edges: Vec<ShowEdge>,
+    pub page_info: PageInfo,
+}
+
+#[ComplexObject]
+impl ShowConnection {
+    /// The shows of this page, without cursors.
+    async fn nodes(&self) -> Vec<&Show> {
+        self.edges.iter().map(|e| &e.node).collect()
+    }
+}

@@ -1,0 +1,153 @@
+//! `/graphql`: POST with a JSON body runs one operation; GET serves the IDE, or upgrades to a
+//! WebSocket (graphql-transport-ws or legacy graphql-ws) for subscriptions.
+//!
+//! The plain async-graphql service would also run operations from GET query strings and from
+//! `text/plain` POSTs, which browsers send cross-origin without a preflight (a CSRF hole), and
+//! accept batches. This handler takes only `application/json`, one operation per request.
+use std::time::Duration;
+
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::{Data, ServerError};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Request, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::assets;
+use crate::app::App;
+use crate::auth::Viewer;
+use crate::graphql::loaders::new_loaders;
+
+pub async fn post_graphql(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        })
+        .unwrap_or(false);
+    if !json {
+        return client_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the operation as JSON with Content-Type: application/json",
+        );
+    }
+    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(_) if body.trim_ascii_start().first() == Some(&b'[') => {
+            return client_error(
+                StatusCode::BAD_REQUEST,
+                "batched operations are not supported; send one operation per request",
+            )
+        }
+        Err(e) => {
+            return client_error(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is not a GraphQL request: {e}"),
+            )
+        }
+    };
+    let viewer = viewer_from_header(
+        &app,
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let request = request.data(viewer).data(new_loaders(app.state.clone()));
+    let response = app.schema.execute(request).await;
+    let mut http = axum::Json(response).into_response();
+    http.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    http
+}
+
+pub async fn get_graphql(State(app): State<App>, req: Request) -> Response {
+    let (mut parts, _body) = req.into_parts();
+    let wants_ws = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !wants_ws {
+        return assets::ide();
+    }
+    let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &app).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &app).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    let schema = app.schema.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| async move {
+            let init_app = app.clone();
+            GraphQLWebSocket::new(stream, schema, protocol)
+                .on_connection_init(
+                    move |payload| async move { connection_data(&init_app, payload) },
+                )
+                .keepalive_timeout(Some(Duration::from_secs(30)))
+                .serve()
+                .await
+        })
+        .into_response()
+}
+
+/// Authentication for a WebSocket: `{"Authorization": "Bearer <jwt>"}` or `{"token": "<jwt>"}`
+/// in the `connection_init` payload. A token that does not verify refuses the connection.
+fn connection_data(app: &App, payload: serde_json::Value) -> async_graphql::Result<Data> {
+    let header = payload
+        .get("Authorization")
+        .or_else(|| payload.get("authorization"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .or_else(|| {
+            payload
+                .get("token")
+                .and_then(|v| v.as_str())
+                .map(|t| format!("Bearer {t}"))
+        });
+    let viewer = viewer_from_header(app, header.as_deref());
+    if matches!(viewer, Viewer::BadToken) {
+        return Err(async_graphql::Error::new("the token is invalid or expired"));
+    }
+    let mut data = Data::default();
+    data.insert(viewer);
+    Ok(data)
+}
+
+/// `Bearer <jwt>` → the viewer. Anything present but unverifiable is `BadToken`.
+pub fn viewer_from_header(app: &App, value: Option<&str>) -> Viewer {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Viewer::Anonymous;
+    };
+    let Some((scheme, token)) = value.split_once(' ') else {
+        return Viewer::BadToken;
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Viewer::BadToken;
+    }
+    match app.state.accounts.tokens().verify(token.trim()) {
+        Some((id, role)) => Viewer::User { id, role },
+        None => Viewer::BadToken,
+    }
+}
+
+/// An error in the GraphQL response shape, for requests refused before they reach the engine.
+fn client_error(status: StatusCode, message: &str) -> Response {
+    let mut err = ServerError::new(message, None);
+    err.extensions
+        .get_or_insert_with(Default::default)
+        .set("code", "BAD_USER_INPUT");
+    let body = serde_json::json!({ "errors": [err] });
+    (status, axum::Json(body)).into_response()
+}

@@ -1,0 +1,95 @@
+//! Parsers for what clients send us as opaque strings: numeric ids and pagination cursors.
+//! Anything malformed is `BAD_USER_INPUT`, never a panic.
+use base64::Engine;
+use chrono::{DateTime, Utc};
+
+use crate::error::{AppError, AppResult};
+
+/// A database id from a GraphQL `ID`: a positive decimal integer.
+pub fn parse_id(raw: &str, what: &str) -> AppResult<i64> {
+    let t = raw.trim();
+    if t.is_empty() || t.len() > 19 || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AppError::bad_input(format!(
+            "{what} id {raw:?} is malformed"
+        )));
+    }
+    match t.parse::<i64>() {
+        Ok(v) if v > 0 => Ok(v),
+        _ => Err(AppError::bad_input(format!(
+            "{what} id {raw:?} is malformed"
+        ))),
+    }
+}
+
+/// The position of a show in the `shows` list: its start time and id (the tie-breaker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShowCursor {
+    pub starts_at: DateTime<Utc>,
+    pub id: i64,
+}
+
+impl ShowCursor {
+    pub fn encode(&self) -> String {
+        let raw = format!("s:{}:{}", self.starts_at.timestamp_millis(), self.id);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    pub fn decode(cursor: &str) -> AppResult<Self> {
+        let bad =
+            || AppError::bad_input("the cursor is malformed; use a cursor returned by `shows`");
+        if cursor.len() > 128 {
+            return Err(bad());
+        }
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cursor)
+            .map_err(|_| bad())?;
+        let text = String::from_utf8(bytes).map_err(|_| bad())?;
+        let mut parts = text.split(':');
+        let (tag, millis, id) = (parts.next(), parts.next(), parts.next());
+        if tag != Some("s") || parts.next().is_some() {
+            return Err(bad());
+        }
+        let millis: i64 = millis.and_then(|m| m.parse().ok()).ok_or_else(bad)?;
+        let id: i64 = id
+            .and_then(|m| m.parse().ok())
+            .filter(|v| *v > 0)
+            .ok_or_else(bad)?;
+        let starts_at = DateTime::from_timestamp_millis(millis).ok_or_else(bad)?;
+        Ok(ShowCursor { starts_at, id })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_accept_only_positive_decimals() {
+        assert_eq!(parse_id("42", "show").ok(), Some(42));
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "1e3",
+            "abc",
+            "99999999999999999999",
+            " ",
+            "0x10",
+            "１",
+        ] {
+            assert!(parse_id(bad, "show").is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = ShowCursor {
+            starts_at: DateTime::from_timestamp_millis(1_800_000_000_123).unwrap(),
+            id: 7,
+        };
+        assert_eq!(ShowCursor::decode(&c.encode()).ok(), Some(c));
+        for bad in ["", "!!!", "czox", "czoxOjI6Mw", "eDoxOjI"] {
+            assert!(ShowCursor::decode(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
