@@ -24,6 +24,7 @@ const JWT_SECRET_SETTING: &str = "jwt_secret";
 pub struct AppState {
     pub config: Arc<Config>,
     pub db: DatabaseConnection,
+    pub db_stats: Arc<crate::db::DbStats>,
     pub catalogue: Catalogue,
     pub accounts: Accounts,
     pub bookings: Bookings,
@@ -83,7 +84,7 @@ async fn serve_from_config(config: Config) -> anyhow::Result<()> {
 /// Connect, migrate, bootstrap accounts and demo data, start background tasks.
 pub async fn build(config: Config) -> anyhow::Result<App> {
     let config = Arc::new(config);
-    let db = crate::db::connect(&config.database_url, config.dependency_timeout())
+    let (db, db_stats) = crate::db::connect(&config.database_url, config.dependency_timeout())
         .await
         .with_context(|| {
             format!(
@@ -135,6 +136,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         catalogue,
         accounts,
         db,
+        db_stats,
         config,
         shutdown: CancellationToken::new(),
     };

@@ -1,4 +1,6 @@
 //! Database connection, migrations and the service's own settings table.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
@@ -10,9 +12,25 @@ use sea_orm::{
 /// Key of the PostgreSQL advisory lock that serialises migrations across instances.
 const MIGRATION_LOCK_KEY: i64 = 0x626f_786f_6666_6963; // "boxoffic"
 
+/// Statements run through one pool: exported as metrics, and counted so tests can prove that a
+/// list query costs a bounded number of statements.
+#[derive(Debug, Default)]
+pub struct DbStats {
+    statements: AtomicU64,
+}
+
+impl DbStats {
+    pub fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+}
+
 /// Open a pool. SQLite gets WAL, a busy timeout and foreign keys; every pool gets connect and
 /// acquire timeouts so that a dead database gives an error, not a hang.
-pub async fn connect(url: &str, timeout: Duration) -> Result<DatabaseConnection, DbErr> {
+pub async fn connect(
+    url: &str,
+    timeout: Duration,
+) -> Result<(DatabaseConnection, Arc<DbStats>), DbErr> {
     let mut opt = ConnectOptions::new(url.to_string());
     opt.connect_timeout(timeout)
         .acquire_timeout(timeout)
@@ -28,7 +46,16 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<DatabaseConnection,
     } else {
         opt.max_connections(32).min_connections(2);
     }
-    Database::connect(opt).await
+    let mut db = Database::connect(opt).await?;
+    let stats = Arc::new(DbStats::default());
+    let counter = stats.clone();
+    db.set_metric_callback(move |info| {
+        counter.statements.fetch_add(1, Ordering::Relaxed);
+        let outcome = if info.failed { "error" } else { "ok" };
+        tracing::trace!(target: "boxoffice::sql", elapsed = ?info.elapsed, failed = info.failed, sql = %info.statement.sql);
+        metrics::histogram!("db_statement_duration_seconds", "outcome" => outcome).record(info.elapsed.as_secs_f64());
+    });
+    Ok((db, stats))
 }
 
 /// Apply pending migrations. On PostgreSQL the whole run happens in one transaction holding an

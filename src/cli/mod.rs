@@ -6,7 +6,7 @@ use anyhow::Context;
 use crate::config::Config;
 
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let db = crate::db::connect(&config.database_url, config.dependency_timeout())
+    let (db, _) = crate::db::connect(&config.database_url, config.dependency_timeout())
         .await
         .with_context(|| {
             format!(

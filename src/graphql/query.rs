@@ -2,6 +2,7 @@
 use async_graphql::{Context, Object, Result, ID};
 
 use super::booking::Booking;
+use super::loaders::{loaders, shared, LayoutOf, MovieId, ScreenId, StateOf, VenueId};
 use super::types::{viewer, PageInfo, Show, ShowConnection, ShowEdge, User, Venue};
 use crate::app::AppState;
 use crate::catalogue::shows_max_page;
@@ -17,12 +18,13 @@ impl CatalogueQuery {
     async fn shows(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
         #[graphql(default = false)] include_past: bool,
         movie_id: Option<ID>,
     ) -> Result<ShowConnection> {
         let max = shows_max_page();
+        let first = first.unwrap_or(20);
         if first < 0 || first as u64 > max {
             return Err(AppError::bad_input(format!("first must be from 0 to {max}")).into());
         }
@@ -33,6 +35,7 @@ impl CatalogueQuery {
             .catalogue
             .list_shows(first as u64, after, include_past, movie_id)
             .await?;
+        prefetch(ctx, &page.shows).await?;
         let edges: Vec<ShowEdge> = page
             .shows
             .into_iter()
@@ -54,6 +57,7 @@ impl CatalogueQuery {
         Ok(ShowConnection { edges, page_info })
     }
 
+    /// Show by id.
     async fn show(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Show>> {
         let id = parse_id(&id, "show")?;
         let state = ctx.data_unchecked::<AppState>();
@@ -103,4 +107,74 @@ impl CatalogueQuery {
         let state = ctx.data_unchecked::<AppState>();
         Ok(state.bookings.get(v, id).await?.map(Booking))
     }
+}
+
+/// Load what the selection needs for a page of shows in one batch per kind, up front, so the
+/// cost of a page is a fixed number of statements however the resolvers interleave.
+async fn prefetch(ctx: &Context<'_>, shows: &[entity::show::Model]) -> Result<()> {
+    let look = ctx.look_ahead();
+    let node = look.field("edges").field("node");
+    let nodes = look.field("nodes");
+    let wants = |f: &str| node.field(f).exists() || nodes.field(f).exists();
+    let l = loaders(ctx);
+    let counts = [
+        "totalSeats",
+        "availableSeats",
+        "heldSeats",
+        "bookedSeats",
+        "seats",
+    ]
+    .iter()
+    .any(|f| wants(f));
+    let live = counts || wants("version");
+    let screens = wants("screen");
+    let venues = node.field("screen").field("venue").exists()
+        || nodes.field("screen").field("venue").exists();
+    let movie_ids = shows.iter().map(|s| MovieId(s.movie_id));
+    let screen_ids: Vec<i64> = shows.iter().map(|s| s.screen_id).collect();
+    let (movies, screen_rows, layouts, states) = futures_util::join!(
+        async {
+            if wants("movie") {
+                l.load_many(movie_ids).await.map(|_| ())
+            } else {
+                Ok(())
+            }
+        },
+        async {
+            if screens {
+                l.load_many(screen_ids.iter().map(|i| ScreenId(*i)))
+                    .await
+                    .map(Some)
+            } else {
+                Ok(None)
+            }
+        },
+        async {
+            if counts || wants("prices") {
+                l.load_many(screen_ids.iter().map(|i| LayoutOf(*i)))
+                    .await
+                    .map(|_| ())
+            } else {
+                Ok(())
+            }
+        },
+        async {
+            if live {
+                l.load_many(shows.iter().map(|s| StateOf(s.id)))
+                    .await
+                    .map(|_| ())
+            } else {
+                Ok(())
+            }
+        },
+    );
+    movies.map_err(shared)?;
+    layouts.map_err(shared)?;
+    states.map_err(shared)?;
+    if let (Some(rows), true) = (screen_rows.map_err(shared)?, venues) {
+        l.load_many(rows.values().map(|s| VenueId(s.venue_id)))
+            .await
+            .map_err(shared)?;
+    }
+    Ok(())
 }

@@ -1,0 +1,34 @@
+//! `schema.graphql` is generated from the code: this fails when the committed file is stale.
+//! Regenerate with `cargo run -- export-schema -o schema.graphql`.
+#[test]
+fn schema_graphql_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql");
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    let generated = boxoffice::graphql::sdl();
+    assert!(
+        committed == generated,
+        "schema.graphql is stale: run `cargo run -- export-schema -o schema.graphql` and commit it"
+    );
+}
+
+#[test]
+fn schema_has_the_contract() {
+    let sdl = boxoffice::graphql::sdl();
+    for needle in [
+        "shows(first: Int = 20, after: String",
+        "show(id: ID!): Show",
+        "me: User",
+        "myBookings: [Booking!]!",
+        "booking(id: ID!): Booking",
+        "signUp(email: String!, password: String!, name: String): AuthPayload!",
+        "logIn(email: String!, password: String!): AuthPayload!",
+        "createVenue(name: String!, city: String!): Venue!",
+        "createScreen(venueId: ID!, name: String!, rows: [SeatRowInput!]!): Screen!",
+        "createMovie(title: String!, durationMinutes: Int!): Movie!",
+        "createShow(movieId: ID!, screenId: ID!, startsAt: DateTime!, prices: [CategoryPriceInput!]!): Show!",
+        "enum SeatStatus",
+        "enum BookingStatus",
+    ] {
+        assert!(sdl.contains(needle), "schema lacks `{needle}`");
+    }
+}
