@@ -130,15 +130,25 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         }
     }
 
+    let store = crate::holds::connect_store(&config, db.clone()).await?;
+    let holds = Holds::new(
+        store.clone(),
+        catalogue.clone(),
+        config.hold_ttl(),
+        config.max_seats_per_hold,
+        config.max_holds_per_user,
+    );
+    let shutdown = CancellationToken::new();
+    crate::holds::sweeper::spawn(store, shutdown.clone());
     let state = AppState {
         bookings: Bookings::new(db.clone()),
-        holds: Holds::new(db.clone()),
+        holds,
         catalogue,
         accounts,
         db,
         db_stats,
         config,
-        shutdown: CancellationToken::new(),
+        shutdown,
     };
     let schema = build_schema(state.clone());
     Ok(App { state, schema })

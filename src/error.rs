@@ -14,8 +14,11 @@ pub enum AppError {
     Forbidden(String),
     #[error("{0} not found")]
     NotFound(&'static str),
-    #[error("some seats are not available: {}", .seat_ids.join(", "))]
-    SeatsUnavailable { seat_ids: Vec<String> },
+    #[error("{} just taken: choose other seats", taken_phrase(.labels))]
+    SeatsUnavailable {
+        seat_ids: Vec<String>,
+        labels: Vec<String>,
+    },
     #[error(
         "the hold is not live: it expired, was released, was already checked out, or never existed"
     )]
@@ -79,8 +82,17 @@ impl AppError {
     /// The seats named by `SEATS_UNAVAILABLE` (its `extensions.seatIds`).
     pub fn seat_ids(&self) -> Option<Vec<String>> {
         match self {
-            AppError::SeatsUnavailable { seat_ids } => Some(seat_ids.clone()),
+            AppError::SeatsUnavailable { seat_ids, .. } => Some(seat_ids.clone()),
             _ => None,
         }
+    }
+}
+
+/// "A7 was", "A7 and A8 were", "A7, A8 and A9 were".
+fn taken_phrase(labels: &[String]) -> String {
+    match labels {
+        [] => "some seats were".into(),
+        [one] => format!("{one} was"),
+        [init @ .., last] => format!("{} and {last} were", init.join(", ")),
     }
 }

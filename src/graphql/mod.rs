@@ -1,6 +1,7 @@
 //! Schema assembly. Resolvers are thin: they parse ids, check the viewer, call a service.
 pub mod booking;
 pub mod ext;
+pub mod holds;
 pub mod loaders;
 pub mod mutation;
 pub mod query;
@@ -14,7 +15,11 @@ use crate::app::AppState;
 pub struct Query(query::CatalogueQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(mutation::AccountMutation, mutation::CatalogueMutation);
+pub struct Mutation(
+    mutation::AccountMutation,
+    holds::HoldMutation,
+    mutation::CatalogueMutation,
+);
 
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 

@@ -1,43 +1,262 @@
-//! Seat holds and the live state of each show's seat map.
-//!
-//! Until holds land, a show's live state is its booked seats from the database at version 0.
-use std::collections::HashMap;
+//! Seat holds: a seat is held by at most one live hold, never while booked, all or nothing, and
+//! never for ever. Two stores with the same semantics: Redis (Lua scripts, several instances) and
+//! in-process (one instance). The `Holds` service validates requests and applies limits; the
+//! stores only do the atomic part.
+pub mod memory;
+pub mod redis;
+mod store;
+pub mod sweeper;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
-use sea_orm::DatabaseConnection;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 
-use crate::catalogue::seatmap::{self, SharedState, ShowState};
-use crate::error::AppResult;
+pub use store::{
+    parse_event, ExtendOutcome, HoldOutcome, HoldRecord, HoldStore, ReleaseOutcome, SeatChange,
+    SeatEvent, StoreError,
+};
+
+use crate::auth::Viewer;
+use crate::catalogue::layout::Layout;
+use crate::catalogue::seatmap::SharedState;
+use crate::catalogue::Catalogue;
+use crate::error::{AppError, AppResult};
+
+/// A hold as the API returns it.
+#[derive(Debug, Clone)]
+pub struct GrantedHold {
+    pub id: String,
+    pub show_id: i64,
+    pub seat_ids: Vec<i64>,
+    pub expires_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+/// Hold ids carry their show (so that every key of a hold is found in one slot without a global
+/// index) and 128 random bits (so that they cannot be guessed): `<show>-<32 hex digits>`.
+pub fn new_hold_id(show_id: i64) -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{show_id}-{hex}")
+}
+
+/// The show of a well-formed hold id; `None` for anything else.
+pub fn parse_hold_id(id: &str) -> Option<i64> {
+    let (show, random) = id.split_once('-')?;
+    if random.len() != 32
+        || !random
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return None;
+    }
+    crate::ids::parse_id(show, "show").ok()
+}
 
 #[derive(Clone)]
 pub struct Holds {
-    db: DatabaseConnection,
+    store: Arc<dyn HoldStore>,
+    catalogue: Catalogue,
+    ttl: Duration,
+    max_seats: u32,
+    max_holds: u32,
 }
 
 impl Holds {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Holds { db }
+    pub fn new(
+        store: Arc<dyn HoldStore>,
+        catalogue: Catalogue,
+        ttl: Duration,
+        max_seats: u32,
+        max_holds: u32,
+    ) -> Self {
+        Holds {
+            store,
+            catalogue,
+            ttl,
+            max_seats,
+            max_holds,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn HoldStore> {
+        &self.store
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// A consistent snapshot of each show's live state, for many shows at once.
     pub async fn states(&self, show_ids: &[i64]) -> AppResult<HashMap<i64, SharedState>> {
-        let booked = seatmap::booked_from_db(&self.db, show_ids).await?;
-        Ok(booked
-            .into_iter()
-            .map(|(id, booked)| {
-                (
-                    id,
-                    Arc::new(ShowState {
-                        version: 0,
-                        held: HashMap::new(),
-                        booked,
-                    }),
-                )
-            })
-            .collect())
+        let states = self.store.snapshot(show_ids).await?;
+        Ok(states.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
     }
 
     pub async fn ping(&self) -> bool {
-        true
+        self.store.ping().await
     }
+
+    /// Hold every requested seat or none.
+    pub async fn hold(
+        &self,
+        viewer: &Viewer,
+        show_id: i64,
+        raw_seats: &[String],
+    ) -> AppResult<GrantedHold> {
+        let user = viewer.require_user()?;
+        let show = self
+            .catalogue
+            .show(show_id)
+            .await?
+            .ok_or(AppError::NotFound("show"))?;
+        if show.starts_at <= Utc::now() {
+            return Err(AppError::bad_input(
+                "this show has already started; seats can no longer be held",
+            ));
+        }
+        let layout = self
+            .catalogue
+            .layouts()
+            .layout(self.catalogue.db(), show.screen_id)
+            .await?
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("show {show_id} has no layout")))?;
+        let seats = self.validate_seats(&layout, raw_seats).await?;
+        let hold_id = new_hold_id(show_id);
+        match self
+            .store
+            .hold(show_id, &hold_id, user, &seats, self.ttl, self.max_holds)
+            .await?
+        {
+            HoldOutcome::Granted {
+                version,
+                expires_ms,
+            } => {
+                metrics::counter!("holds_total", "outcome" => "granted").increment(1);
+                Ok(GrantedHold {
+                    id: hold_id,
+                    show_id,
+                    seat_ids: seats,
+                    expires_at: DateTime::from_timestamp_millis(expires_ms)
+                        .unwrap_or_else(Utc::now),
+                    version,
+                })
+            }
+            HoldOutcome::Unavailable(taken) => {
+                metrics::counter!("holds_total", "outcome" => "unavailable").increment(1);
+                let labels: Vec<String> = taken
+                    .iter()
+                    .filter_map(|s| layout.seat(*s).map(|i| i.label()))
+                    .collect();
+                Err(AppError::SeatsUnavailable {
+                    seat_ids: taken.iter().map(i64::to_string).collect(),
+                    labels,
+                })
+            }
+            HoldOutcome::TooManyHolds => {
+                metrics::counter!("holds_total", "outcome" => "limit").increment(1);
+                Err(AppError::LimitExceeded(format!(
+                    "you already have {} live holds on this show; pay for or release one first",
+                    self.max_holds
+                )))
+            }
+        }
+    }
+
+    /// `true`: released now; `false`: the hold was no longer live (or never existed).
+    pub async fn release(&self, viewer: &Viewer, hold_id: &str) -> AppResult<bool> {
+        let user = viewer.require_user()?;
+        let Some(show_id) = parse_hold_id(hold_id) else {
+            return Ok(false);
+        };
+        match self.store.release(show_id, hold_id, user).await? {
+            ReleaseOutcome::Released { .. } => Ok(true),
+            ReleaseOutcome::NotLive => Ok(false),
+            ReleaseOutcome::NotOwner => Err(AppError::Forbidden(
+                "this hold belongs to someone else".into(),
+            )),
+        }
+    }
+
+    /// A live hold of the viewer's (checkout, `Hold` reads). Others' holds are `FORBIDDEN`.
+    pub async fn live_hold(
+        &self,
+        viewer: &Viewer,
+        hold_id: &str,
+    ) -> AppResult<Option<(i64, HoldRecord)>> {
+        let user = viewer.require_user()?;
+        let Some(show_id) = parse_hold_id(hold_id) else {
+            return Ok(None);
+        };
+        match self.store.get(show_id, hold_id).await? {
+            Some(h) if h.user_id == user => Ok(Some((show_id, h))),
+            Some(_) => Err(AppError::Forbidden(
+                "this hold belongs to someone else".into(),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Non-empty, no duplicates, within the limit, every seat of this show's layout.
+    async fn validate_seats(&self, layout: &Layout, raw: &[String]) -> AppResult<Vec<i64>> {
+        if raw.is_empty() {
+            return Err(AppError::bad_input("choose at least one seat"));
+        }
+        if raw.len() > self.max_seats as usize {
+            return Err(AppError::LimitExceeded(format!(
+                "at most {} seats in one hold",
+                self.max_seats
+            )));
+        }
+        let mut seen = HashSet::new();
+        let mut seats = Vec::with_capacity(raw.len());
+        for r in raw {
+            let id = crate::ids::parse_id(r, "seat")?;
+            if !seen.insert(id) {
+                return Err(AppError::bad_input(format!("seat {id} is listed twice")));
+            }
+            seats.push(id);
+        }
+        let foreign: Vec<i64> = seats
+            .iter()
+            .copied()
+            .filter(|s| layout.seat(*s).is_none())
+            .collect();
+        if !foreign.is_empty() {
+            let exist = entity::seat::Entity::find()
+                .filter(entity::seat::Column::Id.is_in(foreign.clone()))
+                .count(self.catalogue.db())
+                .await?;
+            return Err(if exist as usize == foreign.len() {
+                AppError::bad_input("some seats belong to another show's screen")
+            } else {
+                AppError::NotFound("seat")
+            });
+        }
+        Ok(seats)
+    }
+}
+
+/// Build the configured store: Redis when `REDIS_URL` is set, in-process otherwise.
+pub async fn connect_store(
+    config: &crate::config::Config,
+    db: DatabaseConnection,
+) -> anyhow::Result<Arc<dyn HoldStore>> {
+    Ok(match &config.redis_url {
+        Some(url) => Arc::new(
+            redis::RedisStore::connect(
+                url,
+                &config.redis_key_prefix,
+                config.dependency_timeout(),
+                db,
+            )
+            .await?,
+        ),
+        None => Arc::new(memory::MemoryStore::new(db)),
+    })
 }

@@ -368,6 +368,73 @@ impl TestApp {
         (id, seats)
     }
 
+    /// `n` customer accounts inserted straight into the database (no argon2: fast), with tokens.
+    pub async fn users(&self, n: usize) -> Vec<(String, i64)> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
+        let tag = unique("u");
+        let rows: Vec<entity::user::ActiveModel> = (0..n)
+            .map(|i| entity::user::ActiveModel {
+                email: Set(format!("{tag}-{i}@load.test")),
+                password_hash: Set("$argon2id$v=19$m=19456,t=2,p=1$unused$unused".into()),
+                name: Set(None),
+                role: Set("customer".into()),
+                created_at: Set(chrono::Utc::now()),
+                ..Default::default()
+            })
+            .collect();
+        for chunk in rows.chunks(200) {
+            entity::user::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&self.state().db)
+                .await
+                .expect("users");
+        }
+        let users = entity::user::Entity::find()
+            .filter(entity::user::Column::Email.like(format!("{tag}-%")))
+            .all(&self.state().db)
+            .await
+            .expect("users");
+        let tokens = self.state().accounts.tokens();
+        users
+            .into_iter()
+            .map(|u| {
+                (
+                    tokens
+                        .issue(u.id, boxoffice::auth::Role::Customer)
+                        .expect("token"),
+                    u.id,
+                )
+            })
+            .collect()
+    }
+
+    /// The show's seat map as `(version, [(seat id, status, heldByMe)])`, seen by `token`.
+    pub async fn seat_map(
+        &self,
+        token: Option<&str>,
+        show: &str,
+    ) -> (i64, Vec<(String, String, bool)>) {
+        let d = self
+            .ok(
+                token,
+                "query($id: ID!) { show(id: $id) { version seats { id status heldByMe } } }",
+                json!({ "id": show }),
+            )
+            .await;
+        let seats = d["show"]["seats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap().to_string(),
+                    s["status"].as_str().unwrap().to_string(),
+                    s["heldByMe"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        (d["show"]["version"].as_i64().unwrap(), seats)
+    }
+
     /// Stop serving (graceful) and wait for the server task.
     pub async fn stop(mut self) {
         self.app.state.shutdown.cancel();
@@ -415,4 +482,76 @@ macro_rules! backends {
             }
         }
     )*};
+}
+
+/// A Redis server of the test's own (on a free port), for tests that flush or stop Redis
+/// without disturbing other tests sharing the machine's Redis.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        let server = PrivateRedis { port, child };
+        for _ in 0..100 {
+            if let Ok(client) = redis::Client::open(server.url().as_str()) {
+                if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+                    if redis::cmd("PING")
+                        .query_async::<String>(&mut c)
+                        .await
+                        .is_ok()
+                    {
+                        return server;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(server);
+        panic!("private redis-server did not start");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn cmd(&self, args: &[&str]) -> redis::Value {
+        let client = redis::Client::open(self.url().as_str()).expect("client");
+        let mut c = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("conn");
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query_async(&mut c).await.expect("redis command")
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

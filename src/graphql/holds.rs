@@ -1,0 +1,96 @@
+//! Seat holds: `holdSeats`, `releaseHold` and the `Hold` type.
+use async_graphql::{Context, Object, Result, ID};
+use chrono::{DateTime, Utc};
+
+use super::loaders::{loaders, must, LayoutOf, PricesOf, ShowId, StateOf};
+use super::types::{viewer, Seat, Show};
+use crate::app::AppState;
+use crate::catalogue::seatmap;
+use crate::holds::GrantedHold;
+use crate::ids::parse_id;
+
+pub struct Hold(pub GrantedHold);
+
+/// Seats held for you while you pay; they return to everyone else at `expiresAt`.
+#[Object]
+impl Hold {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn show(&self, ctx: &Context<'_>) -> Result<Show> {
+        Ok(Show::new(
+            must(&loaders(ctx), ShowId(self.0.show_id), "show").await?,
+        ))
+    }
+    /// The held seats with their live status.
+    async fn seats(&self, ctx: &Context<'_>) -> Result<Vec<Seat>> {
+        let l = loaders(ctx);
+        let show = must(&l, ShowId(self.0.show_id), "show").await?;
+        let layout = must(&l, LayoutOf(show.screen_id), "screen layout").await?;
+        let prices = l
+            .load_one(PricesOf(show.id))
+            .await
+            .map_err(super::loaders::shared)?
+            .unwrap_or_default();
+        let state = must(&l, StateOf(show.id), "show state").await?;
+        let me = viewer(ctx).user_id();
+        Ok(self
+            .0
+            .seat_ids
+            .iter()
+            .filter_map(|id| {
+                layout
+                    .seat(*id)
+                    .map(|info| Seat(seatmap::seat_view(info, &prices, &state, me)))
+            })
+            .collect())
+    }
+    async fn expires_at(&self) -> DateTime<Utc> {
+        self.0.expires_at
+    }
+    async fn total_cents(&self, ctx: &Context<'_>) -> Result<i32> {
+        let l = loaders(ctx);
+        let show = must(&l, ShowId(self.0.show_id), "show").await?;
+        let layout = must(&l, LayoutOf(show.screen_id), "screen layout").await?;
+        let prices = l
+            .load_one(PricesOf(show.id))
+            .await
+            .map_err(super::loaders::shared)?
+            .unwrap_or_default();
+        let total: i64 = self
+            .0
+            .seat_ids
+            .iter()
+            .filter_map(|id| layout.seat(*id))
+            .map(|s| prices.get(&s.category).copied().unwrap_or(0))
+            .sum();
+        Ok(total.clamp(0, i32::MAX as i64) as i32)
+    }
+    /// The show's seat-map version right after the hold was taken.
+    async fn version(&self) -> i32 {
+        self.0.version.clamp(0, i32::MAX as i64) as i32
+    }
+}
+
+#[derive(Default)]
+pub struct HoldMutation;
+
+#[Object]
+impl HoldMutation {
+    /// Hold every requested seat or none. Fails with `SEATS_UNAVAILABLE` (and
+    /// `extensions.seatIds`) when any is held or booked.
+    async fn hold_seats(&self, ctx: &Context<'_>, show_id: ID, seat_ids: Vec<ID>) -> Result<Hold> {
+        let v = viewer(ctx);
+        v.require_user()?;
+        let show_id = parse_id(&show_id, "show")?;
+        let seats: Vec<String> = seat_ids.into_iter().map(|s| s.0).collect();
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(Hold(state.holds.hold(v, show_id, &seats).await?))
+    }
+
+    /// `true`: released now; `false`: it was no longer live.
+    async fn release_hold(&self, ctx: &Context<'_>, hold_id: ID) -> Result<bool> {
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(state.holds.release(viewer(ctx), &hold_id).await?)
+    }
+}

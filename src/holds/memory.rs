@@ -1,0 +1,391 @@
+//! The in-process hold store: the Redis scripts' semantics over a mutex-guarded map, for a
+//! single instance. Critical sections are short and never await; the database is read (to load
+//! booked seats) outside the lock, fenced by a generation counter exactly like the Redis store.
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::broadcast;
+
+use super::store::*;
+use crate::catalogue::seatmap::{self, Holder, SeatStatus, ShowState};
+
+struct Rec {
+    user: i64,
+    seats: Vec<i64>,
+    expires: i64,
+    created: i64,
+}
+
+#[derive(Default)]
+struct ShowMem {
+    version: i64,
+    loaded: bool,
+    bookgen: u64,
+    seats: HashMap<i64, String>,
+    holds: HashMap<String, Rec>,
+    expiries: BTreeSet<(i64, String)>,
+    user_holds: HashMap<i64, u32>,
+    booked: HashSet<i64>,
+}
+
+pub struct MemoryStore {
+    db: DatabaseConnection,
+    shows: Mutex<HashMap<i64, ShowMem>>,
+    events: broadcast::Sender<SeatEvent>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl ShowMem {
+    fn publish(&mut self, show_id: i64, changes: Vec<SeatChange>, out: &mut Vec<SeatEvent>) -> i64 {
+        self.version += 1;
+        out.push(SeatEvent {
+            show_id,
+            version: self.version,
+            changes,
+        });
+        self.version
+    }
+
+    /// Remove a hold; its seats still pointing at it become available.
+    fn drop_hold(&mut self, hold_id: &str, freed: &mut Vec<SeatChange>) -> Option<i64> {
+        let rec = self.holds.remove(hold_id)?;
+        self.expiries.remove(&(rec.expires, hold_id.to_string()));
+        for s in &rec.seats {
+            if self.seats.get(s).map(String::as_str) == Some(hold_id) {
+                self.seats.remove(s);
+                freed.push(SeatChange {
+                    seat_id: *s,
+                    status: SeatStatus::Available,
+                    holder: None,
+                });
+            }
+        }
+        if let Some(n) = self.user_holds.get_mut(&rec.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.user_holds.remove(&rec.user);
+            }
+        }
+        Some(rec.user)
+    }
+
+    fn expire_due(&mut self, show_id: i64, now: i64, out: &mut Vec<SeatEvent>) -> usize {
+        let mut n = 0;
+        while let Some((exp, id)) = self.expiries.first().cloned() {
+            if exp > now {
+                break;
+            }
+            let mut freed = Vec::new();
+            self.drop_hold(&id, &mut freed);
+            self.expiries.remove(&(exp, id));
+            if !freed.is_empty() {
+                self.publish(show_id, freed, out);
+            }
+            n += 1;
+        }
+        n
+    }
+}
+
+impl MemoryStore {
+    pub fn new(db: DatabaseConnection) -> Self {
+        let (events, _) = broadcast::channel(4096);
+        MemoryStore {
+            db,
+            shows: Mutex::new(HashMap::new()),
+            events,
+        }
+    }
+
+    fn emit(&self, events: Vec<SeatEvent>) {
+        for e in events {
+            let _ = self.events.send(e);
+        }
+    }
+
+    /// Run `f` on a loaded show (loading its booked seats from the database first if needed).
+    async fn with_show<T>(
+        &self,
+        show_id: i64,
+        f: impl Fn(&mut ShowMem, &mut Vec<SeatEvent>) -> T,
+    ) -> Result<T, StoreError> {
+        for _ in 0..10 {
+            let gen = {
+                let mut shows = self.shows.lock().unwrap_or_else(|p| p.into_inner());
+                let show = shows.entry(show_id).or_default();
+                if show.loaded {
+                    let mut events = Vec::new();
+                    show.expire_due(show_id, now_ms(), &mut events);
+                    let out = f(show, &mut events);
+                    drop(shows);
+                    self.emit(events);
+                    return Ok(out);
+                }
+                show.bookgen
+            };
+            let booked = seatmap::booked_from_db(&self.db, &[show_id])
+                .await?
+                .remove(&show_id)
+                .unwrap_or_default();
+            let mut shows = self.shows.lock().unwrap_or_else(|p| p.into_inner());
+            let show = shows.entry(show_id).or_default();
+            if !show.loaded && show.bookgen == gen {
+                let mut freed = Vec::new();
+                for s in &booked {
+                    if let Some(h) = show.seats.get(s).cloned() {
+                        show.drop_hold(&h, &mut freed);
+                    }
+                }
+                show.booked = booked;
+                show.loaded = true;
+            }
+        }
+        Err(StoreError::Internal(format!(
+            "show {show_id}: booked seats kept changing while loading"
+        )))
+    }
+}
+
+#[async_trait::async_trait]
+impl HoldStore for MemoryStore {
+    async fn hold(
+        &self,
+        show_id: i64,
+        hold_id: &str,
+        user_id: i64,
+        seats: &[i64],
+        ttl: Duration,
+        max_holds: u32,
+    ) -> Result<HoldOutcome, StoreError> {
+        self.with_show(show_id, |show, events| {
+            if show.user_holds.get(&user_id).copied().unwrap_or(0) >= max_holds {
+                return HoldOutcome::TooManyHolds;
+            }
+            let taken: Vec<i64> = seats
+                .iter()
+                .copied()
+                .filter(|s| show.booked.contains(s) || show.seats.contains_key(s))
+                .collect();
+            if !taken.is_empty() {
+                return HoldOutcome::Unavailable(taken);
+            }
+            let now = now_ms();
+            let expires = now + ttl.as_millis() as i64;
+            for s in seats {
+                show.seats.insert(*s, hold_id.to_string());
+            }
+            show.holds.insert(
+                hold_id.to_string(),
+                Rec {
+                    user: user_id,
+                    seats: seats.to_vec(),
+                    expires,
+                    created: now,
+                },
+            );
+            show.expiries.insert((expires, hold_id.to_string()));
+            *show.user_holds.entry(user_id).or_default() += 1;
+            let changes = seats
+                .iter()
+                .map(|s| SeatChange {
+                    seat_id: *s,
+                    status: SeatStatus::Held,
+                    holder: Some(user_id),
+                })
+                .collect();
+            let version = show.publish(show_id, changes, events);
+            HoldOutcome::Granted {
+                version,
+                expires_ms: expires,
+            }
+        })
+        .await
+    }
+
+    async fn release(
+        &self,
+        show_id: i64,
+        hold_id: &str,
+        user_id: i64,
+    ) -> Result<ReleaseOutcome, StoreError> {
+        self.with_show(show_id, |show, events| match show.holds.get(hold_id) {
+            None => ReleaseOutcome::NotLive,
+            Some(r) if r.user != user_id => ReleaseOutcome::NotOwner,
+            Some(_) => {
+                let mut freed = Vec::new();
+                show.drop_hold(hold_id, &mut freed);
+                let version = if freed.is_empty() {
+                    show.version
+                } else {
+                    show.publish(show_id, freed, events)
+                };
+                ReleaseOutcome::Released { version }
+            }
+        })
+        .await
+    }
+
+    async fn get(&self, show_id: i64, hold_id: &str) -> Result<Option<HoldRecord>, StoreError> {
+        self.with_show(show_id, |show, _| {
+            show.holds.get(hold_id).map(|r| HoldRecord {
+                user_id: r.user,
+                seat_ids: r.seats.clone(),
+                expires_ms: r.expires,
+                created_ms: r.created,
+            })
+        })
+        .await
+    }
+
+    async fn extend(
+        &self,
+        show_id: i64,
+        hold_id: &str,
+        user_id: i64,
+        window: Duration,
+        cap: Duration,
+    ) -> Result<ExtendOutcome, StoreError> {
+        self.with_show(show_id, |show, _| {
+            let Some(rec) = show.holds.get_mut(hold_id) else {
+                return ExtendOutcome::NotLive;
+            };
+            if rec.user != user_id {
+                return ExtendOutcome::NotOwner;
+            }
+            let target =
+                (now_ms() + window.as_millis() as i64).min(rec.created + cap.as_millis() as i64);
+            if target > rec.expires {
+                let old = rec.expires;
+                rec.expires = target;
+                show.expiries.remove(&(old, hold_id.to_string()));
+                show.expiries.insert((target, hold_id.to_string()));
+            }
+            ExtendOutcome::Extended {
+                expires_ms: show.holds.get(hold_id).map(|r| r.expires).unwrap_or(target),
+            }
+        })
+        .await
+    }
+
+    async fn book(
+        &self,
+        show_id: i64,
+        hold_id: Option<&str>,
+        seats: &[i64],
+    ) -> Result<i64, StoreError> {
+        // Booking must reach the cache even when it is not loaded: bump the generation first.
+        {
+            let mut shows = self.shows.lock().unwrap_or_else(|p| p.into_inner());
+            shows.entry(show_id).or_default().bookgen += 1;
+        }
+        self.with_show(show_id, |show, events| {
+            let booking: HashSet<i64> = seats.iter().copied().collect();
+            let mut freed = Vec::new();
+            if let Some(h) = hold_id {
+                show.drop_hold(h, &mut freed);
+            }
+            for s in seats {
+                if let Some(other) = show.seats.get(s).cloned() {
+                    show.drop_hold(&other, &mut freed);
+                }
+            }
+            let mut changes: Vec<SeatChange> = freed
+                .into_iter()
+                .filter(|c| !booking.contains(&c.seat_id))
+                .collect();
+            for s in seats {
+                show.booked.insert(*s);
+                changes.push(SeatChange {
+                    seat_id: *s,
+                    status: SeatStatus::Booked,
+                    holder: None,
+                });
+            }
+            show.publish(show_id, changes, events)
+        })
+        .await
+    }
+
+    async fn unbook(&self, show_id: i64, seats: &[i64]) -> Result<i64, StoreError> {
+        {
+            let mut shows = self.shows.lock().unwrap_or_else(|p| p.into_inner());
+            shows.entry(show_id).or_default().bookgen += 1;
+        }
+        self.with_show(show_id, |show, events| {
+            let mut changes = Vec::new();
+            for s in seats {
+                show.booked.remove(s);
+                if !show.seats.contains_key(s) {
+                    changes.push(SeatChange {
+                        seat_id: *s,
+                        status: SeatStatus::Available,
+                        holder: None,
+                    });
+                }
+            }
+            show.publish(show_id, changes, events)
+        })
+        .await
+    }
+
+    async fn snapshot(&self, show_ids: &[i64]) -> Result<HashMap<i64, ShowState>, StoreError> {
+        let mut out = HashMap::new();
+        for id in show_ids {
+            let state = self
+                .with_show(*id, |show, _| ShowState {
+                    version: show.version,
+                    booked: show.booked.clone(),
+                    held: show
+                        .seats
+                        .iter()
+                        .map(|(s, h)| {
+                            let user_id = show.holds.get(h).map(|r| r.user).unwrap_or(0);
+                            (
+                                *s,
+                                Holder {
+                                    hold_id: h.clone(),
+                                    user_id,
+                                },
+                            )
+                        })
+                        .collect(),
+                })
+                .await?;
+            out.insert(*id, state);
+        }
+        Ok(out)
+    }
+
+    async fn sweep(&self) -> Result<usize, StoreError> {
+        let now = now_ms();
+        let mut events = Vec::new();
+        let mut n = 0;
+        {
+            let mut shows = self.shows.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, show) in shows.iter_mut() {
+                if show.loaded {
+                    n += show.expire_due(*id, now, &mut events);
+                }
+            }
+        }
+        self.emit(events);
+        Ok(n)
+    }
+
+    async fn ping(&self) -> bool {
+        true
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn local_events(&self) -> Option<broadcast::Receiver<SeatEvent>> {
+        Some(self.events.subscribe())
+    }
+}

@@ -1,0 +1,26 @@
+-- book: seats were committed as booked in the database; mirror it. Consumes the hold if given.
+-- ARGV: 1 channel, 2 hold id or "", 3.. seat ids
+-- Returns {"OK", version}
+-- Invariant: a booked seat is never held: any hold on these seats loses them (and its other
+-- seats become available, announced in the same event).
+local now = now_ms()
+expire_due(now)
+redis.call('HINCRBY', KEYS[6], 'bookgen', 1)
+local booking = {}
+for i = 3, #ARGV do booking[ARGV[i]] = true end
+local freed = {}
+if ARGV[2] ~= '' then drop_hold(ARGV[2], freed) end
+for i = 3, #ARGV do
+  local other = redis.call('HGET', KEYS[1], ARGV[i])
+  if other then drop_hold(other, freed) end
+end
+local parts = {}
+for _, p in ipairs(freed) do
+  local s = string.match(p, '^%[(%d+),')
+  if not booking[s] then parts[#parts + 1] = p end
+end
+for i = 3, #ARGV do
+  redis.call('SADD', KEYS[5], ARGV[i])
+  parts[#parts + 1] = '[' .. ARGV[i] .. ',"B"]'
+end
+return {'OK', tostring(publish(parts))}

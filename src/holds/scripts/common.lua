@@ -1,0 +1,66 @@
+-- Shared prelude of every per-show script (prepended at build time; see holds/redis.rs).
+--
+-- KEYS (all share the hash tag {show:<id>}, so one script touches one cluster slot):
+--   1 seats    HASH  seat id -> hold id           (held seats)
+--   2 holds    ZSET  hold id -> expiry (ms, Redis TIME)
+--   3 holdrec  HASH  hold id -> "user|expires|created|seat,seat,..."
+--   4 uholds   HASH  user id -> number of live holds on this show
+--   5 booked   SET   booked seat ids (a cache of the database, the truth)
+--   6 meta     HASH  ver (seat-map version), loaded (1 when `booked` mirrors the database),
+--                    bookgen (bumped by every booked-set change, fences cache reloads)
+-- ARGV[1] is always the show's event channel.
+--
+-- Invariants: a seat is in `seats` at most once; a held seat is never in `booked`; every map
+-- change bumps `ver` by exactly 1 and publishes one event carrying it, inside the same script.
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function parse_rec(rec)
+  local user, exp, created, seats = string.match(rec, '^(%d+)|(%d+)|(%d+)|(.*)$')
+  local list = {}
+  for s in string.gmatch(seats or '', '%d+') do list[#list + 1] = s end
+  return user, tonumber(exp), tonumber(created), list
+end
+
+-- Bump the version and publish one event. `parts` are JSON arrays [seat,"A"|"B"] or [seat,"H",user].
+local function publish(parts)
+  local v = redis.call('HINCRBY', KEYS[6], 'ver', 1)
+  redis.call('PUBLISH', ARGV[1], '{"v":' .. v .. ',"c":[' .. table.concat(parts, ',') .. ']}')
+  return v
+end
+
+-- Remove a hold; its seats (those still pointing at it) become available. Returns the owner,
+-- or nil when the hold is not live. Appends ["seat","A"] parts to `parts`.
+local function drop_hold(hold_id, parts)
+  local rec = redis.call('HGET', KEYS[3], hold_id)
+  redis.call('ZREM', KEYS[2], hold_id)
+  if not rec then return nil end
+  local user, _, _, seats = parse_rec(rec)
+  for _, s in ipairs(seats) do
+    if redis.call('HGET', KEYS[1], s) == hold_id then
+      redis.call('HDEL', KEYS[1], s)
+      parts[#parts + 1] = '[' .. s .. ',"A"]'
+    end
+  end
+  redis.call('HDEL', KEYS[3], hold_id)
+  if redis.call('HINCRBY', KEYS[4], user, -1) <= 0 then redis.call('HDEL', KEYS[4], user) end
+  return user
+end
+
+-- Expire every hold due at `now`: one version bump and one event per expired hold.
+local function expire_due(now)
+  local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+  for _, h in ipairs(due) do
+    local parts = {}
+    drop_hold(h, parts)
+    if #parts > 0 then publish(parts) end
+  end
+  return #due
+end
+
+local function version()
+  return tostring(redis.call('HGET', KEYS[6], 'ver') or '0')
+end

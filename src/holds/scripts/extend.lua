@@ -1,0 +1,18 @@
+-- extend: keep a live hold alive through a payment. Bounded: the new expiry is
+-- min(now + window, created + cap), never earlier than the current one, so it cannot be renewed
+-- for ever. No version bump: the map does not change.
+-- ARGV: 1 channel, 2 hold id, 3 user id, 4 window ms, 5 cap ms (from creation)
+-- Returns {"OK", expires_ms} | {"NOTLIVE"} | {"FORBIDDEN"}
+local now = now_ms()
+expire_due(now)
+local rec = redis.call('HGET', KEYS[3], ARGV[2])
+if not rec then return {'NOTLIVE'} end
+local user, exp, created, seats = parse_rec(rec)
+if user ~= ARGV[3] then return {'FORBIDDEN'} end
+local target = math.min(now + tonumber(ARGV[4]), created + tonumber(ARGV[5]))
+if target > exp then
+  exp = target
+  redis.call('ZADD', KEYS[2], exp, ARGV[2])
+  redis.call('HSET', KEYS[3], ARGV[2], user .. '|' .. exp .. '|' .. created .. '|' .. table.concat(seats, ','))
+end
+return {'OK', tostring(exp)}

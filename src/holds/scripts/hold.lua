@@ -1,0 +1,29 @@
+-- hold: take every requested seat under one new hold, or none.
+-- ARGV: 1 channel, 2 hold id, 3 user id, 4 ttl ms, 5 max live holds of the user, 6.. seat ids
+-- Returns {"OK", version, expires_ms} | {"TAKEN", seat, ...} | {"LIMIT"} | {"LOAD"}
+-- Invariant: all-or-nothing; a booked or held seat is never granted; never blocks (no waits).
+if redis.call('HGET', KEYS[6], 'loaded') ~= '1' then return {'LOAD'} end
+local now = now_ms()
+expire_due(now)
+local hold_id, user, ttl, max_holds = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+if tonumber(redis.call('HGET', KEYS[4], user) or '0') >= max_holds then return {'LIMIT'} end
+local taken = {'TAKEN'}
+for i = 6, #ARGV do
+  local s = ARGV[i]
+  if redis.call('SISMEMBER', KEYS[5], s) == 1 or redis.call('HEXISTS', KEYS[1], s) == 1 then
+    taken[#taken + 1] = s
+  end
+end
+if #taken > 1 then return taken end
+local expires = now + ttl
+local seats, parts = {}, {}
+for i = 6, #ARGV do
+  redis.call('HSET', KEYS[1], ARGV[i], hold_id)
+  seats[#seats + 1] = ARGV[i]
+  parts[#parts + 1] = '[' .. ARGV[i] .. ',"H",' .. user .. ']'
+end
+redis.call('ZADD', KEYS[2], expires, hold_id)
+redis.call('HSET', KEYS[3], hold_id, user .. '|' .. expires .. '|' .. now .. '|' .. table.concat(seats, ','))
+redis.call('HINCRBY', KEYS[4], user, 1)
+local v = publish(parts)
+return {'OK', tostring(v), tostring(expires)}
