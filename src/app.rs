@@ -140,8 +140,30 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     );
     let shutdown = CancellationToken::new();
     crate::holds::sweeper::spawn(store, shutdown.clone());
+    let gateway = Arc::new(crate::payment::mock::MockGateway::new(
+        db.clone(),
+        config.payment_failure_rate,
+        config.payment_latency(),
+        config.payment_seed,
+    ));
+    let bookings = Bookings::new(
+        db.clone(),
+        catalogue.clone(),
+        holds.clone(),
+        gateway,
+        config.payment_timeout(),
+    );
+    // Settle what a previous crash left behind, then keep watching.
+    if let Err(e) = bookings.reconcile_once().await {
+        tracing::warn!(error = %e, "start-up reconciliation failed; the periodic pass will retry");
+    }
+    crate::booking::reconciler::spawn(
+        bookings.clone(),
+        std::time::Duration::from_secs(config.reconcile_interval_seconds),
+        shutdown.clone(),
+    );
     let state = AppState {
-        bookings: Bookings::new(db.clone()),
+        bookings,
         holds,
         catalogue,
         accounts,

@@ -81,6 +81,15 @@ pub struct Config {
     #[arg(long, env = "PAYMENT_LATENCY_MS", default_value_t = 50, value_parser = parse_payment_latency, global = true)]
     pub payment_latency_ms: u64,
 
+    /// Longest wait for the payment gateway in a request; older pending checkouts are settled by
+    /// the reconciler.
+    #[arg(long, env = "PAYMENT_TIMEOUT_MS", default_value_t = 10_000, value_parser = parse_payment_timeout, global = true)]
+    pub payment_timeout_ms: u64,
+
+    /// How often the reconciler looks for interrupted checkouts.
+    #[arg(long, env = "RECONCILE_INTERVAL_SECONDS", default_value_t = 10, value_parser = parse_reconcile_interval, global = true)]
+    pub reconcile_interval_seconds: u64,
+
     /// Seed of the mock gateway's decline decisions (unset: random).
     #[arg(long, env = "PAYMENT_SEED", value_parser = parse_payment_seed, global = true)]
     pub payment_seed: Option<u64>,
@@ -171,6 +180,9 @@ impl Config {
     pub fn dependency_timeout(&self) -> Duration {
         Duration::from_millis(self.dependency_timeout_ms)
     }
+    pub fn payment_timeout(&self) -> Duration {
+        Duration::from_millis(self.payment_timeout_ms)
+    }
     pub fn payment_latency(&self) -> Duration {
         Duration::from_millis(self.payment_latency_ms)
     }
@@ -244,6 +256,12 @@ fn parse_max_holds(s: &str) -> Result<u32, String> {
 }
 fn parse_payment_latency(s: &str) -> Result<u64, String> {
     ranged_u64(s, "PAYMENT_LATENCY_MS", 0, 60_000)
+}
+fn parse_payment_timeout(s: &str) -> Result<u64, String> {
+    ranged_u64(s, "PAYMENT_TIMEOUT_MS", 100, 300_000)
+}
+fn parse_reconcile_interval(s: &str) -> Result<u64, String> {
+    ranged_u64(s, "RECONCILE_INTERVAL_SECONDS", 1, 3_600)
 }
 fn parse_payment_seed(s: &str) -> Result<u64, String> {
     ranged_u64(s, "PAYMENT_SEED", 0, u64::MAX)

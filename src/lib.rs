@@ -14,4 +14,5 @@ pub mod graphql;
 pub mod holds;
 pub mod http;
 pub mod ids;
+pub mod payment;
 pub mod telemetry;

@@ -3,6 +3,7 @@
 pub mod app_setting;
 pub mod booking;
 pub mod booking_seat;
+pub mod mock_gateway_ledger;
 pub mod movie;
 pub mod payment;
 pub mod screen;

@@ -1,22 +1,60 @@
-//! Bookings: reading them now; checkout, cancellation and the reconciler build on this.
+//! Bookings: checkout (hold → payment → durable booking), cancellation, the reconciler that
+//! settles checkouts a crash interrupted, and reads.
+mod cancel;
+mod checkout;
+pub mod reconciler;
+mod settle;
+
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use entity::{booking, booking_seat};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::auth::Viewer;
+use crate::catalogue::Catalogue;
 use crate::error::{AppError, AppResult};
+use crate::holds::Holds;
+use crate::payment::PaymentGateway;
 
 pub const MAX_LISTED: u64 = 200;
+
+pub const PENDING: &str = "PENDING";
+pub const CONFIRMED: &str = "CONFIRMED";
+pub const FAILED: &str = "FAILED";
+pub const CANCELLED: &str = "CANCELLED";
 
 #[derive(Clone)]
 pub struct Bookings {
     db: DatabaseConnection,
+    catalogue: Catalogue,
+    holds: Holds,
+    gateway: Arc<dyn PaymentGateway>,
+    /// Longest we wait for the gateway in a request; a checkout older than this (plus a margin)
+    /// and still pending was interrupted, and the reconciler settles it.
+    payment_timeout: Duration,
 }
 
 impl Bookings {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Bookings { db }
+    pub fn new(
+        db: DatabaseConnection,
+        catalogue: Catalogue,
+        holds: Holds,
+        gateway: Arc<dyn PaymentGateway>,
+        payment_timeout: Duration,
+    ) -> Self {
+        Bookings {
+            db,
+            catalogue,
+            holds,
+            gateway,
+            payment_timeout,
+        }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
     }
 
     /// The viewer's bookings, newest first (bounded).

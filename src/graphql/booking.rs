@@ -85,3 +85,36 @@ impl Booking {
         self.0.updated_at
     }
 }
+
+#[derive(Default)]
+pub struct BookingMutation;
+
+#[async_graphql::Object]
+impl BookingMutation {
+    /// Pay for a live hold of yours. The same `idempotencyKey` returns the same booking and never
+    /// charges twice. Declined: `FAILED` with `failureReason`, seats free again.
+    async fn checkout(
+        &self,
+        ctx: &Context<'_>,
+        hold_id: ID,
+        idempotency_key: String,
+    ) -> Result<Booking> {
+        let state = ctx.data_unchecked::<crate::app::AppState>();
+        Ok(Booking(
+            state
+                .bookings
+                .checkout(viewer(ctx), &hold_id, &idempotency_key)
+                .await?,
+        ))
+    }
+
+    /// Cancel a confirmed booking (yours; admins: any): refunded, seats freed. Cancelling again
+    /// returns the cancelled booking.
+    async fn cancel_booking(&self, ctx: &Context<'_>, booking_id: ID) -> Result<Booking> {
+        let v = viewer(ctx);
+        v.require_user()?;
+        let id = crate::ids::parse_id(&booking_id, "booking")?;
+        let state = ctx.data_unchecked::<crate::app::AppState>();
+        Ok(Booking(state.bookings.cancel(v, id).await?))
+    }
+}

@@ -18,6 +18,7 @@ pub struct Query(query::CatalogueQuery);
 pub struct Mutation(
     mutation::AccountMutation,
     holds::HoldMutation,
+    booking::BookingMutation,
     mutation::CatalogueMutation,
 );
 

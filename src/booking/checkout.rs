@@ -1,0 +1,195 @@
+//! `checkout`: verify the hold, extend it for the payment, write a PENDING booking and its charge
+//! attempt, charge, then settle. Each step is durable before the next, so a crash anywhere leaves
+//! a state the reconciler can finish.
+use chrono::Utc;
+use entity::{booking, booking_seat, payment};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr, TransactionTrait,
+};
+
+use super::Bookings;
+use crate::auth::Viewer;
+use crate::error::{AppError, AppResult};
+use crate::holds::{parse_hold_id, ExtendOutcome};
+
+/// Extra time a hold gets for the payment beyond the gateway timeout.
+const PAYMENT_MARGIN_SECS: u64 = 30;
+
+pub fn charge_key(booking_id: i64) -> String {
+    format!("charge-{booking_id}")
+}
+pub fn refund_key(booking_id: i64) -> String {
+    format!("refund-{booking_id}")
+}
+
+fn validate_key(key: &str) -> AppResult<String> {
+    let k = key.trim();
+    if k.is_empty() || k.len() > 128 || k.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(AppError::bad_input(
+            "idempotencyKey must be 1–128 printable characters without spaces",
+        ));
+    }
+    Ok(k.to_string())
+}
+
+impl Bookings {
+    pub(super) async fn find_by_key(
+        &self,
+        user: i64,
+        key: &str,
+    ) -> AppResult<Option<booking::Model>> {
+        Ok(booking::Entity::find()
+            .filter(booking::Column::UserId.eq(user))
+            .filter(booking::Column::IdempotencyKey.eq(key))
+            .one(&self.db)
+            .await?)
+    }
+
+    pub async fn checkout(
+        &self,
+        viewer: &Viewer,
+        hold_id: &str,
+        key: &str,
+    ) -> AppResult<booking::Model> {
+        let user = viewer.require_user()?;
+        let key = validate_key(key)?;
+        // The same key from the same user is the same booking, whatever its state.
+        if let Some(existing) = self.find_by_key(user, &key).await? {
+            return Ok(existing);
+        }
+        let show_id = parse_hold_id(hold_id).ok_or(AppError::HoldExpired)?;
+        let store = self.holds.store();
+        let hold = match store.get(show_id, hold_id).await? {
+            None => return Err(AppError::HoldExpired),
+            Some(h) if h.user_id != user => {
+                return Err(AppError::Forbidden(
+                    "this hold belongs to someone else".into(),
+                ))
+            }
+            Some(h) => h,
+        };
+        let window = self.payment_timeout + std::time::Duration::from_secs(PAYMENT_MARGIN_SECS);
+        match store
+            .extend(show_id, hold_id, user, window, self.holds.ttl() + window)
+            .await?
+        {
+            ExtendOutcome::Extended { .. } => {}
+            ExtendOutcome::NotLive => return Err(AppError::HoldExpired),
+            ExtendOutcome::NotOwner => {
+                return Err(AppError::Forbidden(
+                    "this hold belongs to someone else".into(),
+                ))
+            }
+        }
+
+        // Price each seat as of now.
+        let show = self
+            .catalogue
+            .show(show_id)
+            .await?
+            .ok_or(AppError::NotFound("show"))?;
+        let db = self.catalogue.db();
+        let layout = self
+            .catalogue
+            .layouts()
+            .layout(db, show.screen_id)
+            .await?
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("show {show_id} has no layout")))?;
+        let prices = self
+            .catalogue
+            .layouts()
+            .prices(db, &[show_id])
+            .await?
+            .remove(&show_id)
+            .unwrap_or_default();
+        let mut priced = Vec::with_capacity(hold.seat_ids.len());
+        for s in &hold.seat_ids {
+            let info = layout.seat(*s).ok_or_else(|| {
+                AppError::internal(anyhow::anyhow!("held seat {s} not in layout"))
+            })?;
+            priced.push((*s, prices.get(&info.category).copied().unwrap_or(0)));
+        }
+        let total: i64 = priced.iter().map(|(_, p)| p).sum();
+
+        // Durable intent: the PENDING booking, its (inactive) seats and its charge attempt.
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        let inserted = booking::ActiveModel {
+            user_id: Set(user),
+            show_id: Set(show_id),
+            hold_id: Set(Some(hold_id.to_string())),
+            status: Set(super::PENDING.into()),
+            total_cents: Set(total),
+            idempotency_key: Set(key.clone()),
+            failure_reason: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await;
+        let created = match inserted {
+            Ok(b) => b,
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                txn.rollback().await?;
+                // A concurrent call with the same key won the insert: return its booking. Otherwise
+                // this hold is already being checked out under another key.
+                return match self.find_by_key(user, &key).await? {
+                    Some(b) => Ok(b),
+                    None => Err(AppError::HoldExpired),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let seat_rows: Vec<booking_seat::ActiveModel> = priced
+            .iter()
+            .map(|(seat, price)| booking_seat::ActiveModel {
+                booking_id: Set(created.id),
+                seat_id: Set(*seat),
+                show_id: Set(show_id),
+                price_cents: Set(*price),
+                active: Set(false),
+            })
+            .collect();
+        booking_seat::Entity::insert_many(seat_rows)
+            .exec_without_returning(&txn)
+            .await?;
+        payment::ActiveModel {
+            booking_id: Set(created.id),
+            kind: Set("CHARGE".into()),
+            amount_cents: Set(total),
+            idempotency_key: Set(charge_key(created.id)),
+            provider_ref: Set(None),
+            status: Set("PENDING".into()),
+            failure_reason: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        txn.commit().await?;
+
+        // Charge. On a timeout or an outage the booking stays PENDING: the client may retry with
+        // the same key (it gets this booking), and the reconciler settles it from the gateway.
+        let charged = tokio::time::timeout(
+            self.payment_timeout,
+            self.gateway.charge(&charge_key(created.id), total),
+        )
+        .await;
+        match charged {
+            Ok(Ok(outcome)) => self.settle(created, outcome).await,
+            Ok(Err(e)) => {
+                tracing::warn!(booking = created.id, error = %e, "charge failed; the reconciler will settle it");
+                Err(AppError::Unavailable("the payment gateway"))
+            }
+            Err(_) => {
+                tracing::warn!(
+                    booking = created.id,
+                    "charge timed out; the reconciler will settle it"
+                );
+                Err(AppError::Unavailable("the payment gateway"))
+            }
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Settling a PENDING booking from the gateway's answer. Used by checkout and by the reconciler;
+//! every transition is conditional on the booking still being PENDING, so concurrent settlers
+//! (several instances, a late request) agree and each side effect happens once.
+use chrono::Utc;
+use entity::{booking, booking_seat, payment};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, SqlErr, TransactionTrait,
+};
+
+use super::checkout::{charge_key, refund_key};
+use super::{Bookings, CONFIRMED, FAILED, PENDING};
+use crate::error::{AppError, AppResult};
+use crate::payment::Outcome;
+
+const SOLD_MEANWHILE: &str =
+    "your seats were sold to someone else while you were paying; the charge was refunded";
+
+impl Bookings {
+    pub(super) async fn settle(
+        &self,
+        b: booking::Model,
+        outcome: Outcome,
+    ) -> AppResult<booking::Model> {
+        match outcome {
+            Outcome::Declined { reason } => {
+                self.fail(&b, &format!("payment declined: {reason}"), "DECLINED")
+                    .await?;
+                self.release_hold(&b).await;
+            }
+            Outcome::Succeeded { provider_ref } => {
+                if self.confirm(&b, &provider_ref).await? {
+                    self.mirror_booked(&b).await;
+                    metrics::counter!("bookings_total", "outcome" => "confirmed").increment(1);
+                } else {
+                    // The database refused the seats: someone else holds a live booking on one.
+                    self.refund_and_fail(&b, &provider_ref).await?;
+                    self.release_hold(&b).await;
+                    metrics::counter!("bookings_total", "outcome" => "lost_seats_refunded")
+                        .increment(1);
+                }
+            }
+        }
+        self.reload(b.id).await
+    }
+
+    pub(super) async fn reload(&self, id: i64) -> AppResult<booking::Model> {
+        booking::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("booking {id} vanished")))
+    }
+
+    /// PENDING → CONFIRMED with its seats live. `false` when the unique index refused a seat.
+    async fn confirm(&self, b: &booking::Model, provider_ref: &str) -> AppResult<bool> {
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        let moved = booking::Entity::update_many()
+            .col_expr(booking::Column::Status, Expr::value(CONFIRMED))
+            .col_expr(booking::Column::UpdatedAt, Expr::value(now))
+            .filter(booking::Column::Id.eq(b.id))
+            .filter(booking::Column::Status.eq(PENDING))
+            .exec(&txn)
+            .await?;
+        if moved.rows_affected == 0 {
+            // Settled by someone else already.
+            txn.rollback().await?;
+            return Ok(true);
+        }
+        let live = booking_seat::Entity::update_many()
+            .col_expr(booking_seat::Column::Active, Expr::value(true))
+            .filter(booking_seat::Column::BookingId.eq(b.id))
+            .exec(&txn)
+            .await;
+        match live {
+            Ok(_) => {}
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                txn.rollback().await?;
+                tracing::warn!(
+                    booking = b.id,
+                    "seats already booked by someone else; refunding"
+                );
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        mark_payment(&txn, b.id, "CHARGE", "SUCCEEDED", Some(provider_ref), None).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    async fn refund_and_fail(&self, b: &booking::Model, charge_ref: &str) -> AppResult<()> {
+        let refunded = tokio::time::timeout(
+            self.payment_timeout,
+            self.gateway
+                .refund(&refund_key(b.id), charge_ref, b.total_cents),
+        )
+        .await
+        .map_err(|_| AppError::Unavailable("the payment gateway"))?
+        .map_err(|_| AppError::Unavailable("the payment gateway"))?;
+        let refund_ref = match refunded {
+            Outcome::Succeeded { provider_ref } => provider_ref,
+            Outcome::Declined { reason } => {
+                return Err(AppError::internal(anyhow::anyhow!(
+                    "refund of booking {} refused: {reason}",
+                    b.id
+                )))
+            }
+        };
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        mark_payment(&txn, b.id, "CHARGE", "SUCCEEDED", Some(charge_ref), None).await?;
+        insert_refund(&txn, b, &refund_ref).await?;
+        booking::Entity::update_many()
+            .col_expr(booking::Column::Status, Expr::value(FAILED))
+            .col_expr(booking::Column::FailureReason, Expr::value(SOLD_MEANWHILE))
+            .col_expr(booking::Column::UpdatedAt, Expr::value(now))
+            .filter(booking::Column::Id.eq(b.id))
+            .filter(booking::Column::Status.eq(PENDING))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// PENDING → FAILED with a reason; the charge attempt gets `payment_status`.
+    pub(super) async fn fail(
+        &self,
+        b: &booking::Model,
+        reason: &str,
+        payment_status: &str,
+    ) -> AppResult<()> {
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        let moved = booking::Entity::update_many()
+            .col_expr(booking::Column::Status, Expr::value(FAILED))
+            .col_expr(booking::Column::FailureReason, Expr::value(reason))
+            .col_expr(booking::Column::UpdatedAt, Expr::value(now))
+            .filter(booking::Column::Id.eq(b.id))
+            .filter(booking::Column::Status.eq(PENDING))
+            .exec(&txn)
+            .await?;
+        if moved.rows_affected > 0 {
+            mark_payment(&txn, b.id, "CHARGE", payment_status, None, Some(reason)).await?;
+            metrics::counter!("bookings_total", "outcome" => "failed").increment(1);
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Give the booking's hold back (its seats become available at once). A hold that already
+    /// ended is fine.
+    pub(super) async fn release_hold(&self, b: &booking::Model) {
+        if let Some(h) = &b.hold_id {
+            if let Err(e) = self.holds.store().release(b.show_id, h, b.user_id).await {
+                tracing::warn!(booking = b.id, error = %e, "could not release the hold; it will expire");
+            }
+        }
+    }
+
+    /// Mirror a confirmed booking in the hold store. The database is already right; if the store
+    /// is down the mirror is retried in the background (and rebuilt from the database if Redis
+    /// lost its data).
+    async fn mirror_booked(&self, b: &booking::Model) {
+        let seats = match self.seat_ids(b.id).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(booking = b.id, error = %e, "cannot read booked seats to mirror them");
+                return;
+            }
+        };
+        let store = self.holds.store().clone();
+        let (show, hold) = (b.show_id, b.hold_id.clone());
+        if store.book(show, hold.as_deref(), &seats).await.is_ok() {
+            return;
+        }
+        let id = b.id;
+        tokio::spawn(async move {
+            for attempt in 1..=20u32 {
+                tokio::time::sleep(std::time::Duration::from_millis(250 * attempt as u64)).await;
+                match store.book(show, hold.as_deref(), &seats).await {
+                    Ok(_) => return,
+                    Err(e) if attempt == 20 => {
+                        tracing::error!(booking = id, error = %e, "booked seats not mirrored in the hold store")
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+
+    pub(super) async fn seat_ids(&self, booking_id: i64) -> AppResult<Vec<i64>> {
+        Ok(booking_seat::Entity::find()
+            .filter(booking_seat::Column::BookingId.eq(booking_id))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|r| r.seat_id)
+            .collect())
+    }
+}
+
+pub(super) async fn mark_payment<C: ConnectionTrait>(
+    c: &C,
+    booking_id: i64,
+    kind: &str,
+    status: &str,
+    provider_ref: Option<&str>,
+    reason: Option<&str>,
+) -> AppResult<()> {
+    let key = if kind == "CHARGE" {
+        charge_key(booking_id)
+    } else {
+        refund_key(booking_id)
+    };
+    let mut q = payment::Entity::update_many()
+        .col_expr(payment::Column::Status, Expr::value(status))
+        .col_expr(payment::Column::UpdatedAt, Expr::value(Utc::now()));
+    if let Some(r) = provider_ref {
+        q = q.col_expr(payment::Column::ProviderRef, Expr::value(r));
+    }
+    if let Some(r) = reason {
+        q = q.col_expr(payment::Column::FailureReason, Expr::value(r));
+    }
+    q.filter(payment::Column::IdempotencyKey.eq(key))
+        .exec(c)
+        .await?;
+    Ok(())
+}
+
+/// Record a refund attempt that succeeded (idempotent on its key).
+pub(super) async fn insert_refund<C: ConnectionTrait>(
+    c: &C,
+    b: &booking::Model,
+    refund_ref: &str,
+) -> AppResult<()> {
+    let now = Utc::now();
+    let row = payment::ActiveModel {
+        id: sea_orm::ActiveValue::NotSet,
+        booking_id: Set(b.id),
+        kind: Set("REFUND".into()),
+        amount_cents: Set(b.total_cents),
+        idempotency_key: Set(refund_key(b.id)),
+        provider_ref: Set(Some(refund_ref.to_string())),
+        status: Set("SUCCEEDED".into()),
+        failure_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    // ON CONFLICT DO NOTHING rather than catching the violation: on PostgreSQL a failed statement
+    // would abort the surrounding transaction.
+    payment::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(payment::Column::IdempotencyKey)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(c)
+        .await?;
+    Ok(())
+}
