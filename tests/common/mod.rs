@@ -144,109 +144,21 @@ pub async fn require_redis() {
     );
 }
 
-pub struct TestApp {
-    pub backend: Backend,
+/// A GraphQL client of one server, by URL.
+pub struct Api {
     pub base: String,
-    pub addr: std::net::SocketAddr,
     pub client: reqwest::Client,
-    pub app: App,
-    pub redis_prefix: Option<String>,
-    pub database_url: String,
-    server: Option<tokio::task::JoinHandle<()>>,
-    _db: TestDb,
 }
 
-impl TestApp {
-    pub async fn spawn(backend: Backend) -> TestApp {
-        Self::spawn_with(backend, &[]).await
-    }
-
-    /// Spawn with extra flags, e.g. `&["--hold-ttl-seconds", "2"]`.
-    pub async fn spawn_with(backend: Backend, extra: &[&str]) -> TestApp {
-        let (db, database_url) = TestDb::create(backend).await;
-        let prefix = unique("bo-test");
-        let mut args: Vec<String> = vec![
-            "boxoffice".into(),
-            "--database-url".into(),
-            database_url.clone(),
-            "--listen-addr".into(),
-            "127.0.0.1:0".into(),
-            "--jwt-secret".into(),
-            JWT_SECRET.into(),
-            "--admin-email".into(),
-            ADMIN_EMAIL.into(),
-            "--admin-password".into(),
-            ADMIN_PASSWORD.into(),
-            "--payment-latency-ms".into(),
-            "0".into(),
-            "--demo-data".into(),
-            "false".into(),
-            "--redis-key-prefix".into(),
-            prefix.clone(),
-        ];
-        if backend == Backend::Served {
-            require_redis().await;
-            args.push("--redis-url".into());
-            args.push(redis_url());
+impl Api {
+    pub fn new(base: String) -> Api {
+        Api {
+            base,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
         }
-        // Extra flags replace the defaults above.
-        for pair in extra.chunks(2) {
-            if let Some(i) = args.iter().position(|a| a == pair[0]) {
-                args.drain(i..i + 2);
-            }
-            args.extend(pair.iter().map(|s| s.to_string()));
-        }
-        let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("test config: {e}"));
-        Self::start(
-            backend,
-            cli.config,
-            db,
-            database_url,
-            (backend == Backend::Served).then_some(prefix),
-        )
-        .await
-    }
-
-    async fn start(
-        backend: Backend,
-        config: boxoffice::config::Config,
-        db: TestDb,
-        database_url: String,
-        redis_prefix: Option<String>,
-    ) -> TestApp {
-        if std::env::var_os("RUST_LOG").is_some() {
-            boxoffice::telemetry::init_logs("text");
-        }
-        let app = boxoffice::app::build(config)
-            .await
-            .unwrap_or_else(|e| panic!("app failed to build: {e:#}"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let served = app.clone();
-        let server = tokio::spawn(async move {
-            let _ = boxoffice::app::serve(served, listener).await;
-        });
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("client");
-        TestApp {
-            backend,
-            base: format!("http://{addr}"),
-            addr,
-            client,
-            app,
-            redis_prefix,
-            database_url,
-            server: Some(server),
-            _db: db,
-        }
-    }
-
-    pub fn state(&self) -> &AppState {
-        &self.app.state
     }
 
     /// Run an operation; returns the whole response body (`data` and `errors`).
@@ -368,6 +280,141 @@ impl TestApp {
         (id, seats)
     }
 
+    /// The show's seat map as `(version, [(seat id, status, heldByMe)])`, seen by `token`.
+    pub async fn seat_map(
+        &self,
+        token: Option<&str>,
+        show: &str,
+    ) -> (i64, Vec<(String, String, bool)>) {
+        let d = self
+            .ok(
+                token,
+                "query($id: ID!) { show(id: $id) { version seats { id status heldByMe } } }",
+                json!({ "id": show }),
+            )
+            .await;
+        let seats = d["show"]["seats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap().to_string(),
+                    s["status"].as_str().unwrap().to_string(),
+                    s["heldByMe"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        (d["show"]["version"].as_i64().unwrap(), seats)
+    }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+pub struct TestApp {
+    pub backend: Backend,
+    pub api: Api,
+    pub addr: std::net::SocketAddr,
+    pub app: App,
+    pub redis_prefix: Option<String>,
+    pub database_url: String,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _db: TestDb,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// Spawn with extra flags, e.g. `&["--hold-ttl-seconds", "2"]`.
+    pub async fn spawn_with(backend: Backend, extra: &[&str]) -> TestApp {
+        let (db, database_url) = TestDb::create(backend).await;
+        let prefix = unique("bo-test");
+        let mut args: Vec<String> = vec![
+            "boxoffice".into(),
+            "--database-url".into(),
+            database_url.clone(),
+            "--listen-addr".into(),
+            "127.0.0.1:0".into(),
+            "--jwt-secret".into(),
+            JWT_SECRET.into(),
+            "--admin-email".into(),
+            ADMIN_EMAIL.into(),
+            "--admin-password".into(),
+            ADMIN_PASSWORD.into(),
+            "--payment-latency-ms".into(),
+            "0".into(),
+            "--demo-data".into(),
+            "false".into(),
+            "--redis-key-prefix".into(),
+            prefix.clone(),
+        ];
+        if backend == Backend::Served {
+            require_redis().await;
+            args.push("--redis-url".into());
+            args.push(redis_url());
+        }
+        // Extra flags replace the defaults above.
+        for pair in extra.chunks(2) {
+            if let Some(i) = args.iter().position(|a| a == pair[0]) {
+                args.drain(i..i + 2);
+            }
+            args.extend(pair.iter().map(|s| s.to_string()));
+        }
+        let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("test config: {e}"));
+        Self::start(
+            backend,
+            cli.config,
+            db,
+            database_url,
+            (backend == Backend::Served).then_some(prefix),
+        )
+        .await
+    }
+
+    async fn start(
+        backend: Backend,
+        config: boxoffice::config::Config,
+        db: TestDb,
+        database_url: String,
+        redis_prefix: Option<String>,
+    ) -> TestApp {
+        if std::env::var_os("RUST_LOG").is_some() {
+            boxoffice::telemetry::init_logs("text");
+        }
+        let app = boxoffice::app::build(config)
+            .await
+            .unwrap_or_else(|e| panic!("app failed to build: {e:#}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let served = app.clone();
+        let server = tokio::spawn(async move {
+            let _ = boxoffice::app::serve(served, listener).await;
+        });
+        TestApp {
+            backend,
+            api: Api::new(format!("http://{addr}")),
+            addr,
+            app,
+            redis_prefix,
+            database_url,
+            server: Some(server),
+            _db: db,
+        }
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.app.state
+    }
+
     /// `n` customer accounts inserted straight into the database (no argon2: fast), with tokens.
     pub async fn users(&self, n: usize) -> Vec<(String, i64)> {
         use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
@@ -405,34 +452,6 @@ impl TestApp {
                 )
             })
             .collect()
-    }
-
-    /// The show's seat map as `(version, [(seat id, status, heldByMe)])`, seen by `token`.
-    pub async fn seat_map(
-        &self,
-        token: Option<&str>,
-        show: &str,
-    ) -> (i64, Vec<(String, String, bool)>) {
-        let d = self
-            .ok(
-                token,
-                "query($id: ID!) { show(id: $id) { version seats { id status heldByMe } } }",
-                json!({ "id": show }),
-            )
-            .await;
-        let seats = d["show"]["seats"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                (
-                    s["id"].as_str().unwrap().to_string(),
-                    s["status"].as_str().unwrap().to_string(),
-                    s["heldByMe"].as_bool().unwrap(),
-                )
-            })
-            .collect();
-        (d["show"]["version"].as_i64().unwrap(), seats)
     }
 
     /// Stop serving (graceful) and wait for the server task.
@@ -554,4 +573,91 @@ impl Drop for PrivateRedis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The real `boxoffice` binary as a child process (for crash and multi-instance tests).
+pub struct ServerProcess {
+    pub api: Api,
+    child: std::process::Child,
+}
+
+impl ServerProcess {
+    /// Start the binary with `env` (plus a free `LISTEN_ADDR`) and wait until `/healthz` answers.
+    pub async fn start(env: &[(String, String)]) -> ServerProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_boxoffice"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn boxoffice");
+        let server = ServerProcess {
+            api: Api::new(format!("http://127.0.0.1:{port}")),
+            child,
+        };
+        for _ in 0..200 {
+            if let Ok(r) = server
+                .api
+                .client
+                .get(format!("{}/healthz", server.api.base))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    return server;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(server);
+        panic!("boxoffice did not start");
+    }
+
+    /// SIGKILL: no shutdown hooks, no drained requests — a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Environment for a `ServerProcess` on `backend` with a fresh database; keep the `TestDb`.
+pub async fn process_env(
+    backend: Backend,
+    extra: &[(&str, &str)],
+) -> (TestDb, Vec<(String, String)>) {
+    let (db, url) = TestDb::create(backend).await;
+    let mut env: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), url),
+        ("JWT_SECRET".into(), JWT_SECRET.into()),
+        ("ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
+        ("ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
+        ("DEMO_DATA".into(), "false".into()),
+        ("REDIS_KEY_PREFIX".into(), unique("bo-proc")),
+    ];
+    if backend == Backend::Served {
+        require_redis().await;
+        env.push(("REDIS_URL".into(), redis_url()));
+    }
+    for (k, v) in extra {
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    (db, env)
 }
