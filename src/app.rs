@@ -29,6 +29,7 @@ pub struct AppState {
     pub accounts: Accounts,
     pub bookings: Bookings,
     pub holds: Holds,
+    pub live: crate::live::Hub,
     pub shutdown: CancellationToken,
 }
 
@@ -139,7 +140,15 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         config.max_holds_per_user,
     );
     let shutdown = CancellationToken::new();
-    crate::holds::sweeper::spawn(store, shutdown.clone());
+    crate::holds::sweeper::spawn(store.clone(), shutdown.clone());
+    let live = crate::live::Hub::start(
+        &store,
+        config
+            .redis_url
+            .clone()
+            .map(|u| (u, config.redis_key_prefix.clone())),
+        shutdown.clone(),
+    );
     let gateway = Arc::new(crate::payment::mock::MockGateway::new(
         db.clone(),
         config.payment_failure_rate,
@@ -165,6 +174,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let state = AppState {
         bookings,
         holds,
+        live,
         catalogue,
         accounts,
         db,

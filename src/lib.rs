@@ -14,5 +14,6 @@ pub mod graphql;
 pub mod holds;
 pub mod http;
 pub mod ids;
+pub mod live;
 pub mod payment;
 pub mod telemetry;

@@ -5,9 +5,10 @@ pub mod holds;
 pub mod loaders;
 pub mod mutation;
 pub mod query;
+pub mod subscription;
 pub mod types;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder};
 
 use crate::app::AppState;
 
@@ -22,7 +23,10 @@ pub struct Mutation(
     mutation::CatalogueMutation,
 );
 
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(subscription::LiveSubscription);
+
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// Depth and complexity limits: generous for real clients (the IDE's introspection query needs
 /// depth 15 / recursive depth 17), small enough that a hostile query is refused before it runs.
@@ -30,12 +34,16 @@ pub const MAX_DEPTH: usize = 16;
 pub const MAX_RECURSIVE_DEPTH: usize = 32;
 pub const MAX_COMPLEXITY: usize = 1000;
 
-fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .limit_depth(MAX_DEPTH)
-        .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
-        .extension(ext::Observe)
+fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .limit_depth(MAX_DEPTH)
+    .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .extension(ext::Observe)
 }
 
 pub fn build_schema(state: AppState) -> AppSchema {

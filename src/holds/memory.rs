@@ -43,10 +43,13 @@ fn now_ms() -> i64 {
 impl ShowMem {
     fn publish(&mut self, show_id: i64, changes: Vec<SeatChange>, out: &mut Vec<SeatEvent>) -> i64 {
         self.version += 1;
+        let (held, booked) = (self.seats.len() as i64, self.booked.len() as i64);
         out.push(SeatEvent {
             show_id,
             version: self.version,
             changes,
+            held,
+            booked,
         });
         self.version
     }

@@ -53,6 +53,10 @@ pub struct SeatEvent {
     pub show_id: i64,
     pub version: i64,
     pub changes: Vec<SeatChange>,
+    /// Held and booked seats of the show right after this change (so `availableSeats` is exact
+    /// for this version without another read).
+    pub held: i64,
+    pub booked: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +156,8 @@ pub trait HoldStore: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 }
 
-/// Parse an event payload published by the Lua scripts: `{"v":N,"c":[[seat,"A"],[seat,"H",user],…]}`.
+/// Parse an event payload published by the Lua scripts:
+/// `{"v":N,"h":held,"b":booked,"c":[[seat,"A"],[seat,"H",user],[seat,"B"],…]}`.
 pub fn parse_event(show_id: i64, payload: &str) -> Option<SeatEvent> {
     let v: serde_json::Value = serde_json::from_str(payload).ok()?;
     let version = v.get("v")?.as_i64()?;
@@ -172,9 +177,13 @@ pub fn parse_event(show_id: i64, payload: &str) -> Option<SeatEvent> {
             holder,
         });
     }
+    let held = v.get("h").and_then(|h| h.as_i64()).unwrap_or(0);
+    let booked = v.get("b").and_then(|b| b.as_i64()).unwrap_or(0);
     Some(SeatEvent {
         show_id,
         version,
         changes,
+        held,
+        booked,
     })
 }

@@ -4,6 +4,8 @@
 //! The plain async-graphql service would also run operations from GET query strings and from
 //! `text/plain` POSTs, which browsers send cross-origin without a preflight (a CSRF hole), and
 //! accept batches. This handler takes only `application/json`, one operation per request.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
@@ -90,17 +92,40 @@ pub async fn get_graphql(State(app): State<App>, req: Request) -> Response {
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |stream| async move {
-            let init_app = app.clone();
-            GraphQLWebSocket::new(stream, schema, protocol)
-                .on_connection_init(
-                    move |payload| async move { connection_data(&init_app, payload) },
-                )
-                .keepalive_timeout(Some(Duration::from_secs(30)))
-                .serve()
-                .await
+            let shutdown = app.state.shutdown.clone();
+            let initialised = Arc::new(AtomicBool::new(false));
+            let (init_app, flag) = (app.clone(), initialised.clone());
+            let ws = GraphQLWebSocket::new(stream, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let data = connection_data(&init_app, payload);
+                    flag.store(data.is_ok(), Ordering::Relaxed);
+                    data
+                })
+                .serve();
+            metrics::gauge!("websocket_connections").increment(1.0);
+            tokio::select! {
+                _ = ws => {}
+                // No `connection_init` in time: drop the connection (the library has no timeout).
+                _ = async {
+                    tokio::time::sleep(WS_INIT_TIMEOUT).await;
+                    if initialised.load(Ordering::Relaxed) {
+                        std::future::pending::<()>().await;
+                    }
+                } => {}
+                // Shutting down: subscriptions have completed their streams; let the `complete`
+                // messages flush, then close.
+                _ = async {
+                    shutdown.cancelled().await;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                } => {}
+            }
+            metrics::gauge!("websocket_connections").decrement(1.0);
         })
         .into_response()
 }
+
+/// How long a new WebSocket may take to send `connection_init`.
+pub const WS_INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Authentication for a WebSocket: `{"Authorization": "Bearer <jwt>"}` or `{"token": "<jwt>"}`
 /// in the `connection_init` payload. A token that does not verify refuses the connection.

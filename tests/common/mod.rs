@@ -62,8 +62,13 @@ fn rand_suffix() -> u32 {
 
 /// A database that lives as long as the test.
 pub enum TestDb {
+    /// Owned by another `TestApp` (a peer instance on the same database).
+    Shared,
     Sqlite(tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
 }
 
 impl TestDb {
@@ -411,6 +416,40 @@ impl TestApp {
         }
     }
 
+    /// A second instance on the same database and Redis namespace (another server process, as
+    /// far as the service can tell).
+    pub async fn spawn_peer(&self, extra: &[&str]) -> TestApp {
+        let mut args: Vec<String> = vec![
+            "boxoffice".into(),
+            "--database-url".into(),
+            self.database_url.clone(),
+            "--jwt-secret".into(),
+            JWT_SECRET.into(),
+            "--payment-latency-ms".into(),
+            "0".into(),
+            "--demo-data".into(),
+            "false".into(),
+        ];
+        if let Some(p) = &self.redis_prefix {
+            args.extend([
+                "--redis-url".into(),
+                redis_url(),
+                "--redis-key-prefix".into(),
+                p.clone(),
+            ]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("peer config: {e}"));
+        Self::start(
+            self.backend,
+            cli.config,
+            TestDb::Shared,
+            self.database_url.clone(),
+            self.redis_prefix.clone(),
+        )
+        .await
+    }
+
     pub fn state(&self) -> &AppState {
         &self.app.state
     }
@@ -661,3 +700,94 @@ pub async fn process_env(
     }
     (db, env)
 }
+
+/// A minimal graphql-transport-ws client over a real WebSocket.
+pub struct WsClient {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl WsClient {
+    /// Connect and initialise; `Err` carries the close reason when the server refuses.
+    pub async fn connect(base: &str, token: Option<&str>) -> Result<WsClient, String> {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+        let url = format!("{}/graphql", base.replacen("http", "ws", 1));
+        let mut req = url.into_client_request().map_err(|e| e.to_string())?;
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
+        let (mut socket, resp) = tokio_tungstenite::connect_async(req)
+            .await
+            .map_err(|e| e.to_string())?;
+        assert_eq!(
+            resp.headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some("graphql-transport-ws")
+        );
+        let payload = match token {
+            Some(t) => json!({ "Authorization": format!("Bearer {t}") }),
+            None => json!({}),
+        };
+        socket
+            .send(Message::Text(
+                json!({ "type": "connection_init", "payload": payload })
+                    .to_string()
+                    .into(),
+            ))
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), socket.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(&t).map_err(|e| e.to_string())?;
+                    if v["type"] == "connection_ack" {
+                        return Ok(WsClient { socket });
+                    }
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => return Err(format!("closed: {frame:?}")),
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => return Err(e.to_string()),
+                Ok(None) => return Err("closed".into()),
+                Err(_) => return Err("no connection_ack".into()),
+            }
+        }
+    }
+
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        use futures_util::SinkExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let msg = json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } });
+        self.socket
+            .send(Message::Text(msg.to_string().into()))
+            .await
+            .expect("send subscribe");
+    }
+
+    /// The next `next`/`error`/`complete` message, or `None` after `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Option<Value> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.socket.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(&t).expect("json message");
+                    if ["next", "error", "complete"].contains(&v["type"].as_str().unwrap_or("")) {
+                        return Some(v);
+                    }
+                }
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Err(_) => return None,
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_))) => return None,
+            }
+        }
+    }
+}
+
+pub const SEAT_UPDATES: &str = "subscription($show: ID!) { seatUpdates(showId: $show) {
+    showId version availableSeats heldSeats bookedSeats seats { id status heldByMe } } }";

@@ -25,10 +25,13 @@ local function parse_rec(rec)
   return user, tonumber(exp), tonumber(created), list
 end
 
--- Bump the version and publish one event. `parts` are JSON arrays [seat,"A"|"B"] or [seat,"H",user].
+-- Bump the version and publish one event with the held/booked counts after the change.
+-- `parts` are JSON arrays [seat,"A"|"B"] or [seat,"H",user].
 local function publish(parts)
   local v = redis.call('HINCRBY', KEYS[6], 'ver', 1)
-  redis.call('PUBLISH', ARGV[1], '{"v":' .. v .. ',"c":[' .. table.concat(parts, ',') .. ']}')
+  local h, b = redis.call('HLEN', KEYS[1]), redis.call('SCARD', KEYS[5])
+  redis.call('PUBLISH', ARGV[1],
+    '{"v":' .. v .. ',"h":' .. h .. ',"b":' .. b .. ',"c":[' .. table.concat(parts, ',') .. ']}')
   return v
 end
 

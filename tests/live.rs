@@ -1,0 +1,251 @@
+//! Live seat maps over a real WebSocket (graphql-transport-ws), on both backends, and across two
+//! instances sharing Redis and PostgreSQL.
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Backend, TestApp, WsClient, SEAT_UPDATES};
+use serde_json::{json, Value};
+
+const HOLD: &str = "mutation($show: ID!, $seats: [ID!]!) { holdSeats(showId: $show, seatIds: $seats) { id version } }";
+const WAIT: Duration = Duration::from_secs(5);
+
+fn event(msg: &Option<Value>) -> &Value {
+    let m = msg.as_ref().expect("an event");
+    assert_eq!(m["type"], "next", "{m}");
+    &m["payload"]["data"]["seatUpdates"]
+}
+
+fn statuses(e: &Value) -> Vec<(String, String, bool)> {
+    e["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+                s["heldByMe"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn every_change_is_one_event_in_order(b: Backend) {
+    let app = TestApp::spawn_with(b, &["--hold-ttl-seconds", "2"]).await;
+    let (show, seats) = app.create_show(1, 6).await;
+    let users = app.users(2).await;
+    let (alice, bob) = (&users[0].0, &users[1].0);
+    let mut ws = WsClient::connect(&app.base, Some(alice))
+        .await
+        .expect("connect");
+    ws.subscribe("1", SEAT_UPDATES, json!({ "show": show }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (v0, _) = app.seat_map(None, &show).await;
+
+    // Hold (mine): HELD, heldByMe.
+    let h = app
+        .ok(
+            Some(alice),
+            HOLD,
+            json!({ "show": show, "seats": [seats[0], seats[1]] }),
+        )
+        .await;
+    let e = ws.next(WAIT).await;
+    let e = event(&e);
+    assert_eq!(e["version"].as_i64().unwrap(), v0 + 1);
+    assert_eq!(e["showId"], show.as_str());
+    assert_eq!(
+        statuses(e),
+        vec![
+            (seats[0].clone(), "HELD".into(), true),
+            (seats[1].clone(), "HELD".into(), true)
+        ]
+    );
+    assert_eq!(
+        (e["availableSeats"].as_i64(), e["heldSeats"].as_i64()),
+        (Some(4), Some(2))
+    );
+
+    // Someone else's hold: HELD, not mine.
+    let hb = app
+        .ok(
+            Some(bob),
+            HOLD,
+            json!({ "show": show, "seats": [seats[2]] }),
+        )
+        .await;
+    let e = ws.next(WAIT).await;
+    let e = event(&e);
+    assert_eq!(e["version"].as_i64().unwrap(), v0 + 2);
+    assert_eq!(statuses(e), vec![(seats[2].clone(), "HELD".into(), false)]);
+
+    // Release: AVAILABLE.
+    app.ok(
+        Some(bob),
+        "mutation($id: ID!) { releaseHold(holdId: $id) }",
+        json!({ "id": hb["holdSeats"]["id"] }),
+    )
+    .await;
+    let e = ws.next(WAIT).await;
+    let e = event(&e);
+    assert_eq!(e["version"].as_i64().unwrap(), v0 + 3);
+    assert_eq!(
+        statuses(e),
+        vec![(seats[2].clone(), "AVAILABLE".into(), false)]
+    );
+
+    // Checkout: BOOKED.
+    let booking = app
+        .ok(
+            Some(alice),
+            "mutation($h: ID!) { checkout(holdId: $h, idempotencyKey: \"k\") { id status } }",
+            json!({ "h": h["holdSeats"]["id"] }),
+        )
+        .await;
+    assert_eq!(booking["checkout"]["status"], "CONFIRMED");
+    let e = ws.next(WAIT).await;
+    let e = event(&e);
+    assert_eq!(e["version"].as_i64().unwrap(), v0 + 4);
+    let mut got = statuses(e);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (seats[0].clone(), "BOOKED".into(), false),
+            (seats[1].clone(), "BOOKED".into(), false)
+        ]
+    );
+    assert_eq!(e["bookedSeats"].as_i64(), Some(2));
+
+    // Cancel: AVAILABLE again.
+    app.ok(
+        Some(alice),
+        "mutation($id: ID!) { cancelBooking(bookingId: $id) { status } }",
+        json!({ "id": booking["checkout"]["id"] }),
+    )
+    .await;
+    let e = ws.next(WAIT).await;
+    let e = event(&e);
+    assert_eq!(e["version"].as_i64().unwrap(), v0 + 5);
+    assert!(statuses(e).iter().all(|s| s.1 == "AVAILABLE"));
+
+    // Expiry: nobody touches the show; the event still comes.
+    app.ok(
+        Some(bob),
+        HOLD,
+        json!({ "show": show, "seats": [seats[5]] }),
+    )
+    .await;
+    let e = ws.next(WAIT).await;
+    assert_eq!(event(&e)["version"].as_i64().unwrap(), v0 + 6);
+    let started = Instant::now();
+    let e = ws.next(Duration::from_secs(6)).await;
+    let e = event(&e);
+    assert_eq!(e["version"].as_i64().unwrap(), v0 + 7);
+    assert_eq!(
+        statuses(e),
+        vec![(seats[5].clone(), "AVAILABLE".into(), false)]
+    );
+    println!(
+        "expiry announced {:?} after the hold (TTL 2 s)",
+        started.elapsed()
+    );
+}
+
+async fn subscription_errors(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let mut ws = WsClient::connect(&app.base, None)
+        .await
+        .expect("anonymous connect");
+    ws.subscribe("x", SEAT_UPDATES, json!({ "show": "987654" }))
+        .await;
+    let msg = ws.next(WAIT).await.expect("an answer");
+    let code = if msg["type"] == "error" {
+        msg["payload"][0]["extensions"]["code"].clone()
+    } else {
+        msg["payload"]["errors"][0]["extensions"]["code"].clone()
+    };
+    assert_eq!(code, "NOT_FOUND", "{msg}");
+    assert!(
+        WsClient::connect(&app.base, Some("forged.token.here"))
+            .await
+            .is_err(),
+        "a bad token is refused at init"
+    );
+}
+
+backends!(every_change_is_one_event_in_order, subscription_errors);
+
+/// Two instances sharing PostgreSQL and Redis: a subscriber on A hears a hold made on B, and a
+/// race split across both still gives each seat to one user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_share_holds_and_events() {
+    if common::served_skipped() {
+        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
+        return;
+    }
+    let a = Arc::new(TestApp::spawn(Backend::Served).await);
+    let b = Arc::new(a.spawn_peer(&[]).await);
+    let (show, seats) = a.create_show(2, 10).await;
+    let users = a.users(60).await;
+    let mut ws = WsClient::connect(&a.base, None).await.expect("connect");
+    ws.subscribe("1", SEAT_UPDATES, json!({ "show": show }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    b.ok(
+        Some(&users[0].0),
+        HOLD,
+        json!({ "show": show, "seats": [seats[0]] }),
+    )
+    .await;
+    let e = ws.next(WAIT).await;
+    let elapsed = started.elapsed();
+    assert_eq!(statuses(event(&e))[0].0, seats[0]);
+    println!("hold on B heard on A after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "cross-instance event took {elapsed:?}"
+    );
+
+    let barrier = Arc::new(tokio::sync::Barrier::new(59));
+    let mut tasks = Vec::new();
+    for (i, (token, user)) in users.into_iter().skip(1).enumerate() {
+        let app = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let (show, barrier) = (show.clone(), barrier.clone());
+        let want = vec![seats[1 + i % 8].clone(), seats[1 + (i * 3) % 8].clone()];
+        let want: Vec<String> = want
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            (user, app.gql(Some(&token), "mutation($show: ID!, $seats: [ID!]!) { holdSeats(showId: $show, seatIds: $seats) { seats { id } } }", json!({ "show": show, "seats": want })).await)
+        }));
+    }
+    let mut owner: HashMap<String, i64> = HashMap::new();
+    for t in tasks {
+        let (user, body) = t.await.unwrap();
+        if body.get("errors").is_none() {
+            for s in body["data"]["holdSeats"]["seats"].as_array().unwrap() {
+                assert!(
+                    owner
+                        .insert(s["id"].as_str().unwrap().to_string(), user)
+                        .is_none(),
+                    "seat granted twice across instances"
+                );
+            }
+        } else {
+            assert_eq!(body["errors"][0]["extensions"]["code"], "SEATS_UNAVAILABLE");
+        }
+    }
+    // Both instances agree on the final map.
+    let (va, ma) = a.seat_map(None, &show).await;
+    let (vb, mb) = b.seat_map(None, &show).await;
+    assert_eq!((va, &ma), (vb, &mb));
+}
