@@ -79,4 +79,7 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
+log "browser test (headless Chromium, two users)"
+bash scripts/browser-test.sh
+
 log "all green"

@@ -109,7 +109,8 @@ impl Catalogue {
             .await?)
     }
 
-    /// Shows soonest first. By default only those not yet over; `after` continues a page.
+    /// Shows soonest first. By default only those still bookable (not started); `after`
+    /// continues a page.
     pub async fn list_shows(
         &self,
         first: u64,
@@ -119,7 +120,7 @@ impl Catalogue {
     ) -> AppResult<ShowPage> {
         let mut q = show::Entity::find();
         if !include_past {
-            q = q.filter(show::Column::EndsAt.gt(Utc::now()));
+            q = q.filter(show::Column::StartsAt.gt(Utc::now()));
         }
         if let Some(m) = movie_id {
             q = q.filter(show::Column::MovieId.eq(m));

@@ -14,7 +14,8 @@ pub struct CatalogueQuery;
 
 #[Object]
 impl CatalogueQuery {
-    /// Shows soonest first (by default those not over yet), as a Relay connection.
+    /// Shows soonest first, as a Relay connection: by default those not started yet (still
+    /// bookable); `includePast: true` lists every show.
     async fn shows(
         &self,
         ctx: &Context<'_>,

@@ -1,0 +1,388 @@
+// boxoffice booking page: plain JavaScript, no build step. Queries and mutations over
+// POST /graphql; live seat maps over graphql-transport-ws (vendored graphql-ws client).
+(function () {
+  'use strict';
+  const $ = (id) => document.getElementById(id);
+  const state = {
+    token: localStorage.getItem('boxoffice.token'),
+    me: null,
+    shows: [],
+    after: null,
+    show: null,        // { id, version, seats: Map(id -> seat), ... }
+    selected: new Set(),
+    hold: null,        // { id, expiresAt, totalCents, seatIds }
+    payKey: null,
+    timer: null,
+    mapSub: null,
+    countSubs: new Map(),
+  };
+
+  // ---------- GraphQL over HTTP ----------
+  class GqlError extends Error {
+    constructor(err) { super(err.message); this.code = (err.extensions || {}).code; this.ext = err.extensions || {}; }
+  }
+  async function gql(query, variables) {
+    const headers = { 'Content-Type': 'application/json' };
+    if (state.token) headers.Authorization = 'Bearer ' + state.token;
+    let res;
+    try {
+      res = await fetch('/graphql', { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
+    } catch (e) {
+      throw new GqlError({ message: 'The server cannot be reached. Check your connection and try again.', extensions: { code: 'NETWORK' } });
+    }
+    const body = await res.json().catch(() => ({}));
+    if (body.errors && body.errors.length) throw new GqlError(body.errors[0]);
+    return body.data;
+  }
+
+  // ---------- live updates ----------
+  let ws = null;
+  function wsClient() {
+    if (ws) return ws;
+    ws = graphqlWs.createClient({
+      url: location.origin.replace(/^http/, 'ws') + '/graphql',
+      lazy: true,
+      retryAttempts: Infinity,
+      connectionParams: () => (state.token ? { Authorization: 'Bearer ' + state.token } : {}),
+      on: { connected: () => { if (state.show) reloadMap(); } },
+    });
+    return ws;
+  }
+  function resetWs() {
+    if (ws) { ws.dispose(); ws = null; }
+    if (state.show) subscribeMap(state.show.id);
+    subscribeCounts();
+  }
+  const SEAT_UPDATES = `subscription($show: ID!) { seatUpdates(showId: $show) {
+    showId version availableSeats seats { id status heldByMe } } }`;
+
+  function subscribeMap(showId) {
+    if (state.mapSub) state.mapSub();
+    state.mapSub = wsClient().subscribe({ query: SEAT_UPDATES, variables: { show: showId } }, {
+      next: ({ data, errors }) => {
+        if (errors || !data) { reloadMap(); return; }
+        applyUpdate(data.seatUpdates);
+      },
+      error: () => setTimeout(() => state.show && state.show.id === showId && subscribeMap(showId), 1000),
+      complete: () => {},
+    });
+  }
+
+  function subscribeCounts() {
+    for (const stop of state.countSubs.values()) stop();
+    state.countSubs.clear();
+    for (const s of state.shows) {
+      const stop = wsClient().subscribe({ query: 'subscription($show: ID!) { seatUpdates(showId: $show) { showId availableSeats } }', variables: { show: s.id } }, {
+        next: ({ data }) => {
+          if (!data) return;
+          const show = state.shows.find((x) => x.id === data.seatUpdates.showId);
+          if (show) { show.availableSeats = data.seatUpdates.availableSeats; renderShowLeft(show); }
+        },
+        error: () => {}, complete: () => {},
+      });
+      state.countSubs.set(s.id, stop);
+    }
+  }
+
+  function applyUpdate(u) {
+    const show = state.show;
+    if (!show || u.showId !== show.id) return;
+    if (u.version <= show.version) return;            // already seen (we re-read meanwhile)
+    if (u.version !== show.version + 1) { reloadMap(); return; }  // gap: we missed something
+    show.version = u.version;
+    for (const s of u.seats) {
+      const seat = show.seats.get(s.id);
+      if (!seat) continue;
+      seat.status = s.status; seat.heldByMe = s.heldByMe;
+      if (s.status !== 'AVAILABLE' && state.selected.has(s.id) && !s.heldByMe) {
+        state.selected.delete(s.id);
+        say(`${seat.label} was just taken by someone else.`, 'error');
+      }
+      paintSeat(seat);
+    }
+    const listed = state.shows.find((x) => x.id === show.id);
+    if (listed) { listed.availableSeats = u.availableSeats; renderShowLeft(listed); }
+    renderSelection();
+  }
+
+  // ---------- account ----------
+  function renderAccount() {
+    const el = $('account');
+    el.innerHTML = '';
+    if (state.me) {
+      const who = document.createElement('span');
+      who.textContent = state.me.email;
+      const out = document.createElement('button');
+      out.className = 'secondary'; out.textContent = 'Log out';
+      out.onclick = () => { state.token = null; state.me = null; localStorage.removeItem('boxoffice.token'); renderAccount(); resetWs(); reloadMap(); renderBookings([]); };
+      el.append(who, out);
+      $('auth').hidden = true;
+    } else {
+      const b = document.createElement('button');
+      b.textContent = 'Sign in';
+      b.onclick = () => { $('auth').hidden = false; $('email').focus(); };
+      el.append(b);
+    }
+  }
+
+  async function loadMe() {
+    if (!state.token) { state.me = null; renderAccount(); return; }
+    try {
+      const d = await gql('{ me { id email name } }');
+      state.me = d.me;
+    } catch (e) {
+      state.token = null; localStorage.removeItem('boxoffice.token'); state.me = null;
+    }
+    renderAccount();
+    loadBookings();
+  }
+
+  $('auth-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const mode = (ev.submitter && ev.submitter.dataset.mode) || 'logIn';
+    const email = $('email').value, password = $('password').value;
+    try {
+      const d = await gql(`mutation($e: String!, $p: String!) { ${mode}(email: $e, password: $p) { token user { id email } } }`, { e: email, p: password });
+      state.token = d[mode].token; state.me = d[mode].user;
+      localStorage.setItem('boxoffice.token', state.token);
+      $('password').value = '';
+      renderAccount(); resetWs(); reloadMap(); loadBookings();
+      say(mode === 'signUp' ? 'Welcome! Your account is ready.' : 'Signed in.', 'ok');
+    } catch (e) { say(e.message, 'error'); }
+  });
+
+  // ---------- shows ----------
+  const fmt = new Intl.DateTimeFormat(undefined, { weekday: 'short', day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' });
+  async function loadShows(more) {
+    const d = await gql(`query($after: String) { shows(first: 20, after: $after) {
+      edges { node { id startsAt movie { title durationMinutes } screen { name venue { name city } } availableSeats totalSeats } }
+      pageInfo { hasNextPage endCursor } } }`, { after: more ? state.after : null });
+    const nodes = d.shows.edges.map((e) => e.node);
+    state.shows = more ? state.shows.concat(nodes) : nodes;
+    state.after = d.shows.pageInfo.endCursor;
+    $('more').hidden = !d.shows.pageInfo.hasNextPage;
+    renderShows();
+    subscribeCounts();
+  }
+  function renderShowLeft(s) {
+    const el = document.querySelector(`[data-show-left="${s.id}"]`);
+    if (el) el.textContent = `${s.availableSeats} of ${s.totalSeats} seats free`;
+  }
+  function renderShows() {
+    const ul = $('shows');
+    ul.innerHTML = '';
+    for (const s of state.shows) {
+      const li = document.createElement('li');
+      const b = document.createElement('button');
+      b.dataset.show = s.id;
+      b.setAttribute('aria-current', state.show && state.show.id === s.id ? 'true' : 'false');
+      b.innerHTML = `<span class="when"></span><span class="title"></span><span class="where muted"></span><span class="left" data-show-left="${s.id}"></span>`;
+      b.querySelector('.when').textContent = fmt.format(new Date(s.startsAt));
+      b.querySelector('.title').textContent = s.movie.title;
+      b.querySelector('.where').textContent = `${s.screen.venue.name}, ${s.screen.venue.city} · ${s.screen.name}`;
+      b.onclick = () => openShow(s.id);
+      li.append(b); ul.append(li);
+      renderShowLeft(s);
+    }
+  }
+  $('more').onclick = () => loadShows(true);
+
+  // ---------- seat map ----------
+  const SHOW = `query($id: ID!) { show(id: $id) { id startsAt version totalSeats availableSeats
+    movie { title } screen { name venue { name } } prices { category priceCents }
+    seats { id row number label category priceCents status heldByMe rowIndex column } } }`;
+  const money = (c) => (c / 100).toLocaleString(undefined, { style: 'currency', currency: 'EUR' });
+
+  async function openShow(id) {
+    state.selected.clear();
+    clearHold();
+    await reloadMap(id);
+    subscribeMap(id);
+    renderShows();
+    $('seatmap').querySelector('.seat') && $('seatmap').querySelector('.seat').focus();
+  }
+
+  async function reloadMap(id) {
+    id = id || (state.show && state.show.id);
+    if (!id) return;
+    const d = await gql(SHOW, { id });
+    if (!d.show) { say('This show no longer exists.', 'error'); return; }
+    const s = d.show;
+    state.show = { id: s.id, version: s.version, seats: new Map(s.seats.map((x) => [x.id, x])), prices: s.prices, raw: s };
+    $('map-title').textContent = `${s.movie.title}`;
+    $('map-sub').textContent = `${fmt.format(new Date(s.startsAt))} · ${s.screen.venue.name} · ${s.screen.name}`;
+    const cats = s.prices.map((p) => p.category);
+    $('legend').innerHTML = '';
+    const legend = [['Available', 'var(--free)'], ['Held by others', 'var(--held)'], ['Yours', 'var(--mine)'], ['Booked', 'var(--booked)']];
+    for (const [t, c] of legend) { const sp = document.createElement('span'); sp.style.setProperty('--c', c); sp.textContent = t; $('legend').append(sp); }
+    for (const p of s.prices) { const sp = document.createElement('span'); sp.className = 'muted'; sp.textContent = `${p.category} ${money(p.priceCents)}`; $('legend').append(sp); }
+    const maxCol = Math.max(...s.seats.map((x) => x.column)) + 1;
+    const map = $('seatmap');
+    map.innerHTML = '';
+    map.style.gridTemplateColumns = `24px repeat(${maxCol}, 28px) 24px`;
+    const rows = new Map();
+    for (const seat of s.seats) { if (!rows.has(seat.rowIndex)) rows.set(seat.rowIndex, []); rows.get(seat.rowIndex).push(seat); }
+    for (const [ri, seats] of [...rows.entries()].sort((a, b) => a[0] - b[0])) {
+      const label = document.createElement('div');
+      label.className = 'rowlabel'; label.textContent = seats[0].row;
+      label.style.gridRow = ri + 1; label.style.gridColumn = 1;
+      map.append(label);
+      for (const seat of seats) {
+        const b = document.createElement('button');
+        b.className = `seat cat-${cats.indexOf(seat.category)}`;
+        b.dataset.seat = seat.id;
+        b.style.gridRow = ri + 1; b.style.gridColumn = seat.column + 2;
+        b.textContent = seat.number;
+        b.onclick = () => toggle(seat.id);
+        map.append(b);
+        paintSeat(seat);
+      }
+    }
+    // Seats we had selected that someone took meanwhile are dropped.
+    for (const id2 of [...state.selected]) {
+      const seat = state.show.seats.get(id2);
+      if (!seat || seat.status !== 'AVAILABLE') state.selected.delete(id2);
+    }
+    renderSelection();
+  }
+
+  function paintSeat(seat) {
+    const b = document.querySelector(`[data-seat="${seat.id}"]`);
+    if (!b) return;
+    b.dataset.status = seat.status;
+    b.dataset.mine = String(!!seat.heldByMe);
+    const sel = state.selected.has(seat.id);
+    b.setAttribute('aria-pressed', String(sel));
+    b.disabled = seat.status !== 'AVAILABLE' && !sel;
+    const what = seat.status === 'AVAILABLE' ? 'available' : seat.status === 'BOOKED' ? 'booked' : seat.heldByMe ? 'held by you' : 'held by someone else';
+    b.setAttribute('aria-label', `Seat ${seat.label}, ${seat.category}, ${money(seat.priceCents)}, ${what}`);
+    b.title = `${seat.label} · ${seat.category} · ${money(seat.priceCents)}`;
+  }
+
+  function toggle(id) {
+    if (state.hold) { say('Pay for or release your held seats first.', 'error'); return; }
+    const seat = state.show.seats.get(id);
+    if (!seat || seat.status !== 'AVAILABLE') return;
+    if (state.selected.has(id)) state.selected.delete(id); else state.selected.add(id);
+    paintSeat(seat);
+    renderSelection();
+  }
+
+  function renderSelection() {
+    if (!state.show) return;
+    const seats = [...state.selected].map((id) => state.show.seats.get(id)).filter(Boolean);
+    const total = seats.reduce((t, s) => t + s.priceCents, 0);
+    $('selection').textContent = seats.length ? `Selected: ${seats.map((s) => s.label).join(', ')} · ${money(total)}` : (state.hold ? '' : 'Select seats on the map.');
+    $('hold').disabled = !seats.length || !!state.hold;
+    for (const s of state.show.seats.values()) paintSeat(s);
+  }
+
+  // ---------- hold, pay, release ----------
+  $('hold').onclick = async () => {
+    if (!state.me) { $('auth').hidden = false; $('email').focus(); say('Sign in to hold seats.', 'error'); return; }
+    const seatIds = [...state.selected];
+    try {
+      const d = await gql(`mutation($show: ID!, $seats: [ID!]!) { holdSeats(showId: $show, seatIds: $seats) { id expiresAt totalCents seats { id label } } }`, { show: state.show.id, seats: seatIds });
+      state.hold = { id: d.holdSeats.id, expiresAt: new Date(d.holdSeats.expiresAt), totalCents: d.holdSeats.totalCents, seats: d.holdSeats.seats };
+      state.payKey = 'pay-' + (crypto.randomUUID ? crypto.randomUUID() : Math.random().toString(36).slice(2));
+      state.selected.clear();
+      showHold();
+      say(`Held ${d.holdSeats.seats.map((s) => s.label).join(', ')}. Pay before the timer runs out.`, 'ok');
+    } catch (e) {
+      if (e.code === 'SEATS_UNAVAILABLE') {
+        for (const id of e.ext.seatIds || []) state.selected.delete(id);
+        await reloadMap();
+      }
+      say(e.message, 'error');
+    }
+  };
+
+  function showHold() {
+    $('hold-box').hidden = false;
+    $('pay-total').textContent = money(state.hold.totalCents);
+    renderSelection();
+    clearInterval(state.timer);
+    const tick = () => {
+      const left = Math.max(0, Math.round((state.hold.expiresAt - Date.now()) / 1000));
+      $('countdown').textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, '0')}`;
+      if (left <= 0) { clearHold(); say('Your hold expired and the seats went back on sale.', 'error'); reloadMap(); }
+    };
+    tick();
+    state.timer = setInterval(tick, 1000);
+  }
+
+  function clearHold() {
+    clearInterval(state.timer);
+    state.hold = null; state.payKey = null;
+    $('hold-box').hidden = true;
+    renderSelection();
+  }
+
+  $('pay').onclick = async () => {
+    if (!state.hold) return;
+    $('pay').disabled = true;
+    say('Paying…');
+    try {
+      const d = await gql(`mutation($h: ID!, $k: String!) { checkout(holdId: $h, idempotencyKey: $k) { id status failureReason totalCents seats { label } } }`, { h: state.hold.id, k: state.payKey });
+      const b = d.checkout;
+      if (b.status === 'CONFIRMED') { clearHold(); say(`Booked! ${b.seats.map((s) => s.label).join(', ')} · ${money(b.totalCents)}. Enjoy the show.`, 'ok'); }
+      else if (b.status === 'FAILED') { clearHold(); say(`Payment failed: ${b.failureReason}. Your seats were released.`, 'error'); }
+      else say('Your payment is being confirmed. It will appear in your bookings shortly.', 'ok');
+      loadBookings();
+    } catch (e) {
+      if (e.code === 'HOLD_EXPIRED') { clearHold(); reloadMap(); }
+      say(e.message, 'error');
+    } finally { $('pay').disabled = false; }
+  };
+
+  $('release').onclick = async () => {
+    if (!state.hold) return;
+    try { await gql('mutation($h: ID!) { releaseHold(holdId: $h) }', { h: state.hold.id }); } catch (e) { say(e.message, 'error'); }
+    clearHold();
+    say('Seats released.', 'ok');
+  };
+
+  // ---------- bookings ----------
+  async function loadBookings() {
+    if (!state.me) { renderBookings([]); return; }
+    try {
+      const d = await gql('{ myBookings { id status totalCents failureReason createdAt show { id startsAt movie { title } } seats { label } } }');
+      renderBookings(d.myBookings);
+    } catch (e) { say(e.message, 'error'); }
+  }
+  function renderBookings(list) {
+    const ul = $('bookings');
+    ul.innerHTML = '';
+    if (!list.length) { const li = document.createElement('li'); li.className = 'muted'; li.textContent = state.me ? 'No bookings yet.' : 'Sign in to see your bookings.'; ul.append(li); return; }
+    for (const b of list) {
+      const li = document.createElement('li');
+      const text = document.createElement('span');
+      text.textContent = `${b.show.movie.title} · ${fmt.format(new Date(b.show.startsAt))} · ${b.seats.map((s) => s.label).join(', ')} · ${money(b.totalCents)}`;
+      const badge = document.createElement('span');
+      badge.className = `badge ${b.status}`; badge.textContent = b.status.toLowerCase();
+      if (b.failureReason) badge.title = b.failureReason;
+      li.append(text, badge);
+      if (b.status === 'CONFIRMED') {
+        const c = document.createElement('button');
+        c.className = 'secondary'; c.textContent = 'Cancel';
+        c.setAttribute('aria-label', `Cancel booking of ${b.show.movie.title}`);
+        c.onclick = async () => {
+          try { await gql('mutation($id: ID!) { cancelBooking(bookingId: $id) { id status } }', { id: b.id }); say('Booking cancelled and refunded.', 'ok'); loadBookings(); }
+          catch (e) { say(e.message, 'error'); }
+        };
+        li.append(c);
+      }
+      ul.append(li);
+    }
+  }
+
+  function say(text, kind) {
+    const m = $('message');
+    m.textContent = text || '';
+    m.className = 'message' + (kind ? ' ' + kind : '');
+  }
+
+  // ---------- start ----------
+  loadMe();
+  loadShows(false).then(() => { if (state.shows[0]) openShow(state.shows[0].id); }).catch((e) => say(e.message, 'error'));
+})();
