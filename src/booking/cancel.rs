@@ -4,12 +4,10 @@ use entity::{booking, booking_seat, payment, show};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 
-use super::checkout::refund_key;
 use super::settle::insert_refund;
 use super::{Bookings, CANCELLED, CONFIRMED, FAILED, PENDING};
 use crate::auth::Viewer;
 use crate::error::{AppError, AppResult};
-use crate::payment::Outcome;
 
 impl Bookings {
     pub async fn cancel(&self, viewer: &Viewer, booking_id: i64) -> AppResult<booking::Model> {
@@ -65,22 +63,7 @@ impl Bookings {
                 ))
             })?;
         let charge_ref = charge.provider_ref.unwrap_or_default();
-        let refunded = tokio::time::timeout(
-            self.payment_timeout,
-            self.gateway
-                .refund(&refund_key(b.id), &charge_ref, b.total_cents),
-        )
-        .await
-        .map_err(|_| AppError::Unavailable("the payment gateway"))?
-        .map_err(|_| AppError::Unavailable("the payment gateway"))?;
-        let refund_ref = match refunded {
-            Outcome::Succeeded { provider_ref } => provider_ref,
-            Outcome::Declined { reason } => {
-                return Err(AppError::internal(anyhow::anyhow!(
-                    "refund refused: {reason}"
-                )))
-            }
-        };
+        let refund_ref = self.refund(&b, &charge_ref).await?;
 
         let txn = self.db.begin().await?;
         insert_refund(&txn, &b, &refund_ref).await?;

@@ -90,23 +90,7 @@ impl Bookings {
     }
 
     async fn refund_and_fail(&self, b: &booking::Model, charge_ref: &str) -> AppResult<()> {
-        let refunded = tokio::time::timeout(
-            self.payment_timeout,
-            self.gateway
-                .refund(&refund_key(b.id), charge_ref, b.total_cents),
-        )
-        .await
-        .map_err(|_| AppError::Unavailable("the payment gateway"))?
-        .map_err(|_| AppError::Unavailable("the payment gateway"))?;
-        let refund_ref = match refunded {
-            Outcome::Succeeded { provider_ref } => provider_ref,
-            Outcome::Declined { reason } => {
-                return Err(AppError::internal(anyhow::anyhow!(
-                    "refund of booking {} refused: {reason}",
-                    b.id
-                )))
-            }
-        };
+        let refund_ref = self.refund(b, charge_ref).await?;
         let now = Utc::now();
         let txn = self.db.begin().await?;
         mark_payment(&txn, b.id, "CHARGE", "SUCCEEDED", Some(charge_ref), None).await?;
@@ -121,6 +105,25 @@ impl Bookings {
             .await?;
         txn.commit().await?;
         Ok(())
+    }
+
+    /// Refund a booking's charge (idempotent on `refund-<booking>`); the provider's reference.
+    pub(super) async fn refund(&self, b: &booking::Model, charge_ref: &str) -> AppResult<String> {
+        let refunded = tokio::time::timeout(
+            self.payment_timeout,
+            self.gateway
+                .refund(&refund_key(b.id), charge_ref, b.total_cents),
+        )
+        .await
+        .map_err(|_| AppError::Unavailable("the payment gateway"))?
+        .map_err(|_| AppError::Unavailable("the payment gateway"))?;
+        match refunded {
+            Outcome::Succeeded { provider_ref } => Ok(provider_ref),
+            Outcome::Declined { reason } => Err(AppError::internal(anyhow::anyhow!(
+                "refund of booking {} refused: {reason}",
+                b.id
+            ))),
+        }
     }
 
     /// PENDING → FAILED with a reason; the charge attempt gets `payment_status`.

@@ -3,7 +3,7 @@ use async_graphql::{Context, Enum, Object, Result, ID};
 use chrono::{DateTime, Utc};
 use entity::booking;
 
-use super::loaders::{loaders, must, shared, LayoutOf, SeatsOfBooking, ShowId, StateOf};
+use super::loaders::{loaders, must, shared, show_parts, SeatsOfBooking, ShowId, ShowParts};
 use super::types::{viewer, Seat, Show};
 use crate::catalogue::seatmap::{self, SeatView};
 
@@ -42,9 +42,7 @@ impl Booking {
     /// The booked seats with the price paid for each and their status now.
     async fn seats(&self, ctx: &Context<'_>) -> Result<Vec<Seat>> {
         let l = loaders(ctx);
-        let show = must(&l, ShowId(self.0.show_id), "show").await?;
-        let layout = must(&l, LayoutOf(show.screen_id), "screen layout").await?;
-        let state = must(&l, StateOf(show.id), "show state").await?;
+        let ShowParts { layout, state, .. } = show_parts(&l, self.0.show_id).await?;
         let seats = l
             .load_one(SeatsOfBooking(self.0.id))
             .await

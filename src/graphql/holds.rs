@@ -2,7 +2,7 @@
 use async_graphql::{Context, Object, Result, ID};
 use chrono::{DateTime, Utc};
 
-use super::loaders::{loaders, must, LayoutOf, PricesOf, ShowId, StateOf};
+use super::loaders::{loaders, must, show_parts, ShowId};
 use super::types::{viewer, Seat, Show};
 use crate::app::AppState;
 use crate::catalogue::seatmap;
@@ -24,24 +24,15 @@ impl Hold {
     }
     /// The held seats with their live status.
     async fn seats(&self, ctx: &Context<'_>) -> Result<Vec<Seat>> {
-        let l = loaders(ctx);
-        let show = must(&l, ShowId(self.0.show_id), "show").await?;
-        let layout = must(&l, LayoutOf(show.screen_id), "screen layout").await?;
-        let prices = l
-            .load_one(PricesOf(show.id))
-            .await
-            .map_err(super::loaders::shared)?
-            .unwrap_or_default();
-        let state = must(&l, StateOf(show.id), "show state").await?;
+        let p = show_parts(&loaders(ctx), self.0.show_id).await?;
         let me = viewer(ctx).user_id();
         Ok(self
             .0
             .seat_ids
             .iter()
             .filter_map(|id| {
-                layout
-                    .seat(*id)
-                    .map(|info| Seat(seatmap::seat_view(info, &prices, &state, me)))
+                let info = p.layout.seat(*id)?;
+                Some(Seat(seatmap::seat_view(info, &p.prices, &p.state, me)))
             })
             .collect())
     }
@@ -49,14 +40,8 @@ impl Hold {
         self.0.expires_at
     }
     async fn total_cents(&self, ctx: &Context<'_>) -> Result<i32> {
-        let l = loaders(ctx);
-        let show = must(&l, ShowId(self.0.show_id), "show").await?;
-        let layout = must(&l, LayoutOf(show.screen_id), "screen layout").await?;
-        let prices = l
-            .load_one(PricesOf(show.id))
-            .await
-            .map_err(super::loaders::shared)?
-            .unwrap_or_default();
+        let p = show_parts(&loaders(ctx), self.0.show_id).await?;
+        let (layout, prices) = (p.layout, p.prices);
         let total: i64 = self
             .0
             .seat_ids

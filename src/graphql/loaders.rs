@@ -186,3 +186,29 @@ impl std::fmt::Display for SharedError {
         self.0.fmt(f)
     }
 }
+
+/// What rendering seats of one show needs: its layout, prices and live state (one snapshot per
+/// request).
+pub struct ShowParts {
+    pub show: entity::show::Model,
+    pub layout: Arc<Layout>,
+    pub prices: Arc<Prices>,
+    pub state: SharedState,
+}
+
+pub async fn show_parts(loaders: &Loaders, show_id: i64) -> async_graphql::Result<ShowParts> {
+    let show = must(loaders, ShowId(show_id), "show").await?;
+    let layout = must(loaders, LayoutOf(show.screen_id), "screen layout").await?;
+    let prices = loaders
+        .load_one(PricesOf(show.id))
+        .await
+        .map_err(shared)?
+        .unwrap_or_default();
+    let state = must(loaders, StateOf(show.id), "show state").await?;
+    Ok(ShowParts {
+        show,
+        layout,
+        prices,
+        state,
+    })
+}
