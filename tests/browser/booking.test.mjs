@@ -86,6 +86,15 @@ try {
   assert.equal(refusal.extensions.code, 'SEATS_UNAVAILABLE');
   assert.match(refusal.message, new RegExp(`${label} was just taken`));
   await shot(two, '5-user2-refused');
+
+  // The GraphQL IDE renders from the binary's own assets (no CDN).
+  const ide = await browser.newPage({ viewport: { width: 1300, height: 800 } });
+  const failed = [];
+  ide.on('requestfailed', (r) => failed.push(r.url()));
+  await ide.goto(BASE + '/graphql');
+  await ide.waitForSelector('.graphiql-container', { timeout: 15000 });
+  assert.deepEqual(failed, []);
+  await shot(ide, '6-graphiql');
   console.log('browser test passed; screenshots in', ARTIFACTS);
 } finally {
   await browser.close();
