@@ -249,3 +249,76 @@ async fn instances_share_holds_and_events() {
     let (vb, mb) = b.seat_map(None, &show).await;
     assert_eq!((va, &ma), (vb, &mb));
 }
+
+/// The same across two real server processes (the `boxoffice` binary twice, on two ports) sharing
+/// one PostgreSQL database and one Redis namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_server_processes_share_holds_and_events() {
+    if common::served_skipped() {
+        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
+        return;
+    }
+    let (_db, env) = common::process_env(Backend::Served, &[]).await;
+    let a = common::ServerProcess::start(&env).await;
+    let b = common::ServerProcess::start(&env).await;
+    let (show, seats) = a.api.create_show(1, 8).await;
+    let mut tokens = Vec::new();
+    for i in 0..8 {
+        tokens.push(b.api.sign_up(&format!("proc{i}@example.com")).await.0);
+    }
+    let mut ws = WsClient::connect(&a.api.base, None).await.expect("connect");
+    ws.subscribe("1", SEAT_UPDATES, json!({ "show": show }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    b.api
+        .ok(
+            Some(&tokens[0]),
+            HOLD,
+            json!({ "show": show, "seats": [seats[0]] }),
+        )
+        .await;
+    let e = ws.next(WAIT).await;
+    let elapsed = started.elapsed();
+    assert_eq!(statuses(event(&e))[0].0, seats[0]);
+    println!("hold on process B heard on process A after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "cross-process event took {elapsed:?}"
+    );
+
+    // Seven users race for seats 1..4 through alternating processes.
+    let apis = [
+        Arc::new(common::Api::new(a.api.base.clone())),
+        Arc::new(common::Api::new(b.api.base.clone())),
+    ];
+    let barrier = Arc::new(tokio::sync::Barrier::new(7));
+    let mut tasks = Vec::new();
+    for (i, token) in tokens.into_iter().skip(1).enumerate() {
+        let (api, show, barrier) = (apis[i % 2].clone(), show.clone(), barrier.clone());
+        let want = vec![seats[1 + i % 3].clone(), seats[2 + i % 3].clone()];
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            api.gql(Some(&token), "mutation($show: ID!, $seats: [ID!]!) { holdSeats(showId: $show, seatIds: $seats) { seats { id } } }", json!({ "show": show, "seats": want })).await
+        }));
+    }
+    let mut granted = std::collections::HashSet::new();
+    for t in tasks {
+        let body = t.await.unwrap();
+        if body.get("errors").is_none() {
+            for s in body["data"]["holdSeats"]["seats"].as_array().unwrap() {
+                assert!(
+                    granted.insert(s["id"].as_str().unwrap().to_string()),
+                    "seat granted twice across processes"
+                );
+            }
+        } else {
+            assert_eq!(body["errors"][0]["extensions"]["code"], "SEATS_UNAVAILABLE");
+        }
+    }
+    assert!(!granted.is_empty());
+    assert_eq!(
+        a.api.seat_map(None, &show).await,
+        b.api.seat_map(None, &show).await
+    );
+}
