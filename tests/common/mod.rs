@@ -556,7 +556,16 @@ impl PrivateRedis {
             .local_addr()
             .expect("addr")
             .port();
-        let child = std::process::Command::new("redis-server")
+        let server = PrivateRedis {
+            port,
+            child: Self::spawn(port),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    fn spawn(port: u16) -> std::process::Child {
+        std::process::Command::new("redis-server")
             .args([
                 "--port",
                 &port.to_string(),
@@ -569,24 +578,26 @@ impl PrivateRedis {
             ])
             .stdout(std::process::Stdio::null())
             .spawn()
-            .expect("redis-server must be installed (scripts/test.sh installs it)");
-        let server = PrivateRedis { port, child };
+            .expect("redis-server must be installed (scripts/test.sh installs it)")
+    }
+
+    /// Wait for PING; the caller (and its `Drop`) owns the child either way.
+    async fn wait_ready(&self) {
         for _ in 0..100 {
-            if let Ok(client) = redis::Client::open(server.url().as_str()) {
+            if let Ok(client) = redis::Client::open(self.url().as_str()) {
                 if let Ok(mut c) = client.get_multiplexed_async_connection().await {
                     if redis::cmd("PING")
                         .query_async::<String>(&mut c)
                         .await
                         .is_ok()
                     {
-                        return server;
+                        return;
                     }
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        drop(server);
-        panic!("private redis-server did not start");
+        panic!("private redis-server on port {} did not start", self.port);
     }
 
     pub fn url(&self) -> String {
@@ -602,35 +613,8 @@ impl PrivateRedis {
     /// Start a fresh, empty server on the same port.
     pub async fn restart(&mut self) {
         self.kill();
-        self.child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        for _ in 0..100 {
-            if let Ok(client) = redis::Client::open(self.url().as_str()) {
-                if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                    if redis::cmd("PING")
-                        .query_async::<String>(&mut c)
-                        .await
-                        .is_ok()
-                    {
-                        return;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("private redis-server did not restart");
+        self.child = Self::spawn(self.port);
+        self.wait_ready().await;
     }
 
     pub async fn cmd(&self, args: &[&str]) -> redis::Value {
