@@ -355,6 +355,9 @@ impl TestApp {
             ADMIN_PASSWORD.into(),
             "--payment-latency-ms".into(),
             "0".into(),
+            // Exact outcomes: tests that want declines ask for them (rate 1.0).
+            "--payment-failure-rate".into(),
+            "0".into(),
             "--demo-data".into(),
             "false".into(),
             "--redis-key-prefix".into(),
@@ -426,6 +429,8 @@ impl TestApp {
             "--jwt-secret".into(),
             JWT_SECRET.into(),
             "--payment-latency-ms".into(),
+            "0".into(),
+            "--payment-failure-rate".into(),
             "0".into(),
             "--demo-data".into(),
             "false".into(),
@@ -712,6 +717,7 @@ pub async fn process_env(
         ("ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
         ("ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
         ("DEMO_DATA".into(), "false".into()),
+        ("PAYMENT_FAILURE_RATE".into(), "0".into()),
         ("REDIS_KEY_PREFIX".into(), unique("bo-proc")),
     ];
     if backend == Backend::Served {
