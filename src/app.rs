@@ -132,6 +132,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     }
 
     let store = crate::holds::connect_store(&config, db.clone()).await?;
+    tracing::info!(store = store.kind(), "hold store ready");
     let holds = Holds::new(
         store.clone(),
         catalogue.clone(),

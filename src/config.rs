@@ -186,16 +186,6 @@ impl Config {
     pub fn payment_latency(&self) -> Duration {
         Duration::from_millis(self.payment_latency_ms)
     }
-
-    /// A configuration with every default, for tests and tools.
-    pub fn defaults() -> Self {
-        Cli::try_parse_from(["boxoffice"])
-            .map(|c| c.config)
-            .unwrap_or_else(|e| {
-                // Only reachable when the environment holds a bad value.
-                panic!("default configuration is invalid: {e}")
-            })
-    }
 }
 
 fn parse_database_url(s: &str) -> Result<String, String> {

@@ -72,12 +72,6 @@ impl From<DbErr> for AppError {
     }
 }
 
-impl From<tokio::time::error::Elapsed> for AppError {
-    fn from(_: tokio::time::error::Elapsed) -> Self {
-        AppError::Unavailable("a dependency")
-    }
-}
-
 impl AppError {
     /// The seats named by `SEATS_UNAVAILABLE` (its `extensions.seatIds`).
     pub fn seat_ids(&self) -> Option<Vec<String>> {

@@ -128,7 +128,6 @@ impl Accounts {
     /// password reset to the configured one). Idempotent; safe on several instances at once.
     pub async fn ensure_admin(&self, email: &str, pwd: &str) -> AppResult<()> {
         let email = normalise_email(email).map_err(AppError::BadInput)?;
-        let hash = password::hash(pwd.to_string()).await?;
         let existing = user::Entity::find()
             .filter(user::Column::Email.eq(&email))
             .one(&self.db)
@@ -141,7 +140,7 @@ impl Accounts {
                     let mut am: user::ActiveModel = u.into();
                     am.role = Set(Role::Admin.as_str().into());
                     if !keeps_password {
-                        am.password_hash = Set(hash);
+                        am.password_hash = Set(password::hash(pwd.to_string()).await?);
                     }
                     am.update(&self.db).await?;
                 }
@@ -149,7 +148,7 @@ impl Accounts {
             None => {
                 let row = user::ActiveModel {
                     email: Set(email),
-                    password_hash: Set(hash),
+                    password_hash: Set(password::hash(pwd.to_string()).await?),
                     name: Set(Some("Administrator".into())),
                     role: Set(Role::Admin.as_str().into()),
                     created_at: Set(Utc::now()),

@@ -9,8 +9,8 @@ use sea_orm::{
 
 use super::Bookings;
 use crate::auth::Viewer;
+use crate::catalogue::layout::price_of;
 use crate::error::{AppError, AppResult};
-use crate::holds::{parse_hold_id, ExtendOutcome};
 
 /// Extra time a hold gets for the payment beyond the gateway timeout.
 const PAYMENT_MARGIN_SECS: u64 = 30;
@@ -57,30 +57,8 @@ impl Bookings {
         if let Some(existing) = self.find_by_key(user, &key).await? {
             return Ok(existing);
         }
-        let show_id = parse_hold_id(hold_id).ok_or(AppError::HoldExpired)?;
-        let store = self.holds.store();
-        let hold = match store.get(show_id, hold_id).await? {
-            None => return Err(AppError::HoldExpired),
-            Some(h) if h.user_id != user => {
-                return Err(AppError::Forbidden(
-                    "this hold belongs to someone else".into(),
-                ))
-            }
-            Some(h) => h,
-        };
         let window = self.payment_timeout + std::time::Duration::from_secs(PAYMENT_MARGIN_SECS);
-        match store
-            .extend(show_id, hold_id, user, window, self.holds.ttl() + window)
-            .await?
-        {
-            ExtendOutcome::Extended { .. } => {}
-            ExtendOutcome::NotLive => return Err(AppError::HoldExpired),
-            ExtendOutcome::NotOwner => {
-                return Err(AppError::Forbidden(
-                    "this hold belongs to someone else".into(),
-                ))
-            }
-        }
+        let (show_id, hold) = self.holds.keep_for_payment(viewer, hold_id, window).await?;
 
         // Price each seat as of now.
         let show = self
@@ -107,7 +85,7 @@ impl Bookings {
             let info = layout.seat(*s).ok_or_else(|| {
                 AppError::internal(anyhow::anyhow!("held seat {s} not in layout"))
             })?;
-            priced.push((*s, prices.get(&info.category).copied().unwrap_or(0)));
+            priced.push((*s, price_of(&prices, &info.category)));
         }
         let total: i64 = priced.iter().map(|(_, p)| p).sum();
 

@@ -53,10 +53,6 @@ impl Bookings {
         }
     }
 
-    pub fn db(&self) -> &DatabaseConnection {
-        &self.db
-    }
-
     /// The viewer's bookings, newest first (bounded).
     pub async fn mine(&self, viewer: &Viewer) -> AppResult<Vec<booking::Model>> {
         let user = viewer.require_user()?;

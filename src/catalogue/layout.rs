@@ -63,6 +63,12 @@ impl Layout {
 /// Price per category of one show, in cents.
 pub type Prices = HashMap<String, i64>;
 
+/// The price of a seat of `category`; a category without a price (impossible for shows created
+/// through `createShow`, which requires them all) costs 0.
+pub fn price_of(prices: &Prices, category: &str) -> i64 {
+    prices.get(category).copied().unwrap_or(0)
+}
+
 #[derive(Default)]
 pub struct LayoutCache {
     layouts: RwLock<HashMap<i64, Arc<Layout>>>,

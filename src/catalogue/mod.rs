@@ -168,14 +168,6 @@ impl Catalogue {
             .all(&self.db)
             .await?)
     }
-    pub async fn screens_of_venues(&self, venue_ids: &[i64]) -> AppResult<Vec<screen::Model>> {
-        use sea_orm::QueryOrder;
-        Ok(screen::Entity::find()
-            .filter(screen::Column::VenueId.is_in(venue_ids.to_vec()))
-            .order_by_asc(screen::Column::Id)
-            .all(&self.db)
-            .await?)
-    }
     pub async fn movies(&self, ids: &[i64]) -> AppResult<Vec<movie::Model>> {
         Ok(movie::Entity::find()
             .filter(movie::Column::Id.is_in(ids.to_vec()))

@@ -88,7 +88,7 @@ pub fn seat_view(
         && matches!((state.held.get(&info.id), viewer), (Some(h), Some(me)) if h.user_id == me);
     SeatView {
         info: info.clone(),
-        price_cents: prices.get(&info.category).copied().unwrap_or(0),
+        price_cents: super::layout::price_of(prices, &info.category),
         status,
         held_by_me,
     }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use entity::booking;
 
 use super::loaders::{loaders, must, shared, show_parts, SeatsOfBooking, ShowId, ShowParts};
-use super::types::{viewer, Seat, Show};
+use super::types::{to_int, viewer, Seat, Show};
 use crate::catalogue::seatmap::{self, SeatView};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -70,7 +70,7 @@ impl Booking {
         })
     }
     async fn total_cents(&self) -> i32 {
-        self.0.total_cents.clamp(0, i32::MAX as i64) as i32
+        to_int(self.0.total_cents)
     }
     /// Why the booking failed (declined payment, seats lost), when it did.
     async fn failure_reason(&self) -> Option<&str> {

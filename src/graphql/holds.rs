@@ -3,8 +3,9 @@ use async_graphql::{Context, Object, Result, ID};
 use chrono::{DateTime, Utc};
 
 use super::loaders::{loaders, must, show_parts, ShowId};
-use super::types::{viewer, Seat, Show};
+use super::types::{to_int, viewer, Seat, Show};
 use crate::app::AppState;
+use crate::catalogue::layout::price_of;
 use crate::catalogue::seatmap;
 use crate::holds::GrantedHold;
 use crate::ids::parse_id;
@@ -47,13 +48,13 @@ impl Hold {
             .seat_ids
             .iter()
             .filter_map(|id| layout.seat(*id))
-            .map(|s| prices.get(&s.category).copied().unwrap_or(0))
+            .map(|s| price_of(&prices, &s.category))
             .sum();
-        Ok(total.clamp(0, i32::MAX as i64) as i32)
+        Ok(to_int(total))
     }
     /// The show's seat-map version right after the hold was taken.
     async fn version(&self) -> i32 {
-        self.0.version.clamp(0, i32::MAX as i64) as i32
+        to_int(self.0.version)
     }
 }
 

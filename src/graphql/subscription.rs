@@ -5,9 +5,9 @@ use async_graphql::{Context, Result, SimpleObject, Subscription, ID};
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::types::{viewer, Seat};
+use super::types::{to_int, viewer, Seat};
 use crate::app::AppState;
-use crate::catalogue::layout::{Layout, Prices};
+use crate::catalogue::layout::{price_of, Layout, Prices};
 use crate::catalogue::seatmap::{SeatStatus, SeatView};
 use crate::error::AppError;
 use crate::holds::SeatEvent;
@@ -34,21 +34,20 @@ fn update(e: &SeatEvent, layout: &Layout, prices: &Prices, me: Option<i64>) -> S
             let info = layout.seat(c.seat_id)?;
             Some(Seat(SeatView {
                 info: info.clone(),
-                price_cents: prices.get(&info.category).copied().unwrap_or(0),
+                price_cents: price_of(prices, &info.category),
                 status: c.status,
                 held_by_me: c.status == SeatStatus::Held && c.holder.is_some() && c.holder == me,
             }))
         })
         .collect();
     let total = layout.len() as i64;
-    let clamp = |v: i64| v.clamp(0, i32::MAX as i64) as i32;
     SeatUpdate {
         show_id: ID(e.show_id.to_string()),
-        version: clamp(e.version),
+        version: to_int(e.version),
         seats,
-        available_seats: clamp(total - e.held - e.booked),
-        held_seats: clamp(e.held),
-        booked_seats: clamp(e.booked),
+        available_seats: to_int(total - e.held - e.booked),
+        held_seats: to_int(e.held),
+        booked_seats: to_int(e.booked),
     }
 }
 

@@ -9,15 +9,16 @@ use tokio::sync::OnceCell;
 
 use super::loaders::{loaders, must, LayoutOf, MovieId, PricesOf, ScreenId, StateOf, VenueId};
 use crate::auth::Viewer;
-use crate::catalogue::layout::{Layout, Prices};
+use crate::catalogue::layout::{price_of, Layout, Prices};
 use crate::catalogue::seatmap::{self, SeatStatus, SeatView, SharedState};
 
 pub fn viewer<'a>(ctx: &Context<'a>) -> &'a Viewer {
     ctx.data_opt::<Viewer>().unwrap_or(&Viewer::Anonymous)
 }
 
-fn clamp_i32(v: i64) -> i32 {
-    v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+/// A count, version or amount (never negative) as a GraphQL `Int`, saturating at 2³¹ − 1.
+pub fn to_int(v: i64) -> i32 {
+    v.clamp(0, i32::MAX as i64) as i32
 }
 
 pub struct Show {
@@ -31,12 +32,6 @@ impl Show {
         Show {
             model,
             state: OnceCell::new(),
-        }
-    }
-    pub fn with_state(model: show::Model, state: SharedState) -> Self {
-        Show {
-            model,
-            state: OnceCell::new_with(Some(state)),
         }
     }
     async fn state(&self, ctx: &Context<'_>) -> Result<SharedState> {
@@ -104,7 +99,7 @@ impl Show {
     }
     /// Seat-map version: read from the same snapshot as `seats` and the counts.
     async fn version(&self, ctx: &Context<'_>) -> Result<i32> {
-        Ok(clamp_i32(self.state(ctx).await?.version))
+        Ok(to_int(self.state(ctx).await?.version))
     }
     /// The whole layout with live status, front row first.
     async fn seats(&self, ctx: &Context<'_>) -> Result<Vec<Seat>> {
@@ -126,7 +121,7 @@ impl Show {
             .categories()
             .into_iter()
             .map(|c| CategoryPrice {
-                price_cents: clamp_i32(prices.get(&c).copied().unwrap_or(0)),
+                price_cents: to_int(price_of(&prices, &c)),
                 category: c,
             })
             .collect())
@@ -161,7 +156,7 @@ impl Seat {
         &self.0.info.category
     }
     async fn price_cents(&self) -> i32 {
-        clamp_i32(self.0.price_cents)
+        to_int(self.0.price_cents)
     }
     async fn status(&self) -> SeatStatus {
         self.0.status

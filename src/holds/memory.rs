@@ -111,6 +111,13 @@ impl MemoryStore {
         }
     }
 
+    /// A booked-set change must reach the cache even when it is not loaded: bump the
+    /// generation first, so that a load racing with it retries with fresh data.
+    fn bump_bookgen(&self, show_id: i64) {
+        let mut shows = self.shows.lock().unwrap_or_else(|p| p.into_inner());
+        shows.entry(show_id).or_default().bookgen += 1;
+    }
+
     /// Run `f` on a loaded show (loading its booked seats from the database first if needed).
     async fn with_show<T>(
         &self,
@@ -281,11 +288,7 @@ impl HoldStore for MemoryStore {
         hold_id: Option<&str>,
         seats: &[i64],
     ) -> Result<i64, StoreError> {
-        // Booking must reach the cache even when it is not loaded: bump the generation first.
-        {
-            let mut shows = self.shows.lock().unwrap_or_else(|p| p.into_inner());
-            shows.entry(show_id).or_default().bookgen += 1;
-        }
+        self.bump_bookgen(show_id);
         self.with_show(show_id, |show, events| {
             let booking: HashSet<i64> = seats.iter().copied().collect();
             let mut freed = Vec::new();
@@ -315,10 +318,7 @@ impl HoldStore for MemoryStore {
     }
 
     async fn unbook(&self, show_id: i64, seats: &[i64]) -> Result<i64, StoreError> {
-        {
-            let mut shows = self.shows.lock().unwrap_or_else(|p| p.into_inner());
-            shows.entry(show_id).or_default().bookgen += 1;
-        }
+        self.bump_bookgen(show_id);
         self.with_show(show_id, |show, events| {
             let mut changes = Vec::new();
             for s in seats {

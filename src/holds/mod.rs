@@ -88,10 +88,6 @@ impl Holds {
         &self.store
     }
 
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     /// A consistent snapshot of each show's live state, for many shows at once.
     pub async fn states(&self, show_ids: &[i64]) -> AppResult<HashMap<i64, SharedState>> {
         let states = self.store.snapshot(show_ids).await?;
@@ -177,9 +173,7 @@ impl Holds {
         match self.store.release(show_id, hold_id, user).await? {
             ReleaseOutcome::Released { .. } => Ok(true),
             ReleaseOutcome::NotLive => Ok(false),
-            ReleaseOutcome::NotOwner => Err(AppError::Forbidden(
-                "this hold belongs to someone else".into(),
-            )),
+            ReleaseOutcome::NotOwner => Err(not_your_hold()),
         }
     }
 
@@ -195,10 +189,31 @@ impl Holds {
         };
         match self.store.get(show_id, hold_id).await? {
             Some(h) if h.user_id == user => Ok(Some((show_id, h))),
-            Some(_) => Err(AppError::Forbidden(
-                "this hold belongs to someone else".into(),
-            )),
+            Some(_) => Err(not_your_hold()),
             None => Ok(None),
+        }
+    }
+
+    /// The viewer's live hold, kept alive through a payment of `window`. Bounded: never beyond
+    /// TTL + `window` from the hold's creation. `HOLD_EXPIRED` / `FORBIDDEN` otherwise.
+    pub async fn keep_for_payment(
+        &self,
+        viewer: &Viewer,
+        hold_id: &str,
+        window: Duration,
+    ) -> AppResult<(i64, HoldRecord)> {
+        let (show_id, hold) = self
+            .live_hold(viewer, hold_id)
+            .await?
+            .ok_or(AppError::HoldExpired)?;
+        match self
+            .store
+            .extend(show_id, hold_id, hold.user_id, window, self.ttl + window)
+            .await?
+        {
+            ExtendOutcome::Extended { .. } => Ok((show_id, hold)),
+            ExtendOutcome::NotLive => Err(AppError::HoldExpired),
+            ExtendOutcome::NotOwner => Err(not_your_hold()),
         }
     }
 
@@ -240,6 +255,10 @@ impl Holds {
         }
         Ok(seats)
     }
+}
+
+fn not_your_hold() -> AppError {
+    AppError::Forbidden("this hold belongs to someone else".into())
 }
 
 /// Build the configured store: Redis when `REDIS_URL` is set, in-process otherwise.

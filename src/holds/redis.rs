@@ -86,10 +86,6 @@ impl RedisStore {
         })
     }
 
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     /// The six keys of a show, in the order `common.lua` documents.
     fn keys(&self, show_id: i64) -> [String; 6] {
         let p = &self.prefix;
