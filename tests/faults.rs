@@ -71,13 +71,7 @@ async fn redis_down_is_service_unavailable_then_recovers() {
         mine["myBookings"][0]["status"], "CONFIRMED",
         "bookings still answer"
     );
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 503);
+    assert_eq!(app.get_status("/readyz").await, 503);
 
     redis.restart().await;
     let mut recovered = false;
@@ -106,11 +100,5 @@ async fn redis_down_is_service_unavailable_then_recovers() {
         "SEATS_UNAVAILABLE",
         "the booking survived"
     );
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 200);
+    assert_eq!(app.get_status("/readyz").await, 200);
 }

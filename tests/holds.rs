@@ -394,32 +394,13 @@ async fn redis_flush_loses_holds_never_bookings() {
 
 /// A confirmed booking written to the database and mirrored in the store, as checkout does.
 async fn book_directly(app: &TestApp, user: i64, show: i64, seat: i64) {
-    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
-    let b = entity::booking::ActiveModel {
-        user_id: Set(user),
-        show_id: Set(show),
-        hold_id: Set(None),
-        status: Set("CONFIRMED".into()),
-        total_cents: Set(1000),
-        idempotency_key: Set(format!("direct-{seat}")),
-        failure_reason: Set(None),
-        created_at: Set(chrono::Utc::now()),
-        updated_at: Set(chrono::Utc::now()),
-        ..Default::default()
-    }
-    .insert(&app.state().db)
-    .await
-    .unwrap();
-    entity::booking_seat::Entity::insert(entity::booking_seat::ActiveModel {
-        booking_id: Set(b.id),
-        seat_id: Set(seat),
-        show_id: Set(show),
-        price_cents: Set(1000),
-        active: Set(true),
-    })
-    .exec_without_returning(&app.state().db)
-    .await
-    .unwrap();
+    let b = app
+        .insert_booking(user, show, &format!("direct-{seat}"), "CONFIRMED")
+        .await
+        .unwrap();
+    app.insert_booking_seat(b.id, show, seat, true)
+        .await
+        .unwrap();
     app.state()
         .holds
         .store()

@@ -2,7 +2,6 @@
 //! instances sharing Redis and PostgreSQL.
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -180,25 +179,25 @@ async fn subscription_errors(b: Backend) {
 
 backends!(every_change_is_one_event_in_order, subscription_errors);
 
-/// Two instances sharing PostgreSQL and Redis: a subscriber on A hears a hold made on B, and a
-/// race split across both still gives each seat to one user.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn instances_share_holds_and_events() {
-    if common::served_skipped() {
-        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
-        return;
-    }
-    let a = Arc::new(TestApp::spawn(Backend::Served).await);
-    let b = Arc::new(a.spawn_peer(&[]).await);
-    let (show, seats) = a.create_show(2, 10).await;
-    let users = a.users(60).await;
+/// A subscriber on `a` hears a hold made on `b` (under 1 s; the figure is printed), then the other
+/// users race for overlapping seats (`pick(i)` = seat indexes of user i) through `a` and `b`
+/// alternately: each seat goes to one user and both instances agree on the final map.
+async fn instances_agree(
+    a: &common::Api,
+    b: &common::Api,
+    tokens: Vec<String>,
+    show: &str,
+    seats: &[String],
+    pick: impl Fn(usize) -> Vec<usize>,
+    what: &str,
+) {
     let mut ws = WsClient::connect(&a.base, None).await.expect("connect");
     ws.subscribe("1", SEAT_UPDATES, json!({ "show": show }))
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     b.ok(
-        Some(&users[0].0),
+        Some(&tokens[0]),
         HOLD,
         json!({ "show": show, "seats": [seats[0]] }),
     )
@@ -206,48 +205,63 @@ async fn instances_share_holds_and_events() {
     let e = ws.next(WAIT).await;
     let elapsed = started.elapsed();
     assert_eq!(statuses(event(&e))[0].0, seats[0]);
-    println!("hold on B heard on A after {elapsed:?}");
+    println!("hold on {what} B heard on {what} A after {elapsed:?}");
     assert!(
         elapsed < Duration::from_secs(1),
-        "cross-instance event took {elapsed:?}"
+        "cross-{what} event took {elapsed:?}"
     );
 
-    let barrier = Arc::new(tokio::sync::Barrier::new(59));
+    let apis = [
+        Arc::new(common::Api::new(a.base.clone())),
+        Arc::new(common::Api::new(b.base.clone())),
+    ];
+    let racers = tokens.len() - 1;
+    let barrier = Arc::new(tokio::sync::Barrier::new(racers));
     let mut tasks = Vec::new();
-    for (i, (token, user)) in users.into_iter().skip(1).enumerate() {
-        let app = if i % 2 == 0 { a.clone() } else { b.clone() };
-        let (show, barrier) = (show.clone(), barrier.clone());
-        let want = vec![seats[1 + i % 8].clone(), seats[1 + (i * 3) % 8].clone()];
-        let want: Vec<String> = want
+    for (i, token) in tokens.into_iter().skip(1).enumerate() {
+        let (api, show, barrier) = (apis[i % 2].clone(), show.to_string(), barrier.clone());
+        let want: Vec<String> = pick(i)
             .into_iter()
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
+            .map(|k| seats[k].clone())
             .collect();
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            (user, app.gql(Some(&token), "mutation($show: ID!, $seats: [ID!]!) { holdSeats(showId: $show, seatIds: $seats) { seats { id } } }", json!({ "show": show, "seats": want })).await)
+            api.gql(Some(&token), "mutation($show: ID!, $seats: [ID!]!) { holdSeats(showId: $show, seatIds: $seats) { seats { id } } }", json!({ "show": show, "seats": want })).await
         }));
     }
-    let mut owner: HashMap<String, i64> = HashMap::new();
+    let mut granted = std::collections::HashSet::new();
     for t in tasks {
-        let (user, body) = t.await.unwrap();
+        let body = t.await.unwrap();
         if body.get("errors").is_none() {
             for s in body["data"]["holdSeats"]["seats"].as_array().unwrap() {
                 assert!(
-                    owner
-                        .insert(s["id"].as_str().unwrap().to_string(), user)
-                        .is_none(),
-                    "seat granted twice across instances"
+                    granted.insert(s["id"].as_str().unwrap().to_string()),
+                    "seat granted twice across the two {what} peers"
                 );
             }
         } else {
             assert_eq!(body["errors"][0]["extensions"]["code"], "SEATS_UNAVAILABLE");
         }
     }
-    // Both instances agree on the final map.
-    let (va, ma) = a.seat_map(None, &show).await;
-    let (vb, mb) = b.seat_map(None, &show).await;
-    assert_eq!((va, &ma), (vb, &mb));
+    assert!(!granted.is_empty());
+    assert_eq!(a.seat_map(None, show).await, b.seat_map(None, show).await);
+}
+
+/// Two app instances (in this test process) sharing PostgreSQL and Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_share_holds_and_events() {
+    if common::served_skipped() {
+        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
+        return;
+    }
+    let a = TestApp::spawn(Backend::Served).await;
+    let b = a.spawn_peer(&[]).await;
+    let (show, seats) = a.create_show(2, 10).await;
+    let tokens = a.users(60).await.into_iter().map(|(t, _)| t).collect();
+    let pick = |i: usize| vec![1 + i % 8, 1 + (i * 3) % 8];
+    instances_agree(&a, &b, tokens, &show, &seats, pick, "instance").await;
 }
 
 /// The same across two real server processes (the `boxoffice` binary twice, on two ports) sharing
@@ -266,59 +280,6 @@ async fn two_server_processes_share_holds_and_events() {
     for i in 0..8 {
         tokens.push(b.api.sign_up(&format!("proc{i}@example.com")).await.0);
     }
-    let mut ws = WsClient::connect(&a.api.base, None).await.expect("connect");
-    ws.subscribe("1", SEAT_UPDATES, json!({ "show": show }))
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let started = Instant::now();
-    b.api
-        .ok(
-            Some(&tokens[0]),
-            HOLD,
-            json!({ "show": show, "seats": [seats[0]] }),
-        )
-        .await;
-    let e = ws.next(WAIT).await;
-    let elapsed = started.elapsed();
-    assert_eq!(statuses(event(&e))[0].0, seats[0]);
-    println!("hold on process B heard on process A after {elapsed:?}");
-    assert!(
-        elapsed < Duration::from_secs(1),
-        "cross-process event took {elapsed:?}"
-    );
-
-    // Seven users race for seats 1..4 through alternating processes.
-    let apis = [
-        Arc::new(common::Api::new(a.api.base.clone())),
-        Arc::new(common::Api::new(b.api.base.clone())),
-    ];
-    let barrier = Arc::new(tokio::sync::Barrier::new(7));
-    let mut tasks = Vec::new();
-    for (i, token) in tokens.into_iter().skip(1).enumerate() {
-        let (api, show, barrier) = (apis[i % 2].clone(), show.clone(), barrier.clone());
-        let want = vec![seats[1 + i % 3].clone(), seats[2 + i % 3].clone()];
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            api.gql(Some(&token), "mutation($show: ID!, $seats: [ID!]!) { holdSeats(showId: $show, seatIds: $seats) { seats { id } } }", json!({ "show": show, "seats": want })).await
-        }));
-    }
-    let mut granted = std::collections::HashSet::new();
-    for t in tasks {
-        let body = t.await.unwrap();
-        if body.get("errors").is_none() {
-            for s in body["data"]["holdSeats"]["seats"].as_array().unwrap() {
-                assert!(
-                    granted.insert(s["id"].as_str().unwrap().to_string()),
-                    "seat granted twice across processes"
-                );
-            }
-        } else {
-            assert_eq!(body["errors"][0]["extensions"]["code"], "SEATS_UNAVAILABLE");
-        }
-    }
-    assert!(!granted.is_empty());
-    assert_eq!(
-        a.api.seat_map(None, &show).await,
-        b.api.seat_map(None, &show).await
-    );
+    let pick = |i: usize| vec![1 + i % 3, 2 + i % 3];
+    instances_agree(&a.api, &b.api, tokens, &show, &seats, pick, "process").await;
 }

@@ -180,6 +180,17 @@ impl Api {
         resp.json().await.expect("json body")
     }
 
+    /// The HTTP status of `GET <path>` (e.g. `/readyz`).
+    pub async fn get_status(&self, path: &str) -> u16 {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request");
+        resp.status().as_u16()
+    }
+
     /// Run an operation that must succeed; returns `data`.
     pub async fn ok(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
         let body = self.gql(token, query, variables).await;
@@ -496,6 +507,53 @@ impl TestApp {
                 )
             })
             .collect()
+    }
+
+    /// A booking row written straight to the database (for tests of the database's own rules and
+    /// of what the store does with bookings it did not make).
+    pub async fn insert_booking(
+        &self,
+        user: i64,
+        show: i64,
+        key: &str,
+        status: &str,
+    ) -> Result<entity::booking::Model, sea_orm::DbErr> {
+        use sea_orm::{ActiveModelTrait, Set};
+        entity::booking::ActiveModel {
+            user_id: Set(user),
+            show_id: Set(show),
+            hold_id: Set(None),
+            status: Set(status.into()),
+            total_cents: Set(1000),
+            idempotency_key: Set(key.into()),
+            failure_reason: Set(None),
+            created_at: Set(chrono::Utc::now()),
+            updated_at: Set(chrono::Utc::now()),
+            ..Default::default()
+        }
+        .insert(&self.state().db)
+        .await
+    }
+
+    /// One seat of a booking, live (`active`) or not, written straight to the database.
+    pub async fn insert_booking_seat(
+        &self,
+        booking: i64,
+        show: i64,
+        seat: i64,
+        active: bool,
+    ) -> Result<(), sea_orm::DbErr> {
+        use sea_orm::{EntityTrait, Set};
+        entity::booking_seat::Entity::insert(entity::booking_seat::ActiveModel {
+            booking_id: Set(booking),
+            seat_id: Set(seat),
+            show_id: Set(show),
+            price_cents: Set(1000),
+            active: Set(active),
+        })
+        .exec_without_returning(&self.state().db)
+        .await
+        .map(|_| ())
     }
 
     /// Stop serving (graceful) and wait for the server task.
