@@ -41,7 +41,8 @@ pub struct App {
 }
 
 pub fn main(cli: Cli) -> ExitCode {
-    crate::telemetry::init_logs(&cli.config.log_format);
+    let quiet = matches!(cli.command, Some(Command::Simulate(_) | Command::Bench(_)));
+    crate::telemetry::init_logs(&cli.config.log_format, if quiet { "warn" } else { "info" });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,6 +58,14 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Serve => serve_from_config(cli.config).await,
             Command::Migrate => crate::cli::migrate(&cli.config).await,
             Command::ExportSchema { output } => crate::cli::export_schema(output.as_deref()),
+            Command::Simulate(args) => match crate::cli::simulate::run(&cli.config, args).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(anyhow::anyhow!(
+                    "the simulation's audit found violations (see the report)"
+                )),
+                Err(e) => Err(e),
+            },
+            Command::Bench(args) => crate::cli::bench::run(&cli.config, args).await,
         }
     });
     match result {
@@ -147,6 +156,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         config
             .redis_url
             .clone()
+            .filter(|_| config.hold_store_kind() == "redis")
             .map(|u| (u, config.redis_key_prefix.clone())),
         shutdown.clone(),
     );

@@ -26,6 +26,12 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Race many simulated users for the best seats of one show through the public API, then
+    /// audit the database and the hold store (exit code 1 on any violation).
+    Simulate(crate::cli::simulate::SimulateArgs),
+    /// Benchmark holds (Redis, in-process, PostgreSQL row-lock baseline), ceilings, checkout and
+    /// live-map fan-out on this machine, side by side.
+    Bench(crate::cli::bench::BenchArgs),
     /// Print the GraphQL schema (SDL) to stdout, or write it to a file.
     ExportSchema {
         /// Write to this file instead of stdout.
@@ -110,6 +116,11 @@ pub struct Config {
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "boxoffice", value_parser = parse_key_prefix, global = true)]
     pub redis_key_prefix: String,
 
+    /// Where holds live: `auto` (Redis when REDIS_URL is set, in-process otherwise), `memory`,
+    /// `redis`, or `pg-rowlock` (PostgreSQL row locks: the benchmark's baseline, not for production).
+    #[arg(long, env = "HOLD_STORE", default_value = "auto", value_parser = ["auto", "memory", "redis", "pg-rowlock"], global = true)]
+    pub hold_store: String,
+
     /// Timeout of every database and Redis call, in milliseconds.
     #[arg(long, env = "DEPENDENCY_TIMEOUT_MS", default_value_t = 5_000, value_parser = parse_dependency_timeout, global = true)]
     pub dependency_timeout_ms: u64,
@@ -165,7 +176,22 @@ impl Config {
                     .map_err(|m| format!("invalid value for ADMIN_PASSWORD: {m}"))?;
             }
         }
+        if self.hold_store == "redis" && self.redis_url.is_none() {
+            return Err("HOLD_STORE=redis needs REDIS_URL".into());
+        }
+        if self.hold_store == "pg-rowlock" && !self.is_postgres() {
+            return Err("HOLD_STORE=pg-rowlock needs a postgres:// DATABASE_URL".into());
+        }
         Ok(())
+    }
+
+    /// The hold store `HOLD_STORE` resolves to.
+    pub fn hold_store_kind(&self) -> &str {
+        match self.hold_store.as_str() {
+            "auto" if self.redis_url.is_some() => "redis",
+            "auto" => "memory",
+            other => other,
+        }
     }
 
     pub fn is_postgres(&self) -> bool {

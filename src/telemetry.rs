@@ -4,10 +4,11 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-/// Structured logs to stderr; `RUST_LOG` filters (default `info`).
-pub fn init_logs(format: &str) {
+/// Structured logs to stderr; `RUST_LOG` filters (default `default`, e.g. `info` for the
+/// server and `warn` for the load tools, whose output is their report).
+pub fn init_logs(format: &str, default: &str) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},sqlx=warn,sea_orm=warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

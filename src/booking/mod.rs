@@ -2,6 +2,7 @@
 //! settles checkouts a crash interrupted, and reads.
 mod cancel;
 mod checkout;
+pub use checkout::{charge_key, refund_key};
 pub mod reconciler;
 mod settle;
 

@@ -5,7 +5,7 @@ pub mod layout;
 pub mod seatmap;
 mod shows;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -41,13 +41,20 @@ pub struct NewRow {
 pub struct Catalogue {
     pub(crate) db: DatabaseConnection,
     pub(crate) layouts: Arc<LayoutCache>,
+    /// Shows never change once created, so a show read once is good for ever (bounded: cleared
+    /// when full). `holdSeats` reads its show on every call; this saves a database round trip.
+    pub(crate) shows: Arc<std::sync::RwLock<HashMap<i64, entity::show::Model>>>,
 }
+
+/// Shows kept by `Catalogue::show` before the cache starts over.
+const SHOW_CACHE_MAX: usize = 50_000;
 
 impl Catalogue {
     pub fn new(db: DatabaseConnection) -> Self {
         Catalogue {
             db,
             layouts: Arc::new(LayoutCache::default()),
+            shows: Arc::default(),
         }
     }
 

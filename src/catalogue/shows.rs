@@ -98,8 +98,25 @@ impl Catalogue {
         Ok(created)
     }
 
+    /// One show, from the cache when it was read before (shows are immutable).
     pub async fn show(&self, id: i64) -> AppResult<Option<show::Model>> {
-        Ok(show::Entity::find_by_id(id).one(&self.db).await?)
+        if let Some(s) = self
+            .shows
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            return Ok(Some(s.clone()));
+        }
+        let found = show::Entity::find_by_id(id).one(&self.db).await?;
+        if let Some(s) = &found {
+            let mut cache = self.shows.write().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= super::SHOW_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(id, s.clone());
+        }
+        Ok(found)
     }
 
     pub async fn shows_by_ids(&self, ids: &[i64]) -> AppResult<Vec<show::Model>> {

@@ -1,4 +1,10 @@
 //! Commands besides `serve`: `migrate`, `export-schema` (and the simulator and benchmarks).
+pub mod audit;
+pub mod bench;
+pub mod client;
+pub mod report;
+pub mod simulate;
+
 use std::path::Path;
 
 use anyhow::Context;

@@ -4,6 +4,7 @@
 //! stores only do the atomic part.
 pub mod memory;
 pub mod redis;
+pub mod rowlock;
 mod store;
 pub mod sweeper;
 
@@ -261,13 +262,14 @@ fn not_your_hold() -> AppError {
     AppError::Forbidden("this hold belongs to someone else".into())
 }
 
-/// Build the configured store: Redis when `REDIS_URL` is set, in-process otherwise.
+/// Build the configured store (`HOLD_STORE`): Redis when `REDIS_URL` is set, in-process
+/// otherwise, or the row-locking baseline.
 pub async fn connect_store(
     config: &crate::config::Config,
     db: DatabaseConnection,
 ) -> anyhow::Result<Arc<dyn HoldStore>> {
-    Ok(match &config.redis_url {
-        Some(url) => Arc::new(
+    Ok(match (config.hold_store_kind(), &config.redis_url) {
+        ("redis", Some(url)) => Arc::new(
             redis::RedisStore::connect(
                 url,
                 &config.redis_key_prefix,
@@ -276,6 +278,8 @@ pub async fn connect_store(
             )
             .await?,
         ),
-        None => Arc::new(memory::MemoryStore::new(db)),
+        ("redis", None) => anyhow::bail!("HOLD_STORE=redis needs REDIS_URL"),
+        ("pg-rowlock", _) => Arc::new(rowlock::RowLockStore::connect(db).await?),
+        _ => Arc::new(memory::MemoryStore::new(db)),
     })
 }

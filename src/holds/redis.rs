@@ -13,6 +13,11 @@ use crate::catalogue::seatmap::{self, Holder, ShowState};
 
 const COMMON: &str = include_str!("scripts/common.lua");
 
+/// How much later than the hold's own expiry its sweep entry is filed (clock skew between this
+/// instance and Redis, and the request's own time, fit in it), so that the sweeper normally
+/// visits a hold once, just after it expired.
+const SWEEP_SLACK_MS: i64 = 200;
+
 fn script(body: &str) -> Script {
     Script::new(&format!("{COMMON}\n{body}"))
 }
@@ -35,6 +40,27 @@ pub struct RedisStore {
     prefix: String,
     db: DatabaseConnection,
     scripts: Scripts,
+    /// Sweep entries of refused holds, removed in batches off the request path.
+    refused: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+/// Remove sweep entries of holds that were refused, in batches (one `ZREM` per 100 ms at most).
+/// Entries left behind by a crash are dropped by the sweeper when they come due.
+async fn forget_refused(
+    mut conn: ConnectionManager,
+    key: String,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 1000).await > 0 {
+        let mut cmd = redis::cmd("ZREM");
+        cmd.arg(&key).arg(&batch);
+        if let Err(e) = cmd.query_async::<i64>(&mut conn).await {
+            tracing::debug!(error = %e, "could not drop refused sweep entries; the sweeper will");
+        }
+        batch.clear();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn map_err(e: RedisError) -> StoreError {
@@ -67,7 +93,10 @@ impl RedisStore {
                 .await
                 .map_err(|_| anyhow::anyhow!("timed out connecting to REDIS_URL"))?
                 .map_err(|e| anyhow::anyhow!("cannot connect to REDIS_URL: {e}"))?;
+        let (refused, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(forget_refused(conn.clone(), format!("{prefix}:sweep"), rx));
         Ok(RedisStore {
+            refused,
             conn,
             prefix: prefix.to_string(),
             db,
@@ -177,6 +206,40 @@ impl RedisStore {
         )))
     }
 
+    /// `ZADD sweep score member` then the script, pipelined in one round trip.
+    async fn run_registered(
+        &self,
+        script: &Script,
+        show_id: i64,
+        member: &str,
+        score: i64,
+        args: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZADD")
+            .arg(self.sweep_key())
+            .arg(score)
+            .arg(member)
+            .ignore();
+        pipe.cmd("EVALSHA")
+            .arg(script.get_hash())
+            .arg(6)
+            .arg(&self.keys(show_id))
+            .arg(self.channel(show_id))
+            .arg(args);
+        let mut conn = self.conn.clone();
+        match pipe.query_async::<(Vec<String>,)>(&mut conn).await {
+            Ok((reply,)) => Ok(reply),
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // Redis restarted (or its script cache was flushed): load the script, go again.
+                script.load_async(&mut conn).await.map_err(map_err)?;
+                let (reply,) = pipe.query_async(&mut conn).await.map_err(map_err)?;
+                Ok(reply)
+            }
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
     /// Record a hold in the global sweep index so that its expiry is announced even if no request
     /// ever touches the show again.
     async fn register(
@@ -234,14 +297,6 @@ impl HoldStore for RedisStore {
         max_holds: u32,
     ) -> Result<HoldOutcome, StoreError> {
         let ttl_ms = ttl.as_millis() as i64;
-        // Registered before the hold exists: if this instance dies right after the script, the
-        // sweeper still finds the hold. (An entry for a hold that was refused is cleaned up by it.)
-        self.register(
-            show_id,
-            hold_id,
-            chrono::Utc::now().timestamp_millis() + ttl_ms,
-        )
-        .await?;
         let mut args = vec![
             hold_id.to_string(),
             user_id.to_string(),
@@ -249,21 +304,37 @@ impl HoldStore for RedisStore {
             max_holds.to_string(),
         ];
         args.extend(seats.iter().map(i64::to_string));
-        let reply = self.run_loaded(&self.scripts.hold, show_id, &args).await?;
-        match reply.first().map(String::as_str) {
-            Some("OK") => {
-                let (version, expires_ms) = (int(reply.get(1))?, int(reply.get(2))?);
-                // Exact expiry (Redis's clock), replacing the estimate above.
-                self.register(show_id, hold_id, expires_ms).await?;
-                Ok(HoldOutcome::Granted {
-                    version,
-                    expires_ms,
-                })
+        // One round trip: the sweep-index entry and the script travel in one pipeline, the entry
+        // first, so that if this instance dies right after the script the sweeper still finds
+        // the hold. The entry's time is this clock's estimate plus a little slack; the sweeper
+        // re-files an entry that comes due before its hold does (and drops refused ones).
+        let estimate = chrono::Utc::now().timestamp_millis() + ttl_ms + SWEEP_SLACK_MS;
+        let member = format!("{show_id}:{hold_id}");
+        let mut reply = Vec::new();
+        for _ in 0..5 {
+            reply = self
+                .run_registered(&self.scripts.hold, show_id, &member, estimate, &args)
+                .await?;
+            if reply.first().map(String::as_str) != Some("LOAD") {
+                break;
             }
-            Some("TAKEN") => Ok(HoldOutcome::Unavailable(
-                reply[1..].iter().filter_map(|s| s.parse().ok()).collect(),
-            )),
-            Some("LIMIT") => Ok(HoldOutcome::TooManyHolds),
+            self.load_booked(show_id).await?;
+        }
+        match reply.first().map(String::as_str) {
+            Some("OK") => Ok(HoldOutcome::Granted {
+                version: int(reply.get(1))?,
+                expires_ms: int(reply.get(2))?,
+            }),
+            Some("TAKEN") => {
+                let _ = self.refused.send(member);
+                Ok(HoldOutcome::Unavailable(
+                    reply[1..].iter().filter_map(|s| s.parse().ok()).collect(),
+                ))
+            }
+            Some("LIMIT") => {
+                let _ = self.refused.send(member);
+                Ok(HoldOutcome::TooManyHolds)
+            }
             _ => Err(StoreError::Internal(format!(
                 "unexpected hold reply {reply:?}"
             ))),

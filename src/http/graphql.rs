@@ -89,7 +89,16 @@ pub async fn get_graphql(State(app): State<App>, req: Request) -> Response {
         Err(e) => return e.into_response(),
     };
     let schema = app.schema.clone();
+    // Small buffers: a seat map holds its socket open for minutes, so per-connection memory is
+    // what limits subscribers per instance (tungstenite's 128 KiB defaults cost ~170 KiB per
+    // subscriber in `boxoffice bench`). GraphQL messages are small; a client cannot make the
+    // server buffer megabytes.
     upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(64 * 1024)
+        .max_frame_size(64 * 1024)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |stream| async move {
             let shutdown = app.state.shutdown.clone();

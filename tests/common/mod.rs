@@ -405,7 +405,7 @@ impl TestApp {
         redis_prefix: Option<String>,
     ) -> TestApp {
         if std::env::var_os("RUST_LOG").is_some() {
-            boxoffice::telemetry::init_logs("text");
+            boxoffice::telemetry::init_logs("text", "info");
         }
         let app = boxoffice::app::build(config)
             .await

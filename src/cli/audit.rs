@@ -1,0 +1,313 @@
+//! The simulator's audit: after a run, read the database and the hold store directly (not through
+//! the server) and check the invariants the product promises. Any violation fails the command.
+use std::collections::{HashMap, HashSet};
+
+use anyhow::{anyhow, Context};
+use entity::{booking, booking_seat, mock_gateway_ledger as ledger};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde::Serialize;
+use serde_json::json;
+
+use super::client::Http;
+use crate::booking::{charge_key, refund_key};
+use crate::config::Config;
+
+#[derive(Debug, Serialize)]
+pub struct AuditReport {
+    pub show_id: i64,
+    pub version: i64,
+    pub total_seats: i64,
+    pub available: i64,
+    pub held: i64,
+    pub booked: i64,
+    pub bookings: HashMap<String, u64>,
+    pub captured_unrefunded_charges: u64,
+    pub hold_store: &'static str,
+    pub checks: Vec<Check>,
+    pub violations: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl AuditReport {
+    fn check(&mut self, name: &'static str, ok: bool, detail: String) {
+        if !ok {
+            self.violations.push(format!("{name}: {detail}"));
+        }
+        self.checks.push(Check { name, ok, detail });
+    }
+}
+
+/// Audit one show. `watch_versions`: the last version each open seat map reached.
+pub async fn run(
+    config: &Config,
+    base_url: &str,
+    show: &str,
+    watch_versions: &[i64],
+) -> anyhow::Result<AuditReport> {
+    let show_id: i64 = show
+        .parse()
+        .map_err(|_| anyhow!("show id {show} is not a number"))?;
+    let (db, _) = crate::db::connect(&config.database_url, config.dependency_timeout())
+        .await
+        .with_context(|| {
+            format!(
+                "the audit reads the database: cannot connect to DATABASE_URL ({})",
+                crate::app::redact(&config.database_url)
+            )
+        })?;
+
+    // The database's view: bookings, their seats, the gateway's ledger.
+    let bookings = booking::Entity::find()
+        .filter(booking::Column::ShowId.eq(show_id))
+        .all(&db)
+        .await?;
+    let seats = booking_seat::Entity::find()
+        .filter(booking_seat::Column::ShowId.eq(show_id))
+        .all(&db)
+        .await?;
+    let mut keys = Vec::new();
+    for b in &bookings {
+        keys.push(charge_key(b.id));
+        keys.push(refund_key(b.id));
+    }
+    let mut entries = HashMap::new();
+    for chunk in keys.chunks(500) {
+        for e in ledger::Entity::find()
+            .filter(ledger::Column::IdempotencyKey.is_in(chunk.to_vec()))
+            .all(&db)
+            .await?
+        {
+            entries.insert(e.idempotency_key.clone(), e);
+        }
+    }
+
+    // The server's view (what clients see), then the hold store's own when it is Redis.
+    let mut http = Http::new(base_url)?;
+    let api = http
+        .gql(
+            None,
+            "query($id: ID!) { show(id: $id) { version totalSeats availableSeats heldSeats bookedSeats seats { id status } } }",
+            json!({ "id": show }),
+        )
+        .await?
+        .data()?;
+    let api = &api["show"];
+    let int = |k: &str| api[k].as_i64().unwrap_or(-1);
+
+    let mut report = AuditReport {
+        show_id,
+        version: int("version"),
+        total_seats: int("totalSeats"),
+        available: int("availableSeats"),
+        held: int("heldSeats"),
+        booked: int("bookedSeats"),
+        bookings: HashMap::new(),
+        captured_unrefunded_charges: 0,
+        hold_store: if config.redis_url.is_some() {
+            "redis (read directly)"
+        } else {
+            "in-process (read through the API)"
+        },
+        checks: Vec::new(),
+        violations: Vec::new(),
+    };
+    for b in &bookings {
+        *report.bookings.entry(b.status.clone()).or_default() += 1;
+    }
+
+    // 1. No seat in two live bookings, and `active` exactly on confirmed bookings' seats.
+    let status: HashMap<i64, &str> = bookings.iter().map(|b| (b.id, b.status.as_str())).collect();
+    let mut owners: HashMap<i64, Vec<i64>> = HashMap::new();
+    let mut wrong_active = Vec::new();
+    for s in &seats {
+        let confirmed = status.get(&s.booking_id) == Some(&"CONFIRMED");
+        if confirmed {
+            owners.entry(s.seat_id).or_default().push(s.booking_id);
+        }
+        if s.active != confirmed {
+            wrong_active.push(s.booking_id);
+        }
+    }
+    let doubles: Vec<_> = owners.iter().filter(|(_, b)| b.len() > 1).collect();
+    report.check(
+        "no seat in two live bookings",
+        doubles.is_empty(),
+        format!(
+            "{} seats booked by more than one confirmed booking {:?}",
+            doubles.len(),
+            doubles.iter().take(5).collect::<Vec<_>>()
+        ),
+    );
+    report.check(
+        "seat rows active exactly while their booking is confirmed",
+        wrong_active.is_empty(),
+        format!(
+            "{} seat rows disagree with their booking",
+            wrong_active.len()
+        ),
+    );
+
+    // 2. Money: each confirmed booking has one captured, unrefunded charge; each captured,
+    // unrefunded charge belongs to a confirmed booking; nothing is left pending.
+    let captured = |b: &booking::Model| {
+        let charged = entries
+            .get(&charge_key(b.id))
+            .is_some_and(|e| e.kind == "CHARGE" && e.status == "SUCCEEDED");
+        let refunded = entries
+            .get(&refund_key(b.id))
+            .is_some_and(|e| e.kind == "REFUND" && e.status == "SUCCEEDED");
+        charged && !refunded
+    };
+    let unpaid: Vec<i64> = bookings
+        .iter()
+        .filter(|b| b.status == "CONFIRMED" && !captured(b))
+        .map(|b| b.id)
+        .collect();
+    let kept: Vec<(i64, String)> = bookings
+        .iter()
+        .filter(|b| b.status != "CONFIRMED" && captured(b))
+        .map(|b| (b.id, b.status.clone()))
+        .collect();
+    report.captured_unrefunded_charges = bookings.iter().filter(|b| captured(b)).count() as u64;
+    report.check(
+        "every confirmed booking has one captured, unrefunded charge",
+        unpaid.is_empty(),
+        format!(
+            "{} confirmed bookings without a kept charge {:?}",
+            unpaid.len(),
+            &unpaid[..unpaid.len().min(5)]
+        ),
+    );
+    report.check(
+        "every captured, unrefunded charge has a confirmed booking",
+        kept.is_empty(),
+        format!(
+            "{} charges kept for bookings that are not confirmed {:?}",
+            kept.len(),
+            &kept[..kept.len().min(5)]
+        ),
+    );
+    let pending = bookings.iter().filter(|b| b.status == "PENDING").count();
+    report.check(
+        "no booking left pending",
+        pending == 0,
+        format!("{pending} bookings still PENDING"),
+    );
+
+    // 3. Counts add up, and booked seats agree between the database and the seat map.
+    report.check(
+        "total = available + held + booked",
+        report.total_seats == report.available + report.held + report.booked,
+        format!(
+            "{} = {} + {} + {}",
+            report.total_seats, report.available, report.held, report.booked
+        ),
+    );
+    let db_booked: HashSet<i64> = seats
+        .iter()
+        .filter(|s| s.active)
+        .map(|s| s.seat_id)
+        .collect();
+    let api_booked: HashSet<i64> = api["seats"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|s| s["status"] == "BOOKED")
+                .filter_map(|s| s["id"].as_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    report.check(
+        "the seat map's booked seats are the database's",
+        db_booked == api_booked,
+        format!(
+            "database {} booked, seat map {} booked, {} differ",
+            db_booked.len(),
+            api_booked.len(),
+            db_booked.symmetric_difference(&api_booked).count()
+        ),
+    );
+
+    // 4. After the TTL nothing is held (the simulator waits TTL + 2 s before auditing).
+    let (held, version) = match &config.redis_url {
+        Some(url) => {
+            let store = crate::holds::redis::RedisStore::connect(
+                url,
+                &config.redis_key_prefix,
+                config.dependency_timeout(),
+                db.clone(),
+            )
+            .await
+            .context("the audit reads the hold store: cannot connect to REDIS_URL")?;
+            use crate::holds::HoldStore;
+            let state = store
+                .snapshot(&[show_id])
+                .await
+                .map_err(|e| anyhow!("hold store: {e}"))?
+                .remove(&show_id)
+                .unwrap_or_default();
+            report.check(
+                "the hold store's booked seats are the database's",
+                state.booked == db_booked,
+                format!(
+                    "store {} booked, database {}",
+                    state.booked.len(),
+                    db_booked.len()
+                ),
+            );
+            (state.held.len() as i64, state.version)
+        }
+        None => (report.held, report.version),
+    };
+    report.check(
+        "no seat held after the TTL",
+        held == 0,
+        format!("{held} seats still held"),
+    );
+
+    // 5. Every open seat map ended at the show's version.
+    let behind = watch_versions.iter().filter(|v| **v != version).count();
+    report.check(
+        "every live seat map reached the show's version",
+        behind == 0,
+        format!(
+            "{behind} of {} maps not at version {version} (lowest {:?})",
+            watch_versions.len(),
+            watch_versions.iter().min()
+        ),
+    );
+    Ok(report)
+}
+
+pub fn print(a: &AuditReport) {
+    println!(
+        "audit of show {} (version {}, hold store {}): {} seats = {} available + {} held + {} booked; bookings {:?}",
+        a.show_id, a.version, a.hold_store, a.total_seats, a.available, a.held, a.booked, a.bookings
+    );
+    for c in &a.checks {
+        println!(
+            "  [{}] {}{}",
+            if c.ok { "ok" } else { "VIOLATION" },
+            c.name,
+            if c.ok {
+                String::new()
+            } else {
+                format!(": {}", c.detail)
+            }
+        );
+    }
+    println!(
+        "audit: {}",
+        if a.violations.is_empty() {
+            "clean".to_string()
+        } else {
+            format!("{} violations", a.violations.len())
+        }
+    );
+}

@@ -1,0 +1,782 @@
+//! `boxoffice simulate`: many users race for the best seats of one show through the public API
+//! (HTTP and WebSocket), then an audit reads the database and the hold store directly.
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::audit::{self, AuditReport};
+use super::client::{self, Http, Reply, Watch};
+use super::report::{Latency, Summary};
+use crate::config::Config;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulateArgs {
+    /// The server to drive.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// How many users (each signs up, reads the map, holds, pays or abandons).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub users: u64,
+    /// Users active at the same time.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub concurrency: u64,
+    /// Seats each user wants, as `MIN-MAX` (or one number).
+    #[arg(long, default_value = "1-4", value_parser = parse_range)]
+    pub seats: (u32, u32),
+    /// Share of users who hold and then never pay (their holds must expire).
+    #[arg(long, default_value_t = 0.1, value_parser = parse_share)]
+    pub abandon: f64,
+    /// Share of buyers who cancel their confirmed booking afterwards.
+    #[arg(long, default_value_t = 0.02, value_parser = parse_share)]
+    pub cancel: f64,
+    /// Share of users who also keep a live seat map open (a `seatUpdates` subscription).
+    #[arg(long, default_value_t = 0.1, value_parser = parse_share)]
+    pub watchers: f64,
+    /// An existing show id; unset: create a fresh show (needs ADMIN_EMAIL and ADMIN_PASSWORD).
+    #[arg(long)]
+    pub show: Option<String>,
+    /// Seats of the fresh show.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=20_000))]
+    pub show_seats: u64,
+    /// Run for this many seconds instead of a fixed number of users (`--users` then bounds it).
+    #[arg(long)]
+    pub duration_seconds: Option<u64>,
+    /// Attempts of one user to hold seats before giving up.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub attempts: u64,
+    /// Random seed (seat choices, who abandons or watches).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Skip the audit (it needs DATABASE_URL, and REDIS_URL when the server uses Redis).
+    #[arg(long)]
+    pub no_audit: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_range(s: &str) -> Result<(u32, u32), String> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let a: u32 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad seat count {a:?}"))?;
+    let b: u32 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad seat count {b:?}"))?;
+    if a == 0 || b < a || b > 100 {
+        return Err("seats must be MIN-MAX with 1 <= MIN <= MAX <= 100".into());
+    }
+    Ok((a, b))
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a share between 0 and 1")),
+    }
+}
+
+/// One user's outcome counters and latencies; merged across workers at the end.
+#[derive(Default)]
+struct Tally {
+    signup: Latency,
+    map: Latency,
+    hold: Latency,
+    checkout: Latency,
+    cancel: Latency,
+    holds_won: u64,
+    holds_lost: u64,
+    sold_out: u64,
+    gave_up: u64,
+    confirmed: u64,
+    declined: u64,
+    expired_before_payment: u64,
+    cancelled: u64,
+    seats_booked: u64,
+    abandoned: Vec<(String, chrono::DateTime<chrono::Utc>)>,
+    errors: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn merge(&mut self, o: Tally) {
+        for (a, b) in [
+            (&mut self.signup, &o.signup),
+            (&mut self.map, &o.map),
+            (&mut self.hold, &o.hold),
+            (&mut self.checkout, &o.checkout),
+            (&mut self.cancel, &o.cancel),
+        ] {
+            a.add(b);
+        }
+        self.holds_won += o.holds_won;
+        self.holds_lost += o.holds_lost;
+        self.sold_out += o.sold_out;
+        self.gave_up += o.gave_up;
+        self.confirmed += o.confirmed;
+        self.declined += o.declined;
+        self.expired_before_payment += o.expired_before_payment;
+        self.cancelled += o.cancelled;
+        self.seats_booked += o.seats_booked;
+        self.abandoned.extend(o.abandoned);
+        for (k, v) in o.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
+    fn error(&mut self, what: &str, e: impl std::fmt::Display) {
+        tracing::debug!(%what, error = %e, "simulated user hit an error");
+        let key = format!("{what}: {e}");
+        let key: String = key.chars().take(160).collect();
+        *self.errors.entry(key).or_default() += 1;
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SimReport {
+    pub show_id: String,
+    pub users: u64,
+    pub seconds: f64,
+    pub ops_per_second: BTreeMap<&'static str, f64>,
+    pub latency: BTreeMap<&'static str, Summary>,
+    pub holds_won: u64,
+    pub holds_lost_seats_unavailable: u64,
+    pub users_sold_out: u64,
+    pub users_gave_up: u64,
+    pub bookings_confirmed: u64,
+    pub payments_declined: u64,
+    pub holds_expired_before_payment: u64,
+    pub bookings_cancelled: u64,
+    pub seats_booked: u64,
+    pub abandoned_holds: u64,
+    pub abandoned_holds_expired: u64,
+    pub abandoned_holds_still_live: u64,
+    pub watchers: u64,
+    pub watcher_events: u64,
+    pub watcher_gaps: u64,
+    pub watcher_reopened: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub audit: Option<AuditReport>,
+}
+
+/// One seat as the simulator sees the map.
+struct MapSeat {
+    id: String,
+    row: i64,
+    column: i64,
+    available: bool,
+}
+
+const MAP: &str =
+    "query($id: ID!) { show(id: $id) { version seats { id rowIndex column status } } }";
+const HOLD: &str =
+    "mutation($show: ID!, $seats: [ID!]!) { holdSeats(showId: $show, seatIds: $seats) { id expiresAt } }";
+const CHECKOUT: &str = "mutation($hold: ID!, $key: String!) { checkout(holdId: $hold, idempotencyKey: $key) { id status failureReason seats { id } } }";
+const CANCEL: &str = "mutation($id: ID!) { cancelBooking(bookingId: $id) { status } }";
+
+pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<bool> {
+    let mut http = Http::new(&args.url)?;
+    let show = match &args.show {
+        Some(id) => id.clone(),
+        None => create_show(&mut http, config, args.show_seats).await?,
+    };
+    client::show_version(&mut http, &show)
+        .await
+        .with_context(|| format!("cannot read show {show} from {}", args.url))?;
+    let run_tag: String = format!("{:x}", rand::random::<u32>());
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let roles: Vec<(bool, bool, bool)> = (0..args.users)
+        .map(|_| {
+            (
+                rng.random_bool(args.abandon),
+                rng.random_bool(args.watchers),
+                rng.random_bool(args.cancel),
+            )
+        })
+        .collect();
+    let roles = Arc::new(roles);
+    let deadline = args
+        .duration_seconds
+        .map(|s| Instant::now() + Duration::from_secs(s));
+    let progress = indicatif::ProgressBar::new(args.users);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} users {pos}/{len} [{bar:40}] {per_sec} {elapsed_precise} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let stop_watchers = CancellationToken::new();
+    let watchers: Watchers = Arc::default();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..args.concurrency {
+        let (args, show, run_tag) = (args.clone(), show.clone(), run_tag.clone());
+        let (roles, next, progress) = (roles.clone(), next.clone(), progress.clone());
+        let (watchers, stop) = (watchers.clone(), stop_watchers.clone());
+        workers.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            let mut rng = StdRng::seed_from_u64(args.seed ^ (w + 1).wrapping_mul(0x9e37_79b9));
+            let mut http = match Http::new(&args.url) {
+                Ok(h) => h,
+                Err(e) => {
+                    tally.error("client", e);
+                    return tally;
+                }
+            };
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= roles.len() || deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                let (abandons, watches, cancels) = roles[i];
+                let user = SimUser {
+                    email: format!("sim-{run_tag}-{i}@sim.test"),
+                    abandons,
+                    watches,
+                    cancels,
+                };
+                user.run(
+                    &args, &show, &mut http, &mut rng, &mut tally, &watchers, &stop,
+                )
+                .await;
+                progress.inc(1);
+            }
+            tally
+        }));
+    }
+    let mut tally = Tally::default();
+    for w in workers {
+        tally.merge(w.await.context("a simulated user panicked")?);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let users_done = progress.position();
+    progress.finish_with_message("all users done");
+
+    // Abandoned holds must be gone within TTL + 2 s: wait for that, then check each of them.
+    let latest = tally.abandoned.iter().map(|(_, e)| *e).max();
+    if let Some(latest) = latest {
+        let wait =
+            (latest - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(2);
+        if !args.json {
+            eprintln!(
+                "waiting {:.1} s for abandoned holds to expire",
+                wait.as_secs_f64()
+            );
+        }
+        tokio::time::sleep(wait).await;
+    }
+    let (mut expired, mut still_live, mut abandoned) = (0, 0, 0u64);
+    if !tally.abandoned.is_empty() {
+        let token = sign_up(&mut http, &format!("sim-{run_tag}-auditor@sim.test")).await?;
+        for (hold, _) in std::mem::take(&mut tally.abandoned) {
+            // `releaseHold` answers false for a hold that is no longer live; true would mean it
+            // outlived its TTL (and releasing it is harmless).
+            let r = http
+                .gql(
+                    Some(&token),
+                    "mutation($h: ID!) { releaseHold(holdId: $h) }",
+                    json!({ "h": hold }),
+                )
+                .await?;
+            abandoned += 1;
+            match r {
+                Reply::Data(d) if d["releaseHold"] == json!(false) => expired += 1,
+                Reply::Data(_) => still_live += 1,
+                // Someone else's hold: FORBIDDEN means it is still live.
+                Reply::Error { code, .. } if code == "FORBIDDEN" => still_live += 1,
+                Reply::Error { code, message, .. } => {
+                    tally.error("audit release", format!("{code}: {message}"))
+                }
+            }
+        }
+    }
+
+    // Let every open map catch up, then close them.
+    let final_version = client::show_version(&mut http, &show).await?;
+    let watch_list: Vec<(Arc<Watch>, tokio::task::JoinHandle<()>)> = watchers
+        .lock()
+        .map(|mut w| std::mem::take(&mut *w))
+        .unwrap_or_default();
+    let catch_up = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < catch_up
+        && watch_list
+            .iter()
+            .any(|(w, _)| w.version.load(Ordering::SeqCst) < final_version)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let watch_versions: Vec<i64> = watch_list
+        .iter()
+        .map(|(w, _)| w.version.load(Ordering::SeqCst))
+        .collect();
+    let sum = |f: fn(&Watch) -> u64| watch_list.iter().map(|(w, _)| f(w)).sum::<u64>();
+    let (events, gaps, reopened) = (
+        sum(|w| w.events.load(Ordering::Relaxed)),
+        sum(|w| w.gaps.load(Ordering::Relaxed)),
+        sum(|w| w.reopened.load(Ordering::Relaxed)),
+    );
+    let watcher_count = watch_list.len() as u64;
+    stop_watchers.cancel();
+    for (_, h) in watch_list {
+        if tokio::time::timeout(Duration::from_secs(5), h)
+            .await
+            .is_err()
+        {
+            tally.error("watcher", "did not close within 5 s");
+        }
+    }
+
+    let audit = if args.no_audit {
+        None
+    } else {
+        Some(audit::run(config, &args.url, &show, &watch_versions).await?)
+    };
+    let per_sec = |n: u64| n as f64 / seconds.max(1e-9);
+    let report = SimReport {
+        show_id: show,
+        users: users_done,
+        seconds,
+        ops_per_second: BTreeMap::from([
+            ("sign_up", per_sec(tally.signup.count())),
+            ("seat_map_read", per_sec(tally.map.count())),
+            ("hold", per_sec(tally.hold.count())),
+            ("checkout", per_sec(tally.checkout.count())),
+            ("cancel", per_sec(tally.cancel.count())),
+        ]),
+        latency: BTreeMap::from([
+            ("sign_up", tally.signup.summary()),
+            ("seat_map_read", tally.map.summary()),
+            ("hold", tally.hold.summary()),
+            ("checkout", tally.checkout.summary()),
+            ("cancel", tally.cancel.summary()),
+        ]),
+        holds_won: tally.holds_won,
+        holds_lost_seats_unavailable: tally.holds_lost,
+        users_sold_out: tally.sold_out,
+        users_gave_up: tally.gave_up,
+        bookings_confirmed: tally.confirmed,
+        payments_declined: tally.declined,
+        holds_expired_before_payment: tally.expired_before_payment,
+        bookings_cancelled: tally.cancelled,
+        seats_booked: tally.seats_booked,
+        abandoned_holds: abandoned,
+        abandoned_holds_expired: expired,
+        abandoned_holds_still_live: still_live,
+        watchers: watcher_count,
+        watcher_events: events,
+        watcher_gaps: gaps,
+        watcher_reopened: reopened,
+        errors: tally.errors,
+        audit,
+    };
+    let clean = report
+        .audit
+        .as_ref()
+        .is_none_or(|a| a.violations.is_empty())
+        && report.abandoned_holds_still_live == 0;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(clean)
+}
+
+struct SimUser {
+    email: String,
+    abandons: bool,
+    watches: bool,
+    cancels: bool,
+}
+
+type Watchers = Arc<std::sync::Mutex<Vec<(Arc<Watch>, tokio::task::JoinHandle<()>)>>>;
+
+impl SimUser {
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &self,
+        args: &SimulateArgs,
+        show: &str,
+        http: &mut Http,
+        rng: &mut StdRng,
+        tally: &mut Tally,
+        watchers: &Watchers,
+        stop: &CancellationToken,
+    ) {
+        let t = Instant::now();
+        let token = match sign_up(http, &self.email).await {
+            Ok(t) => t,
+            Err(e) => return tally.error("sign up", e),
+        };
+        tally.signup.record(t.elapsed());
+        if self.watches {
+            let w = Arc::new(Watch::default());
+            let task = tokio::spawn({
+                let (w, url, show, token, stop) = (
+                    w.clone(),
+                    args.url.clone(),
+                    show.to_string(),
+                    token.clone(),
+                    stop.clone(),
+                );
+                async move {
+                    if let Err(e) = client::watch(url, Some(token), show, w, stop, |_, _| {}).await
+                    {
+                        tracing::warn!(error = %e, "a seat-map watcher failed");
+                    }
+                }
+            });
+            if let Ok(mut list) = watchers.lock() {
+                list.push((w, task));
+            }
+        }
+        let want = rng.random_range(args.seats.0..=args.seats.1) as usize;
+        let mut hold = None;
+        for _ in 0..args.attempts {
+            let t = Instant::now();
+            let map = match http.gql(Some(&token), MAP, json!({ "id": show })).await {
+                Ok(Reply::Data(d)) => d,
+                Ok(r) => return tally.error("seat map", format!("{:?}", r.code())),
+                Err(e) => return tally.error("seat map", e),
+            };
+            tally.map.record(t.elapsed());
+            let seats = parse_map(&map);
+            let Some(choice) = choose(&seats, want, rng) else {
+                tally.sold_out += 1;
+                return;
+            };
+            let t = Instant::now();
+            let reply = http
+                .gql(Some(&token), HOLD, json!({ "show": show, "seats": choice }))
+                .await;
+            tally.hold.record(t.elapsed());
+            match reply {
+                Ok(Reply::Data(d)) => {
+                    tally.holds_won += 1;
+                    hold = Some(d["holdSeats"].clone());
+                    break;
+                }
+                Ok(Reply::Error { code, .. }) if code == "SEATS_UNAVAILABLE" => {
+                    tally.holds_lost += 1;
+                }
+                Ok(Reply::Error { code, message, .. }) => {
+                    return tally.error("hold", format!("{code}: {message}"))
+                }
+                Err(e) => return tally.error("hold", e),
+            }
+        }
+        let Some(hold) = hold else {
+            tally.gave_up += 1;
+            return;
+        };
+        let hold_id = hold["id"].as_str().unwrap_or_default().to_string();
+        if self.abandons {
+            let expires = hold["expiresAt"]
+                .as_str()
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                .map(|d| d.with_timezone(&chrono::Utc))
+                .unwrap_or_else(chrono::Utc::now);
+            tally.abandoned.push((hold_id, expires));
+            return;
+        }
+        let t = Instant::now();
+        let key = format!("{}-pay", self.email);
+        let reply = http
+            .gql(
+                Some(&token),
+                CHECKOUT,
+                json!({ "hold": hold_id, "key": key }),
+            )
+            .await;
+        tally.checkout.record(t.elapsed());
+        let booking = match reply {
+            Ok(Reply::Data(d)) => d["checkout"].clone(),
+            Ok(Reply::Error { code, .. }) if code == "HOLD_EXPIRED" => {
+                tally.expired_before_payment += 1;
+                return;
+            }
+            Ok(Reply::Error { code, message, .. }) => {
+                return tally.error("checkout", format!("{code}: {message}"))
+            }
+            Err(e) => return tally.error("checkout", e),
+        };
+        match booking["status"].as_str() {
+            Some("CONFIRMED") => {
+                tally.confirmed += 1;
+                tally.seats_booked += booking["seats"].as_array().map_or(0, |s| s.len()) as u64;
+            }
+            Some("FAILED") => tally.declined += 1,
+            other => return tally.error("checkout", format!("unexpected status {other:?}")),
+        }
+        if self.cancels && booking["status"] == "CONFIRMED" {
+            let t = Instant::now();
+            match http
+                .gql(Some(&token), CANCEL, json!({ "id": booking["id"] }))
+                .await
+            {
+                Ok(Reply::Data(d)) if d["cancelBooking"]["status"] == "CANCELLED" => {
+                    tally.cancel.record(t.elapsed());
+                    tally.cancelled += 1;
+                    tally.seats_booked -= booking["seats"].as_array().map_or(0, |s| s.len()) as u64;
+                }
+                Ok(r) => tally.error("cancel", format!("{r:?}")),
+                Err(e) => tally.error("cancel", e),
+            }
+        }
+    }
+}
+
+fn parse_map(map: &Value) -> Vec<MapSeat> {
+    map["show"]["seats"]
+        .as_array()
+        .map(|seats| {
+            seats
+                .iter()
+                .map(|s| MapSeat {
+                    id: s["id"].as_str().unwrap_or_default().to_string(),
+                    row: s["rowIndex"].as_i64().unwrap_or(0),
+                    column: s["column"].as_i64().unwrap_or(0),
+                    available: s["status"] == "AVAILABLE",
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Users want the best seats: front-centre weighted (a row a third of the way back, the middle
+/// column), and seats side by side. Returns `want` seat ids (fewer when fewer are left), or
+/// `None` when the show is sold out.
+fn choose(seats: &[MapSeat], want: usize, rng: &mut StdRng) -> Option<Vec<String>> {
+    let free: Vec<&MapSeat> = seats.iter().filter(|s| s.available).collect();
+    if free.is_empty() {
+        return None;
+    }
+    let rows = seats.iter().map(|s| s.row).max().unwrap_or(0) as f64 + 1.0;
+    let cols = seats.iter().map(|s| s.column).max().unwrap_or(0) as f64 + 1.0;
+    let weight = |s: &MapSeat| {
+        let dr = (s.row as f64 - rows / 3.0).abs() / rows;
+        let dc = (s.column as f64 - cols / 2.0).abs() / cols;
+        (-(dr * 4.0 + dc * 6.0)).exp()
+    };
+    let total: f64 = free.iter().map(|s| weight(s)).sum();
+    let mut pick = rng.random_range(0.0..total.max(f64::MIN_POSITIVE));
+    let mut first = free[free.len() - 1];
+    for s in &free {
+        pick -= weight(s);
+        if pick <= 0.0 {
+            first = s;
+            break;
+        }
+    }
+    // Then the nearest free seats in the same row, then anywhere nearest.
+    let mut rest: Vec<&MapSeat> = free.iter().copied().filter(|s| s.id != first.id).collect();
+    rest.sort_by_key(|s| {
+        (
+            (s.row - first.row).abs() * 1000 + (s.column - first.column).abs(),
+            s.column,
+        )
+    });
+    let mut out = vec![first.id.clone()];
+    out.extend(
+        rest.into_iter()
+            .take(want.saturating_sub(1))
+            .map(|s| s.id.clone()),
+    );
+    Some(out)
+}
+
+async fn sign_up(http: &mut Http, email: &str) -> anyhow::Result<String> {
+    let d = http
+        .gql(
+            None,
+            "mutation($e: String!, $p: String!) { signUp(email: $e, password: $p) { token } }",
+            json!({ "e": email, "p": "simulated-user-pass" }),
+        )
+        .await?
+        .data()?;
+    d["signUp"]["token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("signUp returned no token"))
+}
+
+/// A fresh show of about `seats` seats (rows of up to 25, premium in the middle third), created
+/// through the admin API with ADMIN_EMAIL / ADMIN_PASSWORD.
+pub async fn create_show(http: &mut Http, config: &Config, seats: u64) -> anyhow::Result<String> {
+    let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) else {
+        bail!("to create a show, set ADMIN_EMAIL and ADMIN_PASSWORD (as the server has them), or pass --show");
+    };
+    let d = http
+        .gql(
+            None,
+            "mutation($e: String!, $p: String!) { logIn(email: $e, password: $p) { token } }",
+            json!({ "e": email, "p": password }),
+        )
+        .await?
+        .data()
+        .context("admin log-in")?;
+    let admin = d["logIn"]["token"].as_str().unwrap_or_default().to_string();
+    create_show_as(http, &admin, seats).await
+}
+
+/// A fresh show of `seats` seats created with an admin token.
+pub async fn create_show_as(http: &mut Http, admin: &str, seats: u64) -> anyhow::Result<String> {
+    let screen = create_screen_as(http, admin, seats).await?;
+    create_show_on(http, admin, &screen, 7).await
+}
+
+/// A new venue with one screen of `seats` seats (rows of 25, or of 200 above 2,500 seats; premium
+/// in the middle third) and a new movie.
+pub async fn create_screen_as(
+    http: &mut Http,
+    admin: &str,
+    seats: u64,
+) -> anyhow::Result<NewScreen> {
+    let width = if seats > 2500 { 200 } else { 25 };
+    let tag = format!("{:x}", rand::random::<u64>());
+    let mut ids = HashMap::new();
+    for (key, query, vars) in [
+        (
+            "createVenue",
+            "mutation($n: String!) { createVenue(name: $n, city: \"Simville\") { id } }",
+            json!({ "n": format!("Sim Hall {tag}") }),
+        ),
+        (
+            "createMovie",
+            "mutation($t: String!) { createMovie(title: $t, durationMinutes: 120) { id } }",
+            json!({ "t": format!("Sim Film {tag}") }),
+        ),
+    ] {
+        let d = http
+            .gql(Some(admin), query, vars)
+            .await?
+            .data()
+            .context(key)?;
+        ids.insert(key, d[key]["id"].as_str().unwrap_or_default().to_string());
+    }
+    let n_rows = seats.div_ceil(width);
+    let rows: Vec<Value> = (0..n_rows)
+        .map(|r| {
+            let in_row = if r + 1 == n_rows { seats - width * r } else { width };
+            let middle = r * 3 >= n_rows && r * 3 < n_rows * 2;
+            json!({ "label": row_label(r as usize), "seats": in_row, "category": if middle { "PREMIUM" } else { "STANDARD" } })
+        })
+        .collect();
+    let d = http
+        .gql(
+            Some(admin),
+            "mutation($v: ID!, $rows: [SeatRowInput!]!) { createScreen(venueId: $v, name: \"Main\", rows: $rows) { id } }",
+            json!({ "v": ids["createVenue"], "rows": rows }),
+        )
+        .await?
+        .data()
+        .context("createScreen")?;
+    Ok(NewScreen {
+        movie: ids["createMovie"].clone(),
+        screen: d["createScreen"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        premium: n_rows >= 2,
+    })
+}
+
+/// A screen made by `create_screen_as`, with a movie to show on it.
+pub struct NewScreen {
+    pub movie: String,
+    pub screen: String,
+    /// Whether it has PREMIUM seats besides STANDARD ones (every screen of two rows or more).
+    pub premium: bool,
+}
+
+/// A show on a new screen, `day` days from now (one show per day never overlaps).
+pub async fn create_show_on(
+    http: &mut Http,
+    admin: &str,
+    screen: &NewScreen,
+    day: i64,
+) -> anyhow::Result<String> {
+    let mut prices = vec![json!({ "category": "STANDARD", "priceCents": 1200 })];
+    if screen.premium {
+        prices.push(json!({ "category": "PREMIUM", "priceCents": 1800 }));
+    }
+    let starts = (chrono::Utc::now() + chrono::Duration::days(day)).to_rfc3339();
+    let d = http
+        .gql(
+            Some(admin),
+            "mutation($m: ID!, $s: ID!, $t: DateTime!, $p: [CategoryPriceInput!]!) { createShow(movieId: $m, screenId: $s, startsAt: $t, prices: $p) { id } }",
+            json!({ "m": screen.movie, "s": screen.screen, "t": starts, "p": prices }),
+        )
+        .await?
+        .data()
+        .context("createShow")?;
+    d["createShow"]["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("createShow returned no id"))
+}
+
+/// Row labels A…Z, then AA, AB, …
+pub fn row_label(mut i: usize) -> String {
+    let mut s = Vec::new();
+    loop {
+        s.push(b'A' + (i % 26) as u8);
+        if i < 26 {
+            break;
+        }
+        i = i / 26 - 1;
+    }
+    s.reverse();
+    String::from_utf8_lossy(&s).into_owned()
+}
+
+fn print_report(r: &SimReport) {
+    println!(
+        "simulation of show {}: {} users in {:.1} s",
+        r.show_id, r.users, r.seconds
+    );
+    println!("operations per second:");
+    for (k, v) in &r.ops_per_second {
+        println!("  {k:<14} {v:>9.1}");
+    }
+    println!("latency:");
+    for (k, v) in &r.latency {
+        println!("  {k:<14} {v}");
+    }
+    println!(
+        "holds: {} won, {} lost to SEATS_UNAVAILABLE; users: {} found it sold out, {} gave up after retries",
+        r.holds_won, r.holds_lost_seats_unavailable, r.users_sold_out, r.users_gave_up
+    );
+    println!(
+        "payments: {} confirmed ({} seats now booked), {} declined, {} holds expired before payment, {} cancelled",
+        r.bookings_confirmed, r.seats_booked, r.payments_declined, r.holds_expired_before_payment, r.bookings_cancelled
+    );
+    println!(
+        "abandoned holds: {} ({} expired, {} still live after TTL + 2 s)",
+        r.abandoned_holds, r.abandoned_holds_expired, r.abandoned_holds_still_live
+    );
+    println!(
+        "live maps: {} watchers, {} events, {} gaps re-read, {} streams reopened",
+        r.watchers, r.watcher_events, r.watcher_gaps, r.watcher_reopened
+    );
+    if r.errors.is_empty() {
+        println!("errors: none");
+    } else {
+        println!("errors:");
+        for (k, v) in &r.errors {
+            println!("  {v:>6} × {k}");
+        }
+    }
+    if let Some(a) = &r.audit {
+        audit::print(a);
+    }
+}

@@ -1,0 +1,166 @@
+//! `boxoffice simulate` against a real server process: more users than seats race for the best
+//! seats, some abandon, some watch the map, some cancel; the audit that follows must be clean.
+//! And the audit is not a formality: a booking that was never paid for makes it fail.
+mod common;
+
+use std::time::Duration;
+
+use common::{process_env, Backend, ServerProcess};
+use serde_json::Value;
+
+fn simulate(env: &[(String, String)], args: &[&str]) -> (i32, Value, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .arg("simulate")
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run boxoffice simulate");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), report, stderr)
+}
+
+async fn simulated_rush_ends_with_a_clean_audit(b: Backend) {
+    let (_db, env) = process_env(
+        b,
+        &[
+            ("HOLD_TTL_SECONDS", "3"),
+            ("PAYMENT_FAILURE_RATE", "0.05"),
+            ("PAYMENT_SEED", "7"),
+            ("PAYMENT_LATENCY_MS", "5"),
+        ],
+    )
+    .await;
+    let server = ServerProcess::start(&env).await;
+    let env2 = env.clone();
+    let base = server.api.base.clone();
+    let (code, report, stderr) = tokio::task::spawn_blocking(move || {
+        simulate(
+            &env2,
+            &[
+                "--url",
+                &base,
+                "--users",
+                "120",
+                "--concurrency",
+                "16",
+                "--show-seats",
+                "60",
+                "--seats",
+                "1-3",
+                "--abandon",
+                "0.2",
+                "--watchers",
+                "0.2",
+                "--cancel",
+                "0.1",
+                "--seed",
+                "3",
+            ],
+        )
+    })
+    .await
+    .expect("simulate");
+    assert_eq!(code, 0, "simulate failed: {stderr}\n{report:#}");
+    let n = |k: &str| {
+        report[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} in {report:#}"))
+    };
+    assert_eq!(n("users"), 120);
+    assert!(report["audit"]["violations"]
+        .as_array()
+        .expect("audit")
+        .is_empty());
+    assert!(report["audit"]["checks"].as_array().expect("checks").len() >= 9);
+    // More users than seats and everyone wants the front-centre: real contention.
+    assert!(
+        n("holds_won") > 0 && n("holds_lost_seats_unavailable") > 0,
+        "{report:#}"
+    );
+    assert!(n("bookings_confirmed") > 0, "{report:#}");
+    // Abandoned holds all expired, and nothing is held at the end.
+    assert!(n("abandoned_holds") > 0);
+    assert_eq!(n("abandoned_holds_expired"), n("abandoned_holds"));
+    assert_eq!(report["audit"]["held"], 0);
+    // The map adds up and the open maps saw events.
+    let a = &report["audit"];
+    assert_eq!(
+        a["total_seats"].as_i64(),
+        Some(a["available"].as_i64().unwrap() + a["booked"].as_i64().unwrap())
+    );
+    assert!(n("watchers") > 0 && n("watcher_events") > 0);
+    assert!(
+        report["errors"].as_object().expect("errors").is_empty(),
+        "{report:#}"
+    );
+
+    // Now break an invariant behind the server's back: a confirmed booking nobody paid for.
+    let show: i64 = report["show_id"].as_str().unwrap().parse().unwrap();
+    let url = env
+        .iter()
+        .find(|(k, _)| k == "DATABASE_URL")
+        .unwrap()
+        .1
+        .clone();
+    let db = sea_orm::Database::connect(&url).await.expect("db");
+    let user = entity::user::Entity::find()
+        .one(&db)
+        .await
+        .expect("users")
+        .expect("a user");
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+    entity::booking::ActiveModel {
+        user_id: Set(user.id),
+        show_id: Set(show),
+        hold_id: Set(None),
+        status: Set("CONFIRMED".into()),
+        total_cents: Set(1200),
+        idempotency_key: Set("forged".into()),
+        failure_reason: Set(None),
+        created_at: Set(chrono::Utc::now()),
+        updated_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    }
+    .insert(&db)
+    .await
+    .expect("forged booking");
+    let base = server.api.base.clone();
+    let show_arg = show.to_string();
+    let (code, report, _) = tokio::task::spawn_blocking(move || {
+        simulate(
+            &env,
+            &[
+                "--url",
+                &base,
+                "--users",
+                "1",
+                "--show",
+                &show_arg,
+                "--watchers",
+                "0",
+            ],
+        )
+    })
+    .await
+    .expect("simulate");
+    assert_eq!(code, 1, "the audit must fail: {report:#}");
+    let violations = report["audit"]["violations"]
+        .as_array()
+        .expect("violations");
+    assert!(
+        violations.iter().any(|v| v
+            .as_str()
+            .unwrap_or("")
+            .contains("captured, unrefunded charge")),
+        "{violations:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+backends!(simulated_rush_ends_with_a_clean_audit);
