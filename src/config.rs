@@ -125,6 +125,10 @@ pub struct Config {
     #[arg(long, env = "DEPENDENCY_TIMEOUT_MS", default_value_t = 5_000, value_parser = parse_dependency_timeout, global = true)]
     pub dependency_timeout_ms: u64,
 
+    /// Seconds between the server's WebSocket pings; a peer silent for 2.5 intervals is dropped.
+    #[arg(long, env = "WS_PING_INTERVAL_SECONDS", default_value_t = 30, value_parser = parse_ws_ping, global = true)]
+    pub ws_ping_interval_seconds: u64,
+
     /// Answer GraphQL introspection queries (the IDE needs it).
     #[arg(long, env = "GRAPHQL_INTROSPECTION", default_value_t = true, value_parser = parse_bool_setting, action = clap::ArgAction::Set, global = true)]
     pub graphql_introspection: bool,
@@ -278,6 +282,9 @@ fn parse_payment_timeout(s: &str) -> Result<u64, String> {
 }
 fn parse_reconcile_interval(s: &str) -> Result<u64, String> {
     ranged_u64(s, "RECONCILE_INTERVAL_SECONDS", 1, 3_600)
+}
+fn parse_ws_ping(s: &str) -> Result<u64, String> {
+    ranged_u64(s, "WS_PING_INTERVAL_SECONDS", 1, 3_600)
 }
 fn parse_payment_seed(s: &str) -> Result<u64, String> {
     ranged_u64(s, "PAYMENT_SEED", 0, u64::MAX)

@@ -177,7 +177,36 @@ async fn subscription_errors(b: Backend) {
     );
 }
 
-backends!(every_change_is_one_event_in_order, subscription_errors);
+/// The server pings every open socket; a client that answers stays, one that goes silent (here:
+/// never reads, so never pongs) is dropped after 2.5 intervals with close code 1001.
+async fn server_pings_and_drops_silent_peers(b: Backend) {
+    let app = TestApp::spawn_with(b, &["--ws-ping-interval-seconds", "1"]).await;
+    let mut lively = WsClient::connect(&app.base, None).await.expect("connect");
+    let mut silent = WsClient::connect(&app.base, None).await.expect("connect");
+    let heard = lively.frames(Duration::from_millis(4500)).await;
+    assert!(
+        heard.iter().filter(|f| *f == "ping").count() >= 3,
+        "pings: {heard:?}"
+    );
+    assert!(
+        !heard.iter().any(|f| f.starts_with("close") || f == "end"),
+        "a client that answers pings stays connected: {heard:?}"
+    );
+    // `silent` read nothing for 4.5 s: no pong went out, so the server gave up on it (its close
+    // frame, 1001, may be overtaken by the reset when the client's late pong hits the closed
+    // socket).
+    let late = silent.frames(Duration::from_secs(2)).await;
+    assert!(
+        matches!(late.last().map(String::as_str), Some("close:1001" | "end")),
+        "the silent peer was dropped: {late:?}"
+    );
+}
+
+backends!(
+    every_change_is_one_event_in_order,
+    subscription_errors,
+    server_pings_and_drops_silent_peers
+);
 
 /// A subscriber on `a` hears a hold made on `b` (under 1 s; the figure is printed), then the other
 /// users race for overlapping seats (`pick(i)` = seat indexes of user i) through `a` and `b`

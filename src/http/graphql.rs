@@ -4,17 +4,19 @@
 //! The plain async-graphql service would also run operations from GET query strings and from
 //! `text/plain` POSTs, which browsers send cross-origin without a preflight (a CSRF hole), and
 //! accept batches. This handler takes only `application/json`, one operation per request.
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::{Data, ServerError};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
 
 use super::assets;
 use crate::app::App;
@@ -104,13 +106,36 @@ pub async fn get_graphql(State(app): State<App>, req: Request) -> Response {
             let shutdown = app.state.shutdown.clone();
             let initialised = Arc::new(AtomicBool::new(false));
             let (init_app, flag) = (app.clone(), initialised.clone());
-            let ws = GraphQLWebSocket::new(stream, schema, protocol)
+            // The library writes into a channel; `heartbeat` owns the socket's sending half,
+            // forwards the library's messages and adds WebSocket pings. Every frame the peer
+            // sends (pongs included) counts as a sign of life.
+            let (socket_tx, socket_rx) = stream.split();
+            let (tx, rx) = tokio::sync::mpsc::channel::<Message>(32);
+            let tx = tokio_util::sync::PollSender::new(tx);
+            let (born, seen) = (Instant::now(), Arc::new(AtomicU64::new(0)));
+            let alive = seen.clone();
+            let socket_rx = socket_rx.inspect(move |_| {
+                alive.store(born.elapsed().as_millis() as u64, Ordering::Relaxed)
+            });
+            let serve = GraphQLWebSocket::new_with_pair(tx, socket_rx, schema, protocol)
                 .on_connection_init(move |payload| async move {
                     let data = connection_data(&init_app, payload);
                     flag.store(data.is_ok(), Ordering::Relaxed);
                     data
                 })
                 .serve();
+            let ping_every = Duration::from_secs(app.state.config.ws_ping_interval_seconds);
+            let pump = heartbeat(socket_tx, rx, ping_every, born, seen);
+            let ws = async move {
+                match futures_util::future::select(Box::pin(serve), Box::pin(pump)).await {
+                    // The protocol ended: let the last messages (complete, close) go out.
+                    futures_util::future::Either::Left((_, pump)) => {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), pump).await;
+                    }
+                    // The peer went silent or the socket broke.
+                    futures_util::future::Either::Right(_) => {}
+                }
+            };
             metrics::gauge!("websocket_connections").increment(1.0);
             tokio::select! {
                 _ = ws => {}
@@ -131,6 +156,52 @@ pub async fn get_graphql(State(app): State<App>, req: Request) -> Response {
             metrics::gauge!("websocket_connections").decrement(1.0);
         })
         .into_response()
+}
+
+/// Forward the library's messages to the socket and ping the peer every `every`; close the
+/// connection when the peer has sent nothing (not even a pong) for 2.5 × `every` — a dead client
+/// behind a silent network would otherwise keep its subscription (and its memory) for ever.
+async fn heartbeat(
+    mut socket: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut rx: tokio::sync::mpsc::Receiver<Message>,
+    every: Duration,
+    born: Instant,
+    seen: Arc<AtomicU64>,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let limit = every.as_millis() as u64 * 5 / 2;
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Some(m) => {
+                    if socket.send(m).await.is_err() {
+                        return;
+                    }
+                }
+                None => {
+                    let _ = socket.close().await;
+                    return;
+                }
+            },
+            _ = tick.tick() => {
+                let silent = (born.elapsed().as_millis() as u64)
+                    .saturating_sub(seen.load(Ordering::Relaxed));
+                if silent > limit {
+                    metrics::counter!("websocket_dead_peers_total").increment(1);
+                    let _ = socket
+                        .send(Message::Close(Some(CloseFrame {
+                            code: 1001,
+                            reason: "no pong: the connection looks dead".into(),
+                        })))
+                        .await;
+                    return;
+                }
+                if socket.send(Message::Ping(Bytes::from_static(b"boxoffice"))).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// How long a new WebSocket may take to send `connection_init`.

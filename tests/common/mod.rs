@@ -855,6 +855,35 @@ impl WsClient {
             .expect("send subscribe");
     }
 
+    /// Every frame that arrives within `wait` (pings answered by the library as they are read),
+    /// as `ping`, `text`, `close:<code>`; stops at a close or the end of the stream.
+    pub async fn frames(&mut self, wait: Duration) -> Vec<String> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.socket.next()).await {
+                Ok(Some(Ok(Message::Ping(_)))) => out.push("ping".to_string()),
+                Ok(Some(Ok(Message::Text(_)))) => out.push("text".to_string()),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    out.push(format!(
+                        "close:{}",
+                        frame.map(|f| u16::from(f.code)).unwrap_or(0)
+                    ));
+                    return out;
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_))) | Ok(None) => {
+                    out.push("end".to_string());
+                    return out;
+                }
+                Err(_) => return out,
+            }
+        }
+    }
+
     /// The next `next`/`error`/`complete` message, or `None` after `wait`.
     pub async fn next(&mut self, wait: Duration) -> Option<Value> {
         use futures_util::StreamExt;
