@@ -1,21 +1,27 @@
 //! `boxoffice simulate`: many users race for the best seats of one show through the public API
 //! (HTTP and WebSocket), then an audit reads the database and the hold store directly.
-use std::collections::{BTreeMap, HashMap};
+mod setup;
+mod users;
+
+pub use setup::{create_screen_as, create_show_as, create_show_on, row_label, NewScreen};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::audit::{self, AuditReport};
 use super::client::{self, Http, Reply, Watch};
 use super::report::{Latency, Summary};
 use crate::config::Config;
+use setup::{create_show, sign_up};
+use users::{sign_up_all, signup_errors, tokens_latency, SimUser, Watchers};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
@@ -144,6 +150,10 @@ impl Tally {
 pub struct SimReport {
     pub show_id: String,
     pub users: u64,
+    pub users_signed_up: u64,
+    /// Seconds of the sign-up phase (before the rush).
+    pub sign_up_seconds: f64,
+    /// Seconds of the rush (holds, checkouts, cancels).
     pub seconds: f64,
     pub ops_per_second: BTreeMap<&'static str, f64>,
     pub latency: BTreeMap<&'static str, Summary>,
@@ -165,14 +175,6 @@ pub struct SimReport {
     pub watcher_reopened: u64,
     pub errors: BTreeMap<String, u64>,
     pub audit: Option<AuditReport>,
-}
-
-/// One seat as the simulator sees the map.
-struct MapSeat {
-    id: String,
-    row: i64,
-    column: i64,
-    available: bool,
 }
 
 const MAP: &str =
@@ -216,12 +218,31 @@ pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<bool> {
     let stop_watchers = CancellationToken::new();
     let watchers: Watchers = Arc::default();
     let next = Arc::new(AtomicUsize::new(0));
+    // Doors open: everyone signs up (and the watchers open their maps) before the on-sale, as
+    // audiences log in and wait for the release; then all rush at once. Sign-ups cost argon2
+    // (tens of ms of CPU each) and are measured apart from the rush.
+    if !args.json {
+        eprintln!("signing up {} users…", args.users);
+    }
+    let signup_started = Instant::now();
+    let tokens = sign_up_all(&args, &run_tag, &roles, &show, &watchers, &stop_watchers).await?;
+    let signup_seconds = signup_started.elapsed().as_secs_f64();
+    let signed_up = tokens.0 as u64;
+    let tokens = Arc::new(tokens.1);
+    let mut tally = Tally {
+        signup: tokens_latency(&tokens),
+        ..Tally::default()
+    };
+    tally.merge(Tally {
+        errors: signup_errors(&tokens),
+        ..Tally::default()
+    });
     let started = Instant::now();
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
         let (args, show, run_tag) = (args.clone(), show.clone(), run_tag.clone());
         let (roles, next, progress) = (roles.clone(), next.clone(), progress.clone());
-        let (watchers, stop) = (watchers.clone(), stop_watchers.clone());
+        let tokens = tokens.clone();
         workers.push(tokio::spawn(async move {
             let mut tally = Tally::default();
             let mut rng = StdRng::seed_from_u64(args.seed ^ (w + 1).wrapping_mul(0x9e37_79b9));
@@ -237,23 +258,21 @@ pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<bool> {
                 if i >= roles.len() || deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
-                let (abandons, watches, cancels) = roles[i];
-                let user = SimUser {
-                    email: format!("sim-{run_tag}-{i}@sim.test"),
-                    abandons,
-                    watches,
-                    cancels,
-                };
-                user.run(
-                    &args, &show, &mut http, &mut rng, &mut tally, &watchers, &stop,
-                )
-                .await;
+                let (abandons, _, cancels) = roles[i];
+                if let Ok((token, _)) = &tokens[i] {
+                    let user = SimUser {
+                        key: format!("sim-{run_tag}-{i}-pay"),
+                        abandons,
+                        cancels,
+                    };
+                    user.run(&args, &show, token, &mut http, &mut rng, &mut tally)
+                        .await;
+                }
                 progress.inc(1);
             }
             tally
         }));
     }
-    let mut tally = Tally::default();
     for w in workers {
         tally.merge(w.await.context("a simulated user panicked")?);
     }
@@ -344,9 +363,14 @@ pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<bool> {
     let report = SimReport {
         show_id: show,
         users: users_done,
+        users_signed_up: signed_up,
+        sign_up_seconds: signup_seconds,
         seconds,
         ops_per_second: BTreeMap::from([
-            ("sign_up", per_sec(tally.signup.count())),
+            (
+                "sign_up",
+                tally.signup.count() as f64 / signup_seconds.max(1e-9),
+            ),
             ("seat_map_read", per_sec(tally.map.count())),
             ("hold", per_sec(tally.hold.count())),
             ("checkout", per_sec(tally.checkout.count())),
@@ -391,358 +415,10 @@ pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<bool> {
     Ok(clean)
 }
 
-struct SimUser {
-    email: String,
-    abandons: bool,
-    watches: bool,
-    cancels: bool,
-}
-
-type Watchers = Arc<std::sync::Mutex<Vec<(Arc<Watch>, tokio::task::JoinHandle<()>)>>>;
-
-impl SimUser {
-    #[allow(clippy::too_many_arguments)]
-    async fn run(
-        &self,
-        args: &SimulateArgs,
-        show: &str,
-        http: &mut Http,
-        rng: &mut StdRng,
-        tally: &mut Tally,
-        watchers: &Watchers,
-        stop: &CancellationToken,
-    ) {
-        let t = Instant::now();
-        let token = match sign_up(http, &self.email).await {
-            Ok(t) => t,
-            Err(e) => return tally.error("sign up", e),
-        };
-        tally.signup.record(t.elapsed());
-        if self.watches {
-            let w = Arc::new(Watch::default());
-            let task = tokio::spawn({
-                let (w, url, show, token, stop) = (
-                    w.clone(),
-                    args.url.clone(),
-                    show.to_string(),
-                    token.clone(),
-                    stop.clone(),
-                );
-                async move {
-                    if let Err(e) = client::watch(url, Some(token), show, w, stop, |_, _| {}).await
-                    {
-                        tracing::warn!(error = %e, "a seat-map watcher failed");
-                    }
-                }
-            });
-            if let Ok(mut list) = watchers.lock() {
-                list.push((w, task));
-            }
-        }
-        let want = rng.random_range(args.seats.0..=args.seats.1) as usize;
-        let mut hold = None;
-        for _ in 0..args.attempts {
-            let t = Instant::now();
-            let map = match http.gql(Some(&token), MAP, json!({ "id": show })).await {
-                Ok(Reply::Data(d)) => d,
-                Ok(r) => return tally.error("seat map", format!("{:?}", r.code())),
-                Err(e) => return tally.error("seat map", e),
-            };
-            tally.map.record(t.elapsed());
-            let seats = parse_map(&map);
-            let Some(choice) = choose(&seats, want, rng) else {
-                tally.sold_out += 1;
-                return;
-            };
-            let t = Instant::now();
-            let reply = http
-                .gql(Some(&token), HOLD, json!({ "show": show, "seats": choice }))
-                .await;
-            tally.hold.record(t.elapsed());
-            match reply {
-                Ok(Reply::Data(d)) => {
-                    tally.holds_won += 1;
-                    hold = Some(d["holdSeats"].clone());
-                    break;
-                }
-                Ok(Reply::Error { code, .. }) if code == "SEATS_UNAVAILABLE" => {
-                    tally.holds_lost += 1;
-                }
-                Ok(Reply::Error { code, message, .. }) => {
-                    return tally.error("hold", format!("{code}: {message}"))
-                }
-                Err(e) => return tally.error("hold", e),
-            }
-        }
-        let Some(hold) = hold else {
-            tally.gave_up += 1;
-            return;
-        };
-        let hold_id = hold["id"].as_str().unwrap_or_default().to_string();
-        if self.abandons {
-            let expires = hold["expiresAt"]
-                .as_str()
-                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-                .map(|d| d.with_timezone(&chrono::Utc))
-                .unwrap_or_else(chrono::Utc::now);
-            tally.abandoned.push((hold_id, expires));
-            return;
-        }
-        let t = Instant::now();
-        let key = format!("{}-pay", self.email);
-        let reply = http
-            .gql(
-                Some(&token),
-                CHECKOUT,
-                json!({ "hold": hold_id, "key": key }),
-            )
-            .await;
-        tally.checkout.record(t.elapsed());
-        let booking = match reply {
-            Ok(Reply::Data(d)) => d["checkout"].clone(),
-            Ok(Reply::Error { code, .. }) if code == "HOLD_EXPIRED" => {
-                tally.expired_before_payment += 1;
-                return;
-            }
-            Ok(Reply::Error { code, message, .. }) => {
-                return tally.error("checkout", format!("{code}: {message}"))
-            }
-            Err(e) => return tally.error("checkout", e),
-        };
-        match booking["status"].as_str() {
-            Some("CONFIRMED") => {
-                tally.confirmed += 1;
-                tally.seats_booked += booking["seats"].as_array().map_or(0, |s| s.len()) as u64;
-            }
-            Some("FAILED") => tally.declined += 1,
-            other => return tally.error("checkout", format!("unexpected status {other:?}")),
-        }
-        if self.cancels && booking["status"] == "CONFIRMED" {
-            let t = Instant::now();
-            match http
-                .gql(Some(&token), CANCEL, json!({ "id": booking["id"] }))
-                .await
-            {
-                Ok(Reply::Data(d)) if d["cancelBooking"]["status"] == "CANCELLED" => {
-                    tally.cancel.record(t.elapsed());
-                    tally.cancelled += 1;
-                    tally.seats_booked -= booking["seats"].as_array().map_or(0, |s| s.len()) as u64;
-                }
-                Ok(r) => tally.error("cancel", format!("{r:?}")),
-                Err(e) => tally.error("cancel", e),
-            }
-        }
-    }
-}
-
-fn parse_map(map: &Value) -> Vec<MapSeat> {
-    map["show"]["seats"]
-        .as_array()
-        .map(|seats| {
-            seats
-                .iter()
-                .map(|s| MapSeat {
-                    id: s["id"].as_str().unwrap_or_default().to_string(),
-                    row: s["rowIndex"].as_i64().unwrap_or(0),
-                    column: s["column"].as_i64().unwrap_or(0),
-                    available: s["status"] == "AVAILABLE",
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Users want the best seats: front-centre weighted (a row a third of the way back, the middle
-/// column), and seats side by side. Returns `want` seat ids (fewer when fewer are left), or
-/// `None` when the show is sold out.
-fn choose(seats: &[MapSeat], want: usize, rng: &mut StdRng) -> Option<Vec<String>> {
-    let free: Vec<&MapSeat> = seats.iter().filter(|s| s.available).collect();
-    if free.is_empty() {
-        return None;
-    }
-    let rows = seats.iter().map(|s| s.row).max().unwrap_or(0) as f64 + 1.0;
-    let cols = seats.iter().map(|s| s.column).max().unwrap_or(0) as f64 + 1.0;
-    let weight = |s: &MapSeat| {
-        let dr = (s.row as f64 - rows / 3.0).abs() / rows;
-        let dc = (s.column as f64 - cols / 2.0).abs() / cols;
-        (-(dr * 4.0 + dc * 6.0)).exp()
-    };
-    let total: f64 = free.iter().map(|s| weight(s)).sum();
-    let mut pick = rng.random_range(0.0..total.max(f64::MIN_POSITIVE));
-    let mut first = free[free.len() - 1];
-    for s in &free {
-        pick -= weight(s);
-        if pick <= 0.0 {
-            first = s;
-            break;
-        }
-    }
-    // Then the nearest free seats in the same row, then anywhere nearest.
-    let mut rest: Vec<&MapSeat> = free.iter().copied().filter(|s| s.id != first.id).collect();
-    rest.sort_by_key(|s| {
-        (
-            (s.row - first.row).abs() * 1000 + (s.column - first.column).abs(),
-            s.column,
-        )
-    });
-    let mut out = vec![first.id.clone()];
-    out.extend(
-        rest.into_iter()
-            .take(want.saturating_sub(1))
-            .map(|s| s.id.clone()),
-    );
-    Some(out)
-}
-
-async fn sign_up(http: &mut Http, email: &str) -> anyhow::Result<String> {
-    let d = http
-        .gql(
-            None,
-            "mutation($e: String!, $p: String!) { signUp(email: $e, password: $p) { token } }",
-            json!({ "e": email, "p": "simulated-user-pass" }),
-        )
-        .await?
-        .data()?;
-    d["signUp"]["token"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow!("signUp returned no token"))
-}
-
-/// A fresh show of about `seats` seats (rows of up to 25, premium in the middle third), created
-/// through the admin API with ADMIN_EMAIL / ADMIN_PASSWORD.
-pub async fn create_show(http: &mut Http, config: &Config, seats: u64) -> anyhow::Result<String> {
-    let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) else {
-        bail!("to create a show, set ADMIN_EMAIL and ADMIN_PASSWORD (as the server has them), or pass --show");
-    };
-    let d = http
-        .gql(
-            None,
-            "mutation($e: String!, $p: String!) { logIn(email: $e, password: $p) { token } }",
-            json!({ "e": email, "p": password }),
-        )
-        .await?
-        .data()
-        .context("admin log-in")?;
-    let admin = d["logIn"]["token"].as_str().unwrap_or_default().to_string();
-    create_show_as(http, &admin, seats).await
-}
-
-/// A fresh show of `seats` seats created with an admin token.
-pub async fn create_show_as(http: &mut Http, admin: &str, seats: u64) -> anyhow::Result<String> {
-    let screen = create_screen_as(http, admin, seats).await?;
-    create_show_on(http, admin, &screen, 7).await
-}
-
-/// A new venue with one screen of `seats` seats (rows of 25, or of 200 above 2,500 seats; premium
-/// in the middle third) and a new movie.
-pub async fn create_screen_as(
-    http: &mut Http,
-    admin: &str,
-    seats: u64,
-) -> anyhow::Result<NewScreen> {
-    let width = if seats > 2500 { 200 } else { 25 };
-    let tag = format!("{:x}", rand::random::<u64>());
-    let mut ids = HashMap::new();
-    for (key, query, vars) in [
-        (
-            "createVenue",
-            "mutation($n: String!) { createVenue(name: $n, city: \"Simville\") { id } }",
-            json!({ "n": format!("Sim Hall {tag}") }),
-        ),
-        (
-            "createMovie",
-            "mutation($t: String!) { createMovie(title: $t, durationMinutes: 120) { id } }",
-            json!({ "t": format!("Sim Film {tag}") }),
-        ),
-    ] {
-        let d = http
-            .gql(Some(admin), query, vars)
-            .await?
-            .data()
-            .context(key)?;
-        ids.insert(key, d[key]["id"].as_str().unwrap_or_default().to_string());
-    }
-    let n_rows = seats.div_ceil(width);
-    let rows: Vec<Value> = (0..n_rows)
-        .map(|r| {
-            let in_row = if r + 1 == n_rows { seats - width * r } else { width };
-            let middle = r * 3 >= n_rows && r * 3 < n_rows * 2;
-            json!({ "label": row_label(r as usize), "seats": in_row, "category": if middle { "PREMIUM" } else { "STANDARD" } })
-        })
-        .collect();
-    let d = http
-        .gql(
-            Some(admin),
-            "mutation($v: ID!, $rows: [SeatRowInput!]!) { createScreen(venueId: $v, name: \"Main\", rows: $rows) { id } }",
-            json!({ "v": ids["createVenue"], "rows": rows }),
-        )
-        .await?
-        .data()
-        .context("createScreen")?;
-    Ok(NewScreen {
-        movie: ids["createMovie"].clone(),
-        screen: d["createScreen"]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        premium: n_rows >= 2,
-    })
-}
-
-/// A screen made by `create_screen_as`, with a movie to show on it.
-pub struct NewScreen {
-    pub movie: String,
-    pub screen: String,
-    /// Whether it has PREMIUM seats besides STANDARD ones (every screen of two rows or more).
-    pub premium: bool,
-}
-
-/// A show on a new screen, `day` days from now (one show per day never overlaps).
-pub async fn create_show_on(
-    http: &mut Http,
-    admin: &str,
-    screen: &NewScreen,
-    day: i64,
-) -> anyhow::Result<String> {
-    let mut prices = vec![json!({ "category": "STANDARD", "priceCents": 1200 })];
-    if screen.premium {
-        prices.push(json!({ "category": "PREMIUM", "priceCents": 1800 }));
-    }
-    let starts = (chrono::Utc::now() + chrono::Duration::days(day)).to_rfc3339();
-    let d = http
-        .gql(
-            Some(admin),
-            "mutation($m: ID!, $s: ID!, $t: DateTime!, $p: [CategoryPriceInput!]!) { createShow(movieId: $m, screenId: $s, startsAt: $t, prices: $p) { id } }",
-            json!({ "m": screen.movie, "s": screen.screen, "t": starts, "p": prices }),
-        )
-        .await?
-        .data()
-        .context("createShow")?;
-    d["createShow"]["id"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow!("createShow returned no id"))
-}
-
-/// Row labels A…Z, then AA, AB, …
-pub fn row_label(mut i: usize) -> String {
-    let mut s = Vec::new();
-    loop {
-        s.push(b'A' + (i % 26) as u8);
-        if i < 26 {
-            break;
-        }
-        i = i / 26 - 1;
-    }
-    s.reverse();
-    String::from_utf8_lossy(&s).into_owned()
-}
-
 fn print_report(r: &SimReport) {
     println!(
-        "simulation of show {}: {} users in {:.1} s",
-        r.show_id, r.users, r.seconds
+        "simulation of show {}: {} users signed up in {:.1} s, then rushed for {:.1} s",
+        r.show_id, r.users_signed_up, r.sign_up_seconds, r.seconds
     );
     println!("operations per second:");
     for (k, v) in &r.ops_per_second {
