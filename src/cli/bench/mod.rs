@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::holds::HoldStore;
 use fanout::fan_out;
 use server::{people, shows, Server};
-use workloads::{checkouts, hold_hot, hold_low, raw_redis, trivial};
+use workloads::{checkouts, hold_hot, hold_low, raw_redis, reads, trivial};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -164,6 +164,37 @@ async fn redis_cpu(conn: &mut Option<redis::aio::MultiplexedConnection>) -> Opti
             .and_then(|(_, v)| v.trim().parse::<f64>().ok())
     };
     Some(get("used_cpu_sys:")? + get("used_cpu_user:")?)
+}
+
+/// Redis's `used_memory`, bytes.
+async fn redis_memory(conn: &mut Option<redis::aio::MultiplexedConnection>) -> Option<i64> {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(conn.as_mut()?)
+        .await
+        .ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Live holds under a key prefix (the sum of every show's hold index).
+async fn live_holds(
+    conn: &mut Option<redis::aio::MultiplexedConnection>,
+    prefix: &str,
+) -> Option<u64> {
+    let conn = conn.as_mut()?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*:holds"))
+        .query_async(conn)
+        .await
+        .ok()?;
+    let mut total = 0;
+    for k in keys {
+        let n: u64 = redis::cmd("ZCARD").arg(&k).query_async(conn).await.ok()?;
+        total += n;
+    }
+    Some(total)
 }
 
 struct Probe {
@@ -326,6 +357,26 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<()> {
             after,
             1.0,
         ));
+        let map = shows(&server.base, &people.admin, 500, 1).await?;
+        say("  seat map read (500 seats)…");
+        let before = probe(Some(server), &mut redis_info).await;
+        let m = reads(
+            &server.base,
+            args.clients,
+            Window::new(secs),
+            "query($id: ID!) { show(id: $id) { version availableSeats seats { id status } } }",
+            serde_json::json!({ "id": map[0].0 }),
+        )
+        .await?;
+        let after = probe(Some(server), &mut redis_info).await;
+        report.figures.push(figure(
+            "seat map read, 500 seats",
+            m,
+            secs,
+            before,
+            after,
+            1.0,
+        ));
         if let Some(url) = &config.redis_url {
             let store: Arc<dyn HoldStore> = Arc::new(
                 crate::holds::redis::RedisStore::connect(
@@ -343,17 +394,33 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<()> {
                 } else {
                     args.clients
                 };
+                let memory_before = redis_memory(&mut redis_info).await;
                 let before = probe(None, &mut redis_info).await;
                 let m = raw_redis(store.clone(), clients, hot, Window::new(secs)).await?;
                 let after = probe(None, &mut redis_info).await;
-                report.figures.push(figure(
+                let mut f = figure(
                     &format!("store hold straight on Redis ({label})"),
                     m,
                     secs,
                     before,
                     after,
                     1.0,
-                ));
+                );
+                if hot.is_none() {
+                    // Every hold won here is still live (10-minute TTL): Redis memory per hold.
+                    let live = live_holds(&mut redis_info, &format!("{prefix}raw")).await;
+                    let memory_after = redis_memory(&mut redis_info).await;
+                    if let (Some(a), Some(b), Some(n)) = (memory_before, memory_after, live) {
+                        if n > 0 {
+                            f.outcomes.insert("live holds".into(), n);
+                            f.outcomes.insert(
+                                "Redis bytes per live hold".into(),
+                                (b - a).max(0) as u64 / n,
+                            );
+                        }
+                    }
+                }
+                report.figures.push(f);
             }
         }
     }

@@ -189,9 +189,20 @@ pub(super) async fn checkouts(
 
 /// The trivial-query ceiling: `{ __typename }` through the same HTTP + GraphQL stack.
 pub(super) async fn trivial(base: &str, clients: u64, w: Window) -> anyhow::Result<Meter> {
+    reads(base, clients, w, "{ __typename }", json!({})).await
+}
+
+/// One read-only query in a loop, anonymous (the trivial query, a seat map).
+pub(super) async fn reads(
+    base: &str,
+    clients: u64,
+    w: Window,
+    query: &'static str,
+    variables: serde_json::Value,
+) -> anyhow::Result<Meter> {
     let base = base.to_string();
     run_clients(clients, move |_| {
-        let base = base.clone();
+        let (base, variables) = (base.clone(), variables.clone());
         async move {
             let mut m = Meter::default();
             let Ok(mut http) = Http::new(&base) else {
@@ -199,10 +210,13 @@ pub(super) async fn trivial(base: &str, clients: u64, w: Window) -> anyhow::Resu
             };
             while w.running() {
                 let t = Instant::now();
-                let r = http.gql(None, "{ __typename }", json!({})).await;
+                let r = http.gql(None, query, variables.clone()).await;
                 if w.counts(t) {
                     m.latency.record(t.elapsed());
-                    m.count(if r.is_ok() { "ok" } else { "error" });
+                    m.count(match r {
+                        Ok(Reply::Data(_)) => "ok",
+                        _ => "error",
+                    });
                 }
             }
             m
