@@ -30,6 +30,7 @@ pub struct AppState {
     pub bookings: Bookings,
     pub holds: Holds,
     pub live: crate::live::Hub,
+    pub limits: Arc<crate::limits::Limits>,
     pub shutdown: CancellationToken,
 }
 
@@ -182,7 +183,15 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         std::time::Duration::from_secs(config.reconcile_interval_seconds),
         shutdown.clone(),
     );
+    let limits = Arc::new(crate::limits::Limits::new(
+        &config,
+        match &config.redis_url {
+            Some(url) => Some(limits_connection(url, config.dependency_timeout())?),
+            None => None,
+        },
+    ));
     let state = AppState {
+        limits,
         bookings,
         holds,
         live,
@@ -195,6 +204,21 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     };
     let schema = build_schema(state.clone());
     Ok(App { state, schema })
+}
+
+/// A Redis connection for the shared rate-limit counters (reconnects by itself).
+fn limits_connection(
+    url: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(timeout))
+        .set_connection_timeout(Some(timeout))
+        .set_number_of_retries(1);
+    // Lazy, like the hold store's: a Redis outage at start-up does not stop the server.
+    redis::aio::ConnectionManager::new_lazy_with_config(client, config)
+        .map_err(|e| anyhow::anyhow!("bad REDIS_URL: {e}"))
 }
 
 /// Serve until the app's shutdown token is cancelled, then drain requests in flight.

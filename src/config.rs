@@ -125,6 +125,23 @@ pub struct Config {
     #[arg(long, env = "DEPENDENCY_TIMEOUT_MS", default_value_t = 5_000, value_parser = parse_dependency_timeout, global = true)]
     pub dependency_timeout_ms: u64,
 
+    /// Mutations one signed-in user may run per minute (0: no limit).
+    #[arg(long, env = "RATE_LIMIT_USER_PER_MINUTE", default_value_t = 120, value_parser = parse_rate, global = true)]
+    pub rate_limit_user_per_minute: u64,
+
+    /// Mutations one client address may run per minute (0: no limit).
+    #[arg(long, env = "RATE_LIMIT_IP_PER_MINUTE", default_value_t = 1200, value_parser = parse_rate, global = true)]
+    pub rate_limit_ip_per_minute: u64,
+
+    /// Failed log-ins of one account per 15 minutes before further attempts are refused.
+    #[arg(long, env = "LOGIN_FAILURES_PER_15_MINUTES", default_value_t = 10, value_parser = parse_rate, global = true)]
+    pub login_failures_per_15_minutes: u64,
+
+    /// Take the client address from the first `X-Forwarded-For` entry (only behind a proxy that
+    /// sets it).
+    #[arg(long, env = "TRUST_FORWARDED_FOR", default_value_t = false, value_parser = parse_bool_setting, action = clap::ArgAction::Set, global = true)]
+    pub trust_forwarded_for: bool,
+
     /// Seconds between the server's WebSocket pings; a peer silent for 2.5 intervals is dropped.
     #[arg(long, env = "WS_PING_INTERVAL_SECONDS", default_value_t = 30, value_parser = parse_ws_ping, global = true)]
     pub ws_ping_interval_seconds: u64,
@@ -282,6 +299,9 @@ fn parse_payment_timeout(s: &str) -> Result<u64, String> {
 }
 fn parse_reconcile_interval(s: &str) -> Result<u64, String> {
     ranged_u64(s, "RECONCILE_INTERVAL_SECONDS", 1, 3_600)
+}
+fn parse_rate(s: &str) -> Result<u64, String> {
+    ranged_u64(s, "rate limit", 0, 1_000_000_000)
 }
 fn parse_ws_ping(s: &str) -> Result<u64, String> {
     ranged_u64(s, "WS_PING_INTERVAL_SECONDS", 1, 3_600)

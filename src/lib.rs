@@ -14,6 +14,7 @@ pub mod graphql;
 pub mod holds;
 pub mod http;
 pub mod ids;
+pub mod limits;
 pub mod live;
 pub mod payment;
 pub mod telemetry;

@@ -1,6 +1,7 @@
 //! Schema assembly. Resolvers are thin: they parse ids, check the viewer, call a service.
 pub mod booking;
 pub mod ext;
+pub mod guard;
 pub mod holds;
 pub mod loaders;
 pub mod mutation;
@@ -44,6 +45,7 @@ fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
     .extension(ext::Observe)
+    .extension(guard::Guard)
 }
 
 pub fn build_schema(state: AppState) -> AppSchema {

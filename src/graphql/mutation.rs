@@ -6,6 +6,7 @@ use super::types::{viewer, AuthPayload, Movie, Screen, Show, User, Venue};
 use crate::app::AppState;
 use crate::auth::accounts::Session;
 use crate::catalogue::{NewRow, NewShow};
+use crate::error::AppError;
 use crate::ids::parse_id;
 
 #[derive(InputObject)]
@@ -58,8 +59,26 @@ impl AccountMutation {
         password: String,
     ) -> Result<AuthPayload> {
         let state = ctx.data_unchecked::<AppState>();
-        let s = state.accounts.log_in(&email, password).await?;
-        Ok(payload(state, s))
+        // Password guessing: after LOGIN_FAILURES_PER_15_MINUTES failures an account refuses
+        // further attempts for the rest of the window (before any hashing is spent on them).
+        let limits = &state.limits;
+        let rule = limits.login_failures_per_account;
+        let key = format!("login:{}", email.trim().to_lowercase());
+        if limits.exceeded(&key, rule).await {
+            return Err(AppError::LimitExceeded(
+                "too many failed log-ins for this account; retry in 15 minutes".into(),
+            )
+            .into());
+        }
+        match state.accounts.log_in(&email, password).await {
+            Ok(s) => Ok(payload(state, s)),
+            Err(e) => {
+                if matches!(e, AppError::Unauthenticated(_)) {
+                    limits.record(&key, rule).await;
+                }
+                Err(e.into())
+            }
+        }
     }
 }
 

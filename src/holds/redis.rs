@@ -88,11 +88,19 @@ impl RedisStore {
             .set_response_timeout(Some(timeout))
             .set_connection_timeout(Some(timeout))
             .set_number_of_retries(2);
-        let conn =
-            tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config))
-                .await
-                .map_err(|_| anyhow::anyhow!("timed out connecting to REDIS_URL"))?
-                .map_err(|e| anyhow::anyhow!("cannot connect to REDIS_URL: {e}"))?;
+        // Lazy: the server starts even when Redis is down (holds answer SERVICE_UNAVAILABLE and
+        // /readyz says 503 until it is back; the manager reconnects on use).
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| anyhow::anyhow!("bad REDIS_URL: {e}"))?;
+        let mut probe = conn.clone();
+        let up = tokio::time::timeout(
+            timeout,
+            redis::cmd("PING").query_async::<String>(&mut probe),
+        )
+        .await;
+        if !matches!(up, Ok(Ok(_))) {
+            tracing::warn!("Redis is unreachable at start-up: holds and checkout answer SERVICE_UNAVAILABLE until it is back");
+        }
         let (refused, rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(forget_refused(conn.clone(), format!("{prefix}:sweep"), rx));
         Ok(RedisStore {

@@ -4,6 +4,7 @@
 //! The plain async-graphql service would also run operations from GET query strings and from
 //! `text/plain` POSTs, which browsers send cross-origin without a preflight (a CSRF hole), and
 //! accept batches. This handler takes only `application/json`, one operation per request.
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,17 +14,44 @@ use async_graphql::{Data, ServerError};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use axum::extract::{FromRequestParts, Request, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures_util::{SinkExt, StreamExt};
 
 use super::assets;
 use crate::app::App;
 use crate::auth::Viewer;
 use crate::graphql::loaders::new_loaders;
+use crate::limits::ClientIp;
 
-pub async fn post_graphql(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+/// The caller's address: the TCP peer, or the first `X-Forwarded-For` entry when the operator
+/// said a proxy sets it (`TRUST_FORWARDED_FOR`).
+fn client_ip(
+    app: &App,
+    headers: &HeaderMap,
+    peer: Option<&ConnectInfo<SocketAddr>>,
+) -> Option<ClientIp> {
+    if app.state.config.trust_forwarded_for {
+        let forwarded = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        if let Some(ip) = forwarded {
+            return Some(ClientIp(ip));
+        }
+    }
+    peer.map(|c| ClientIp(c.0.ip()))
+}
+
+pub async fn post_graphql(
+    State(app): State<App>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -62,7 +90,10 @@ pub async fn post_graphql(State(app): State<App>, headers: HeaderMap, body: Byte
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
     );
-    let request = request.data(viewer).data(new_loaders(app.state.clone()));
+    let mut request = request.data(viewer).data(new_loaders(app.state.clone()));
+    if let Some(ip) = client_ip(&app, &headers, peer.as_deref()) {
+        request = request.data(ip);
+    }
     let response = app.schema.execute(request).await;
     let mut http = axum::Json(response).into_response();
     http.headers_mut().insert(
@@ -82,6 +113,11 @@ pub async fn get_graphql(State(app): State<App>, req: Request) -> Response {
     if !wants_ws {
         return assets::ide();
     }
+    let ip = client_ip(
+        &app,
+        &parts.headers,
+        parts.extensions.get::<ConnectInfo<SocketAddr>>(),
+    );
     let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &app).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
@@ -119,7 +155,12 @@ pub async fn get_graphql(State(app): State<App>, req: Request) -> Response {
             });
             let serve = GraphQLWebSocket::new_with_pair(tx, socket_rx, schema, protocol)
                 .on_connection_init(move |payload| async move {
-                    let data = connection_data(&init_app, payload);
+                    let data = connection_data(&init_app, payload).map(|mut d| {
+                        if let Some(ip) = ip {
+                            d.insert(ip);
+                        }
+                        d
+                    });
                     flag.store(data.is_ok(), Ordering::Relaxed);
                     data
                 })

@@ -150,6 +150,9 @@ pub async fn require_redis() {
 }
 
 /// A GraphQL client of one server, by URL.
+/// The password `Api::sign_up` gives every account.
+pub const USER_PASSWORD: &str = "correct horse battery";
+
 pub struct Api {
     pub base: String,
     pub client: reqwest::Client,
@@ -211,7 +214,7 @@ impl Api {
             .ok(
                 None,
                 "mutation($e: String!, $p: String!) { signUp(email: $e, password: $p) { token user { id } } }",
-                json!({ "e": email, "p": "correct horse battery" }),
+                json!({ "e": email, "p": USER_PASSWORD }),
             )
             .await;
         (
@@ -350,7 +353,17 @@ impl TestApp {
 
     /// Spawn with extra flags, e.g. `&["--hold-ttl-seconds", "2"]`.
     pub async fn spawn_with(backend: Backend, extra: &[&str]) -> TestApp {
+        Self::spawn_via(backend, extra, |url| url).await
+    }
+
+    /// `spawn_with`, the server reaching the database at `route(url)` (e.g. through a proxy).
+    pub async fn spawn_via(
+        backend: Backend,
+        extra: &[&str],
+        route: impl Fn(String) -> String,
+    ) -> TestApp {
         let (db, database_url) = TestDb::create(backend).await;
+        let database_url = route(database_url);
         let prefix = unique("bo-test");
         let mut args: Vec<String> = vec![
             "boxoffice".into(),
@@ -454,7 +467,13 @@ impl TestApp {
                 p.clone(),
             ]);
         }
-        args.extend(extra.iter().map(|s| s.to_string()));
+        // Extra flags replace the defaults above.
+        for pair in extra.chunks(2) {
+            if let Some(i) = args.iter().position(|a| a == pair[0]) {
+                args.drain(i..i + 2);
+            }
+            args.extend(pair.iter().map(|s| s.to_string()));
+        }
         let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("peer config: {e}"));
         Self::start(
             self.backend,
@@ -908,3 +927,67 @@ impl WsClient {
 
 pub const SEAT_UPDATES: &str = "subscription($show: ID!) { seatUpdates(showId: $show) {
     showId version availableSeats heldSeats bookedSeats seats { id status heldByMe } } }";
+
+/// A TCP proxy the test controls, in front of a real server: `cut` drops every open connection
+/// and refuses new ones (the server behind it looks dead), `heal` lets traffic through again.
+pub struct FaultProxy {
+    pub port: u16,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    pub async fn start(target: &str) -> FaultProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> =
+            Default::default();
+        let (d, c, target) = (down.clone(), conns.clone(), target.to_string());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if d.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                c.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        FaultProxy {
+            port,
+            down,
+            conns,
+            accept,
+        }
+    }
+
+    pub fn cut(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    pub fn heal(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+}

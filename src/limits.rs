@@ -1,0 +1,154 @@
+//! Abuse limits: fixed-window counters per user, per client address and per account (log-in
+//! failures). With Redis they are shared by every instance (`INCRBY` + `PEXPIRE` in one round
+//! trip); without it, in-process. Limits protect capacity, not correctness, so a Redis outage
+//! lets requests through (and is counted) rather than refusing everyone.
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::ConnectionManager;
+
+use crate::error::{AppError, AppResult};
+
+/// The client's address as the server sees it (or from `X-Forwarded-For` when trusted).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+#[derive(Clone, Copy, Debug)]
+pub struct Rule {
+    pub limit: u64,
+    pub window: Duration,
+}
+
+impl Rule {
+    pub fn per_minute(limit: u64) -> Rule {
+        Rule {
+            limit,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+enum Backend {
+    Redis {
+        conn: ConnectionManager,
+        prefix: String,
+    },
+    Memory(Mutex<HashMap<String, (u64, u64)>>),
+}
+
+pub struct Limits {
+    backend: Backend,
+    pub mutations_per_user: Rule,
+    pub mutations_per_ip: Rule,
+    pub login_failures_per_account: Rule,
+}
+
+/// Counters kept in memory before stale windows are pruned.
+const MEMORY_KEYS_MAX: usize = 100_000;
+
+fn window_index(window: Duration) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    now / (window.as_millis() as u64).max(1)
+}
+
+impl Limits {
+    pub fn new(config: &crate::config::Config, redis: Option<ConnectionManager>) -> Limits {
+        Limits {
+            backend: match redis {
+                Some(conn) => Backend::Redis {
+                    conn,
+                    prefix: format!("{}:rl", config.redis_key_prefix),
+                },
+                None => Backend::Memory(Mutex::new(HashMap::new())),
+            },
+            mutations_per_user: Rule::per_minute(config.rate_limit_user_per_minute),
+            mutations_per_ip: Rule::per_minute(config.rate_limit_ip_per_minute),
+            login_failures_per_account: Rule {
+                limit: config.login_failures_per_15_minutes,
+                window: Duration::from_secs(15 * 60),
+            },
+        }
+    }
+
+    /// Add `cost` to `key`'s counter in the current window; the count after adding.
+    async fn add(&self, key: &str, rule: Rule, cost: u64) -> Option<u64> {
+        let idx = window_index(rule.window);
+        match &self.backend {
+            Backend::Redis { conn, prefix } => {
+                let k = format!("{prefix}:{key}:{idx}");
+                let mut conn = conn.clone();
+                let r: Result<(u64,), _> = redis::pipe()
+                    .cmd("INCRBY")
+                    .arg(&k)
+                    .arg(cost)
+                    .cmd("PEXPIRE")
+                    .arg(&k)
+                    .arg(rule.window.as_millis() as u64 * 2)
+                    .ignore()
+                    .query_async(&mut conn)
+                    .await;
+                match r {
+                    Ok((n,)) => Some(n),
+                    Err(e) => {
+                        metrics::counter!("rate_limit_unchecked_total").increment(1);
+                        tracing::debug!(error = %e, "rate limit not checked: Redis unavailable");
+                        None
+                    }
+                }
+            }
+            Backend::Memory(m) => {
+                let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+                if m.len() >= MEMORY_KEYS_MAX {
+                    // Windows are at most 15 minutes: drop every counter of an older window.
+                    m.retain(|_, (w, _)| *w + 1 >= idx);
+                }
+                let e = m.entry(key.to_string()).or_insert((idx, 0));
+                if e.0 != idx {
+                    *e = (idx, 0);
+                }
+                e.1 += cost;
+                Some(e.1)
+            }
+        }
+    }
+
+    /// Count `cost` against `key`; `LIMIT_EXCEEDED` once the window's count passes the limit
+    /// (limit 0: no limit).
+    pub async fn charge(&self, key: &str, rule: Rule, cost: u64, what: &str) -> AppResult<()> {
+        if rule.limit == 0 {
+            return Ok(());
+        }
+        match self.add(key, rule, cost).await {
+            Some(n) if n > rule.limit => {
+                metrics::counter!("rate_limited_total", "rule" => what.to_string()).increment(1);
+                Err(AppError::LimitExceeded(format!(
+                    "too many {what}: at most {} per {} s; retry later",
+                    rule.limit,
+                    rule.window.as_secs()
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `key` is already over the limit (without counting).
+    pub async fn exceeded(&self, key: &str, rule: Rule) -> bool {
+        rule.limit > 0
+            && self
+                .add(key, rule, 0)
+                .await
+                .is_some_and(|n| n >= rule.limit)
+    }
+
+    /// Count one more (failed) event against `key`.
+    pub async fn record(&self, key: &str, rule: Rule) {
+        if rule.limit > 0 {
+            let _ = self.add(key, rule, 1).await;
+        }
+    }
+}
