@@ -49,6 +49,10 @@ pub fn new_hold_id(show_id: i64) -> String {
 /// The show of a well-formed hold id; `None` for anything else.
 pub fn parse_hold_id(id: &str) -> Option<i64> {
     let (show, random) = id.split_once('-')?;
+    // Exactly what `new_hold_id` writes: no sign, no spaces (found by tests/parsers.rs).
+    if show.is_empty() || !show.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     if random.len() != 32
         || !random
             .bytes()
