@@ -82,4 +82,7 @@ fi
 log "browser test (headless Chromium, two users)"
 bash scripts/browser-test.sh
 
+log "fuzz the live GraphQL endpoint (schemathesis, ${FUZZ_SECONDS:-60} s)"
+bash scripts/fuzz.sh
+
 log "all green"
