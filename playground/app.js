@@ -87,8 +87,10 @@
   function applyUpdate(u) {
     const show = state.show;
     if (!show || u.showId !== show.id) return;
-    if (u.version <= show.version) return;            // already seen (we re-read meanwhile)
-    if (u.version !== show.version + 1) { reloadMap(); return; }  // gap: we missed something
+    if (u.version === show.version) return;           // already seen (we re-read meanwhile)
+    // A gap (we missed something), or a version lower than ours: either an event older than our
+    // last re-read, or the hold store lost its data and restarted its versions. Re-read to know.
+    if (u.version !== show.version + 1) { reloadMap(); return; }
     show.version = u.version;
     for (const s of u.seats) {
       const seat = show.seats.get(s.id);

@@ -25,6 +25,7 @@ pub struct AuditReport {
     pub hold_store: &'static str,
     pub checks: Vec<Check>,
     pub violations: Vec<String>,
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -43,12 +44,20 @@ impl AuditReport {
     }
 }
 
-/// Audit one show. `watch_versions`: the last version each open seat map reached.
+/// What one open seat map showed at the end: its version and its seats (id → status).
+pub struct View {
+    pub version: i64,
+    pub seats: HashMap<String, String>,
+}
+
+/// Audit one show. `views`: each open seat map at the end; `client_confirmed`: the bookings
+/// clients were told are confirmed (and did not cancel).
 pub async fn run(
     config: &Config,
     base_url: &str,
     show: &str,
-    watch_versions: &[i64],
+    views: &[View],
+    client_confirmed: &[i64],
 ) -> anyhow::Result<AuditReport> {
     let show_id: i64 = show
         .parse()
@@ -116,6 +125,7 @@ pub async fn run(
         },
         checks: Vec::new(),
         violations: Vec::new(),
+        notes: Vec::new(),
     };
     for b in &bookings {
         *report.bookings.entry(b.status.clone()).or_default() += 1;
@@ -200,6 +210,23 @@ pub async fn run(
         format!("{pending} bookings still PENDING"),
     );
 
+    // Nothing a client was told is confirmed got lost.
+    let lost: Vec<i64> = client_confirmed
+        .iter()
+        .copied()
+        .filter(|id| status.get(id) != Some(&"CONFIRMED"))
+        .collect();
+    report.check(
+        "every booking clients saw confirmed is confirmed",
+        lost.is_empty(),
+        format!(
+            "{} of {} bookings lost {:?}",
+            lost.len(),
+            client_confirmed.len(),
+            &lost[..lost.len().min(5)]
+        ),
+    );
+
     // 3. Counts add up, and booked seats agree between the database and the seat map.
     report.check(
         "total = available + held + booked",
@@ -271,17 +298,50 @@ pub async fn run(
         format!("{held} seats still held"),
     );
 
-    // 5. Every open seat map ended at the show's version.
-    let behind = watch_versions.iter().filter(|v| **v != version).count();
+    // 5. Every open seat map shows the truth, at the show's version. After the hold store lost
+    // its data its versions restart lower; a map that heard no event since cannot know, so it
+    // is then held to its content only.
+    let truth: HashMap<String, String> = api["seats"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| {
+                    Some((
+                        s["id"].as_str()?.to_string(),
+                        s["status"].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let wrong_content = views.iter().filter(|v| v.seats != truth).count();
+    let behind = views
+        .iter()
+        .filter(|v| v.version != version && v.version < version)
+        .count();
+    let reset = views.iter().filter(|v| v.version > version).count();
+    report.check(
+        "every live seat map shows the final seat map",
+        wrong_content == 0,
+        format!(
+            "{wrong_content} of {} maps differ from the show's seats",
+            views.len()
+        ),
+    );
     report.check(
         "every live seat map reached the show's version",
         behind == 0,
         format!(
-            "{behind} of {} maps not at version {version} (lowest {:?})",
-            watch_versions.len(),
-            watch_versions.iter().min()
+            "{behind} of {} maps behind version {version} (lowest {:?})",
+            views.len(),
+            views.iter().map(|v| v.version).min()
         ),
     );
+    if reset > 0 {
+        report.notes.push(format!(
+            "{reset} maps are above the store's version {version}: the hold store restarted its versions after their last event (their content matches)"
+        ));
+    }
     Ok(report)
 }
 
@@ -301,6 +361,9 @@ pub fn print(a: &AuditReport) {
                 format!(": {}", c.detail)
             }
         );
+    }
+    for n in &a.notes {
+        println!("  note: {n}");
     }
     println!(
         "audit: {}",

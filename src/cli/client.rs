@@ -57,6 +57,9 @@ pub fn authority(base: &str) -> anyhow::Result<String> {
 
 /// One kept-alive connection to `POST /graphql`; reconnects once when the server closed it.
 pub struct Http {
+    /// The servers, tried in turn (as a load balancer would) when one cannot be reached.
+    authorities: Vec<String>,
+    current: usize,
     authority: String,
     conn: Option<BufReader<TcpStream>>,
     request: Vec<u8>,
@@ -64,13 +67,41 @@ pub struct Http {
 }
 
 impl Http {
+    /// One server, or several separated by commas.
     pub fn new(base: &str) -> anyhow::Result<Http> {
+        let authorities = base
+            .split(',')
+            .map(|b| authority(b.trim()))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Http {
-            authority: authority(base)?,
+            authority: authorities[0].clone(),
+            authorities,
+            current: 0,
             conn: None,
             request: Vec::with_capacity(1024),
             timeout: Duration::from_secs(30),
         })
+    }
+
+    /// `POST /graphql`; when the current server cannot be reached, the next one (each once).
+    pub async fn post(
+        &mut self,
+        token: Option<&str>,
+        body: &[u8],
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
+        let mut last = None;
+        for _ in 0..self.authorities.len() {
+            match self.post_once(token, body).await {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    last = Some(e);
+                    self.current = (self.current + 1) % self.authorities.len();
+                    self.authority = self.authorities[self.current].clone();
+                    self.conn = None;
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow!("no server")))
     }
 
     /// Send one GraphQL request; transport failures are errors, GraphQL errors are a `Reply`.
@@ -106,8 +137,8 @@ impl Http {
         Ok(Reply::Data(v.get("data").cloned().unwrap_or(Value::Null)))
     }
 
-    /// `POST /graphql` with a JSON body; the status and the body.
-    pub async fn post(
+    /// `POST /graphql` with a JSON body to the current server; the status and the body.
+    async fn post_once(
         &mut self,
         token: Option<&str>,
         body: &[u8],
@@ -256,6 +287,10 @@ pub const SEAT_UPDATES: &str =
 pub struct Watch {
     /// The last version the subscriber's map is at (after gap re-reads).
     pub version: AtomicI64,
+    /// The subscriber's own copy of the map (seat id → status), kept only when `tracking` — it
+    /// is what a user looks at, so the audit compares it with the truth.
+    pub tracking: bool,
+    pub map: std::sync::Mutex<std::collections::HashMap<String, String>>,
     pub events: AtomicU64,
     /// Versions skipped (the client re-read the map to recover).
     pub gaps: AtomicU64,
@@ -264,7 +299,8 @@ pub struct Watch {
 }
 
 /// Seat-map subscribers: a task that keeps `seatUpdates(show)` open until `stop`, re-reading the
-/// map over HTTP on a gap and resubscribing when the server ends the stream, as the web page does.
+/// map over HTTP on a gap and resubscribing when the stream ends or fails — on the next server
+/// when `base` lists several (comma-separated) — as the web page does behind a load balancer.
 /// `on_event` sees each event's seats (id, status) as it arrives.
 pub async fn watch(
     base: String,
@@ -274,102 +310,192 @@ pub async fn watch(
     stop: tokio_util::sync::CancellationToken,
     on_event: impl Fn(&Value, Instant) + Send + 'static,
 ) -> anyhow::Result<()> {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
     let mut http = Http::new(&base)?;
-    let url = format!("{}/graphql", base.replacen("http", "ws", 1));
+    let bases: Vec<&str> = base.split(',').map(str::trim).collect();
+    let mut which = 0;
+    let mut failures = 0u32;
     while !stop.is_cancelled() {
-        let mut req = url.as_str().into_client_request()?;
-        req.headers_mut()
-            .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
-        let (mut socket, _) = tokio_tungstenite::connect_async(req)
-            .await
-            .context("WebSocket connect")?;
-        let payload = match &token {
-            Some(t) => json!({ "Authorization": format!("Bearer {t}") }),
-            None => json!({}),
+        let url = format!("{}/graphql", bases[which].replacen("http", "ws", 1));
+        let opened = Instant::now();
+        match watch_once(&url, &mut http, &token, &show, &watch, &stop, &on_event).await {
+            Ok(()) if stop.is_cancelled() => break,
+            Ok(()) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, %url, "seat-map stream failed; reopening");
+                which = (which + 1) % bases.len();
+            }
+        }
+        failures = if opened.elapsed() > Duration::from_secs(10) {
+            0
+        } else {
+            failures + 1
         };
-        socket
-            .send(Message::Text(
-                json!({"type": "connection_init", "payload": payload})
-                    .to_string()
-                    .into(),
-            ))
-            .await?;
-        socket
-            .send(Message::Text(
-                json!({"id": "1", "type": "subscribe", "payload": {
-                    "query": SEAT_UPDATES, "variables": {"show": show}}})
-                .to_string()
-                .into(),
-            ))
-            .await?;
-        // Read the map once the subscription is surely open (the protocol acknowledges the
-        // connection, not the subscription), so that no event falls between read and stream;
-        // events that arrive meanwhile wait in the socket and are deduplicated by version.
-        loop {
-            match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) if t.contains("connection_ack") => break,
-                Ok(Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_)))) => {}
-                _ => bail!("the server did not acknowledge the WebSocket connection"),
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let current = show_version(&mut http, &show).await?;
-        watch.version.fetch_max(current, Ordering::SeqCst);
-        loop {
-            let msg = tokio::select! {
-                _ = stop.cancelled() => {
-                    let _ = socket.send(Message::Text(json!({"id": "1", "type": "complete"}).to_string().into())).await;
-                    let _ = socket.close(None).await;
-                    return Ok(());
-                }
-                m = socket.next() => m,
-            };
-            let text = match msg {
-                Some(Ok(Message::Text(t))) => t,
-                Some(Ok(Message::Close(_))) | None => break,
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(anyhow!("subscription socket: {e}")),
-            };
-            let at = Instant::now();
-            let v: Value = serde_json::from_str(&text).context("subscription message")?;
-            match v["type"].as_str().unwrap_or("") {
-                "ping" => {
-                    socket
-                        .send(Message::Text(json!({"type": "pong"}).to_string().into()))
-                        .await?;
-                }
-                "next" => {
-                    let update = &v["payload"]["data"]["seatUpdates"];
-                    let version = update["version"].as_i64().unwrap_or(0);
-                    watch.events.fetch_add(1, Ordering::Relaxed);
-                    on_event(update, at);
-                    let last = watch.version.load(Ordering::SeqCst);
-                    if version <= last {
-                        continue; // already covered by the re-read
-                    }
-                    if version != last + 1 {
-                        watch.gaps.fetch_add(1, Ordering::Relaxed);
-                        let current = show_version(&mut http, &show).await?;
-                        watch
-                            .version
-                            .fetch_max(current.max(version), Ordering::SeqCst);
-                    } else {
-                        watch.version.store(version, Ordering::SeqCst);
-                    }
-                }
-                "error" | "complete" => break,
-                _ => {}
-            }
-        }
-        if stop.is_cancelled() {
-            break;
+        if failures > 600 {
+            bail!("no server kept the seat map open for a minute");
         }
         watch.reopened.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+/// One subscription, from opening to its end (`Ok`) or failure (`Err`).
+async fn watch_once(
+    url: &str,
+    http: &mut Http,
+    token: &Option<String>,
+    show: &str,
+    watch: &Watch,
+    stop: &tokio_util::sync::CancellationToken,
+    on_event: &(impl Fn(&Value, Instant) + Send),
+) -> anyhow::Result<()> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+    let mut req = url.into_client_request()?;
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
+    let (mut socket, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(req),
+    )
+    .await
+    .map_err(|_| anyhow!("WebSocket connect timed out"))?
+    .context("WebSocket connect")?;
+    let payload = match token {
+        Some(t) => json!({ "Authorization": format!("Bearer {t}") }),
+        None => json!({}),
+    };
+    socket
+        .send(Message::Text(
+            json!({"type": "connection_init", "payload": payload})
+                .to_string()
+                .into(),
+        ))
+        .await?;
+    socket
+        .send(Message::Text(
+            json!({"id": "1", "type": "subscribe", "payload": {
+                "query": SEAT_UPDATES, "variables": {"show": show}}})
+            .to_string()
+            .into(),
+        ))
+        .await?;
+    // Read the map once the subscription is surely open (the protocol acknowledges the
+    // connection, not the subscription), so that no event falls between read and stream;
+    // events that arrive meanwhile wait in the socket and are deduplicated by version.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) if t.contains("connection_ack") => break,
+            Ok(Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_)))) => {}
+            _ => bail!("the server did not acknowledge the WebSocket connection"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    resync(http, show, watch).await?;
+    loop {
+        let msg = tokio::select! {
+            _ = stop.cancelled() => {
+                let _ = socket.send(Message::Text(json!({"id": "1", "type": "complete"}).to_string().into())).await;
+                let _ = socket.close(None).await;
+                return Ok(());
+            }
+            m = socket.next() => m,
+        };
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Close(_))) | None => return Ok(()),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => bail!("subscription socket: {e}"),
+        };
+        let at = Instant::now();
+        let v: Value = serde_json::from_str(&text).context("subscription message")?;
+        match v["type"].as_str().unwrap_or("") {
+            "ping" => {
+                socket
+                    .send(Message::Text(json!({"type": "pong"}).to_string().into()))
+                    .await?;
+            }
+            "next" => {
+                let update = &v["payload"]["data"]["seatUpdates"];
+                let version = update["version"].as_i64().unwrap_or(0);
+                watch.events.fetch_add(1, Ordering::Relaxed);
+                on_event(update, at);
+                if watch.tracking {
+                    if let (Ok(mut map), Some(seats)) =
+                        (watch.map.lock(), update["seats"].as_array())
+                    {
+                        for seat in seats {
+                            if let (Some(id), Some(st)) =
+                                (seat["id"].as_str(), seat["status"].as_str())
+                            {
+                                map.insert(id.to_string(), st.to_string());
+                            }
+                        }
+                    }
+                }
+                let last = watch.version.load(Ordering::SeqCst);
+                if version == last + 1 {
+                    watch.version.store(version, Ordering::SeqCst);
+                } else if version != last {
+                    // A gap, or a version below ours: an event older than our last re-read, or
+                    // the hold store lost its data and restarted its versions. The re-read is
+                    // authoritative (the web page does the same).
+                    watch.gaps.fetch_add(1, Ordering::Relaxed);
+                    resync(http, show, watch).await?;
+                }
+            }
+            "error" | "complete" => return Ok(()),
+            _ => {}
+        }
+    }
+}
+
+/// Re-read the map (its version, and its seats when the watcher keeps a copy).
+async fn resync(http: &mut Http, show: &str, watch: &Watch) -> anyhow::Result<()> {
+    if !watch.tracking {
+        let current = show_version(http, show).await?;
+        watch.version.store(current, Ordering::SeqCst);
+        return Ok(());
+    }
+    let (version, seats) = show_map(http, show).await?;
+    if let Ok(mut map) = watch.map.lock() {
+        *map = seats;
+    }
+    watch.version.store(version, Ordering::SeqCst);
+    Ok(())
+}
+
+/// The show's version and seat statuses (seat id → status), read atomically over HTTP.
+pub async fn show_map(
+    http: &mut Http,
+    show: &str,
+) -> anyhow::Result<(i64, std::collections::HashMap<String, String>)> {
+    let data = http
+        .gql(
+            None,
+            "query($id: ID!) { show(id: $id) { version seats { id status } } }",
+            json!({ "id": show }),
+        )
+        .await?
+        .data()?;
+    let s = &data["show"];
+    let version = s["version"]
+        .as_i64()
+        .ok_or_else(|| anyhow!("show {show} not found"))?;
+    let seats = s["seats"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| {
+                    Some((
+                        x["id"].as_str()?.to_string(),
+                        x["status"].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((version, seats))
 }
 
 /// The show's current seat-map version, read over HTTP.

@@ -102,6 +102,10 @@ struct Tally {
     cancel: Latency,
     holds_won: u64,
     holds_lost: u64,
+    holds_limited: u64,
+    latest_expiry: Option<chrono::DateTime<chrono::Utc>>,
+    /// Bookings a client saw CONFIRMED and did not cancel: the audit finds each confirmed.
+    kept: Vec<i64>,
     sold_out: u64,
     gave_up: u64,
     confirmed: u64,
@@ -126,6 +130,9 @@ impl Tally {
         }
         self.holds_won += o.holds_won;
         self.holds_lost += o.holds_lost;
+        self.holds_limited += o.holds_limited;
+        self.latest_expiry = self.latest_expiry.max(o.latest_expiry);
+        self.kept.extend(o.kept);
         self.sold_out += o.sold_out;
         self.gave_up += o.gave_up;
         self.confirmed += o.confirmed;
@@ -159,6 +166,8 @@ pub struct SimReport {
     pub latency: BTreeMap<&'static str, Summary>,
     pub holds_won: u64,
     pub holds_lost_seats_unavailable: u64,
+    /// Hold attempts refused because the user already had the most live holds.
+    pub holds_limited: u64,
     pub users_sold_out: u64,
     pub users_gave_up: u64,
     pub bookings_confirmed: u64,
@@ -255,11 +264,15 @@ pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<bool> {
             };
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= roles.len() || deadline.is_some_and(|d| Instant::now() >= d) {
-                    break;
-                }
-                let (abandons, _, cancels) = roles[i];
-                if let Ok((token, _)) = &tokens[i] {
+                // With a duration, users come back for more until the time is up.
+                let u = match deadline {
+                    Some(d) if Instant::now() >= d => break,
+                    Some(_) => i % roles.len(),
+                    None if i >= roles.len() => break,
+                    None => i,
+                };
+                let (abandons, _, cancels) = roles[u];
+                if let Ok((token, _)) = &tokens[u] {
                     let user = SimUser {
                         key: format!("sim-{run_tag}-{i}-pay"),
                         abandons,
@@ -280,14 +293,14 @@ pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<bool> {
     let users_done = progress.position();
     progress.finish_with_message("all users done");
 
-    // Abandoned holds must be gone within TTL + 2 s: wait for that, then check each of them.
-    let latest = tally.abandoned.iter().map(|(_, e)| *e).max();
+    // Every hold must be gone within TTL + 2 s: wait for the last one, then check the abandoned.
+    let latest = tally.latest_expiry;
     if let Some(latest) = latest {
         let wait =
             (latest - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(2);
         if !args.json {
             eprintln!(
-                "waiting {:.1} s for abandoned holds to expire",
+                "waiting {:.1} s for the last holds to expire",
                 wait.as_secs_f64()
             );
         }
@@ -329,13 +342,16 @@ pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<bool> {
     while Instant::now() < catch_up
         && watch_list
             .iter()
-            .any(|(w, _)| w.version.load(Ordering::SeqCst) < final_version)
+            .any(|(w, _)| w.version.load(Ordering::SeqCst) != final_version)
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let watch_versions: Vec<i64> = watch_list
+    let watch_views: Vec<audit::View> = watch_list
         .iter()
-        .map(|(w, _)| w.version.load(Ordering::SeqCst))
+        .map(|(w, _)| audit::View {
+            version: w.version.load(Ordering::SeqCst),
+            seats: w.map.lock().map(|m| m.clone()).unwrap_or_default(),
+        })
         .collect();
     let sum = |f: fn(&Watch) -> u64| watch_list.iter().map(|(w, _)| f(w)).sum::<u64>();
     let (events, gaps, reopened) = (
@@ -357,7 +373,7 @@ pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<bool> {
     let audit = if args.no_audit {
         None
     } else {
-        Some(audit::run(config, &args.url, &show, &watch_versions).await?)
+        Some(audit::run(config, &args.url, &show, &watch_views, &tally.kept).await?)
     };
     let per_sec = |n: u64| n as f64 / seconds.max(1e-9);
     let report = SimReport {
@@ -385,6 +401,7 @@ pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<bool> {
         ]),
         holds_won: tally.holds_won,
         holds_lost_seats_unavailable: tally.holds_lost,
+        holds_limited: tally.holds_limited,
         users_sold_out: tally.sold_out,
         users_gave_up: tally.gave_up,
         bookings_confirmed: tally.confirmed,

@@ -65,7 +65,10 @@ pub(super) async fn sign_up_all(
                     .map(|token| (token, t.elapsed()))
                     .map_err(|e| e.to_string());
                 if let (Ok((token, _)), true) = (&r, roles[i].1) {
-                    let w = Arc::new(Watch::default());
+                    let w = Arc::new(Watch {
+                        tracking: true,
+                        ..Watch::default()
+                    });
                     let task = tokio::spawn({
                         let (w, url, show, token, stop) = (
                             w.clone(),
@@ -161,6 +164,11 @@ impl SimUser {
                 Ok(Reply::Error { code, .. }) if code == "SEATS_UNAVAILABLE" => {
                     tally.holds_lost += 1;
                 }
+                Ok(Reply::Error { code, .. }) if code == "LIMIT_EXCEEDED" => {
+                    // This user still has live holds (abandoned ones, in a long run).
+                    tally.holds_limited += 1;
+                    return;
+                }
                 Ok(Reply::Error { code, message, .. }) => {
                     return tally.error("hold", format!("{code}: {message}"))
                 }
@@ -172,12 +180,14 @@ impl SimUser {
             return;
         };
         let hold_id = hold["id"].as_str().unwrap_or_default().to_string();
+        let expires = hold["expiresAt"]
+            .as_str()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|d| d.with_timezone(&chrono::Utc))
+            .unwrap_or_else(chrono::Utc::now);
+        // Any hold (even one orphaned by a retry on another instance) is gone by then.
+        tally.latest_expiry = tally.latest_expiry.max(Some(expires));
         if self.abandons {
-            let expires = hold["expiresAt"]
-                .as_str()
-                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-                .map(|d| d.with_timezone(&chrono::Utc))
-                .unwrap_or_else(chrono::Utc::now);
             tally.abandoned.push((hold_id, expires));
             return;
         }
@@ -192,6 +202,14 @@ impl SimUser {
             .await;
         tally.checkout.record(t.elapsed());
         let booking = match reply {
+            Ok(Reply::Data(d)) if d["checkout"]["status"] == "PENDING" => {
+                // The instance that took the payment died mid-way and this retry (same key)
+                // found the booking still pending: wait for the reconciler, as a client would.
+                match settled(http, &token, &d["checkout"]["id"]).await {
+                    Some(b) => b,
+                    None => return tally.error("checkout", "booking still PENDING after 60 s"),
+                }
+            }
             Ok(Reply::Data(d)) => d["checkout"].clone(),
             Ok(Reply::Error { code, .. }) if code == "HOLD_EXPIRED" => {
                 tally.expired_before_payment += 1;
@@ -205,6 +223,9 @@ impl SimUser {
         match booking["status"].as_str() {
             Some("CONFIRMED") => {
                 tally.confirmed += 1;
+                if let Some(id) = booking["id"].as_str().and_then(|i| i.parse().ok()) {
+                    tally.kept.push(id);
+                }
                 tally.seats_booked += booking["seats"].as_array().map_or(0, |s| s.len()) as u64;
             }
             Some("FAILED") => tally.declined += 1,
@@ -219,6 +240,7 @@ impl SimUser {
                 Ok(Reply::Data(d)) if d["cancelBooking"]["status"] == "CANCELLED" => {
                     tally.cancel.record(t.elapsed());
                     tally.cancelled += 1;
+                    tally.kept.pop();
                     tally.seats_booked -= booking["seats"].as_array().map_or(0, |s| s.len()) as u64;
                 }
                 Ok(r) => tally.error("cancel", format!("{r:?}")),
@@ -285,4 +307,24 @@ pub(super) fn choose(seats: &[MapSeat], want: usize, rng: &mut StdRng) -> Option
             .map(|s| s.id.clone()),
     );
     Some(out)
+}
+
+/// Poll a booking until it leaves PENDING (at most 60 s).
+async fn settled(http: &mut Http, token: &str, id: &Value) -> Option<Value> {
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Ok(Reply::Data(d)) = http
+            .gql(
+                Some(token),
+                "query($id: ID!) { booking(id: $id) { id status seats { id } } }",
+                json!({ "id": id }),
+            )
+            .await
+        {
+            if d["booking"]["status"] != "PENDING" {
+                return Some(d["booking"].clone());
+            }
+        }
+    }
+    None
 }
