@@ -31,7 +31,7 @@ start_redis; wait_port "$redis_port"
 start_a; wait_port "$port_a"; start_b; wait_port "$port_b"
 
 "$bin" simulate --url "http://127.0.0.1:$port_a,http://127.0.0.1:$port_b" --users "${SOAK_USERS:-1500}" \
-  --concurrency 40 --show-seats 2000 --duration-seconds "$duration" --abandon 0.1 --cancel 0.5 \
+  --concurrency 40 --show-seats 3000 --duration-seconds "$duration" --abandon 0.1 --cancel 0.8 \
   --watchers 0.05 --seed 11 --json >"$tmp/report.json" 2>"$tmp/simulate.log" &
 sim=$!
 
