@@ -288,12 +288,149 @@ async fn cancel_refunds_and_frees(b: Backend) {
     );
 }
 
+/// A crash between the gateway's refund and the database's cancellation: the refund intent is
+/// left `PENDING`. The reconciler asks the gateway: refunded → the cancellation is finished
+/// (booking `CANCELLED`, seat free); never refunded → the booking stands and the attempt is
+/// `ERROR`, and cancelling again works. (The crash is staged by writing the rows it leaves.)
+async fn interrupted_cancellation_is_finished_by_the_reconciler(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (show, seats) = app.create_show(1, 4).await;
+    let users = app.users(1).await;
+    let t = &users[0].0;
+    let mut ids = Vec::new();
+    for (i, seat) in seats.iter().take(2).enumerate() {
+        let h = hold(&app, t, &show, &[seat]).await;
+        let d = app
+            .ok(
+                Some(t),
+                CHECKOUT,
+                json!({ "hold": h, "key": format!("k{i}") }),
+            )
+            .await;
+        assert_eq!(d["checkout"]["status"], "CONFIRMED");
+        ids.push(
+            d["checkout"]["id"]
+                .as_str()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap(),
+        );
+    }
+    let db = &app.state().db;
+    let long_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    use sea_orm::{ActiveModelTrait, Set};
+    for id in &ids {
+        payment::ActiveModel {
+            booking_id: Set(*id),
+            kind: Set("REFUND".into()),
+            amount_cents: Set(1),
+            idempotency_key: Set(format!("refund-{id}")),
+            provider_ref: Set(None),
+            status: Set("PENDING".into()),
+            failure_reason: Set(None),
+            created_at: Set(long_ago),
+            updated_at: Set(long_ago),
+            ..Default::default()
+        }
+        .insert(db)
+        .await
+        .expect("refund intent");
+    }
+    // The first one's refund reached the gateway; the second's never did.
+    ledger::ActiveModel {
+        idempotency_key: Set(format!("refund-{}", ids[0])),
+        kind: Set("REFUND".into()),
+        amount_cents: Set(1),
+        status: Set("SUCCEEDED".into()),
+        provider_ref: Set("re_staged".into()),
+        charge_ref: Set(None),
+        reason: Set(None),
+        created_at: Set(long_ago),
+    }
+    .insert(db)
+    .await
+    .expect("ledger row");
+
+    // (The app's own periodic pass may get there first; either way the outcome is the same.)
+    app.state()
+        .bookings
+        .reconcile_once()
+        .await
+        .expect("reconcile");
+    let status = |id: i64| {
+        let app = &app;
+        async move {
+            app.ok(
+                Some(t),
+                "query($id: ID!) { booking(id: $id) { status } }",
+                json!({ "id": id.to_string() }),
+            )
+            .await["booking"]["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    assert_eq!(status(ids[0]).await, "CANCELLED");
+    assert_eq!(
+        payments_of(&app, &ids[0].to_string()).await,
+        vec![
+            ("CHARGE".into(), "SUCCEEDED".into()),
+            ("REFUND".into(), "SUCCEEDED".into())
+        ]
+    );
+    assert_eq!(
+        status(ids[1]).await,
+        "CONFIRMED",
+        "never refunded: it stands"
+    );
+    assert_eq!(
+        payments_of(&app, &ids[1].to_string()).await,
+        vec![
+            ("CHARGE".into(), "SUCCEEDED".into()),
+            ("REFUND".into(), "ERROR".into())
+        ]
+    );
+    let (_, map) = app.seat_map(None, &show).await;
+    assert_eq!(
+        map[0].1, "AVAILABLE",
+        "the finished cancellation freed its seat"
+    );
+    assert_eq!(map[1].1, "BOOKED");
+    // A second pass finds nothing; cancelling the standing booking again works.
+    assert_eq!(
+        app.state()
+            .bookings
+            .reconcile_once()
+            .await
+            .expect("reconcile"),
+        0
+    );
+    assert_eq!(
+        app.ok(Some(t), CANCEL, json!({ "id": ids[1].to_string() }))
+            .await["cancelBooking"]["status"],
+        "CANCELLED"
+    );
+    assert_eq!(
+        payments_of(&app, &ids[1].to_string()).await,
+        vec![
+            ("CHARGE".into(), "SUCCEEDED".into()),
+            ("REFUND".into(), "SUCCEEDED".into())
+        ]
+    );
+    assert_eq!(
+        charges_in_ledger(&app, &format!("refund-{}", ids[1])).await,
+        1
+    );
+}
+
 backends!(
     checkout_books_the_seats,
     declined_payment_frees_the_seats,
     one_key_charges_once_under_concurrency,
     checkout_needs_a_live_hold_of_ones_own,
     cancel_refunds_and_frees,
+    interrupted_cancellation_is_finished_by_the_reconciler,
 );
 
 /// Redis loses the first buyer's hold mid-payment and a second buyer takes and pays for the same

@@ -1,10 +1,14 @@
-//! `cancelBooking`: refund, then free the seats (database, then store, then publish).
+//! `cancelBooking`: record the refund intent, refund, then cancel and free the seats (database,
+//! then store, then publish). The reconciler finishes a cancellation a crash interrupted.
 use chrono::Utc;
 use entity::{booking, booking_seat, payment, show};
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, ExprTrait, QueryFilter, Set, TransactionTrait,
+};
 
-use super::settle::insert_refund;
+use super::checkout::refund_key;
+use super::settle::{insert_refund, mark_payment};
 use super::{Bookings, CANCELLED, CONFIRMED, FAILED, PENDING};
 use crate::auth::Viewer;
 use crate::error::{AppError, AppResult};
@@ -50,7 +54,9 @@ impl Bookings {
             ));
         }
 
-        // Refund first (idempotent on its key): if the gateway is down nothing changes.
+        // Refund first (idempotent on its key): if the gateway is down nothing changes. The
+        // intent is durable before the gateway is called, so that a crash between the refund and
+        // the database is found and finished by the reconciler (`finish_refunds`).
         let charge = payment::Entity::find()
             .filter(payment::Column::BookingId.eq(b.id))
             .filter(payment::Column::Kind.eq("CHARGE"))
@@ -63,10 +69,22 @@ impl Bookings {
                 ))
             })?;
         let charge_ref = charge.provider_ref.unwrap_or_default();
+        record_refund_intent(&self.db, &b).await?;
         let refund_ref = self.refund(&b, &charge_ref).await?;
+        self.finish_cancel(&b, &refund_ref).await?;
+        self.reload(b.id).await
+    }
 
+    /// The refund went through: record it, cancel the booking, free its seats (database, then
+    /// store). Idempotent: a second run changes nothing.
+    pub(super) async fn finish_cancel(
+        &self,
+        b: &booking::Model,
+        refund_ref: &str,
+    ) -> AppResult<()> {
         let txn = self.db.begin().await?;
-        insert_refund(&txn, &b, &refund_ref).await?;
+        insert_refund(&txn, b, refund_ref).await?;
+        mark_payment(&txn, b.id, "REFUND", "SUCCEEDED", Some(refund_ref), None).await?;
         let moved = booking::Entity::update_many()
             .col_expr(booking::Column::Status, Expr::value(CANCELLED))
             .col_expr(booking::Column::UpdatedAt, Expr::value(Utc::now()))
@@ -89,6 +107,36 @@ impl Bookings {
                 tracing::warn!(booking = b.id, error = %e, "cancelled seats not mirrored in the hold store");
             }
         }
-        self.reload(b.id).await
+        Ok(())
     }
+}
+
+/// A `PENDING` refund attempt, written before the gateway is asked. A retried cancel after an
+/// interrupted one re-arms the attempt (back to `PENDING`, fresh timestamp) unless it succeeded.
+async fn record_refund_intent(db: &DatabaseConnection, b: &booking::Model) -> AppResult<()> {
+    let now = Utc::now();
+    let row = payment::ActiveModel {
+        id: sea_orm::ActiveValue::NotSet,
+        booking_id: Set(b.id),
+        kind: Set("REFUND".into()),
+        amount_cents: Set(b.total_cents),
+        idempotency_key: Set(refund_key(b.id)),
+        provider_ref: Set(None),
+        status: Set(PENDING.into()),
+        failure_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    payment::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(payment::Column::IdempotencyKey)
+                .update_columns([payment::Column::Status, payment::Column::UpdatedAt])
+                .action_and_where(
+                    Expr::col((payment::Entity, payment::Column::Status)).ne("SUCCEEDED"),
+                )
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
 }

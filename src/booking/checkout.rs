@@ -53,12 +53,19 @@ impl Bookings {
     ) -> AppResult<booking::Model> {
         let user = viewer.require_user()?;
         let key = validate_key(key)?;
-        // The same key from the same user is the same booking, whatever its state.
-        if let Some(existing) = self.find_by_key(user, &key).await? {
-            return Ok(existing);
-        }
+        // The same key from the same user is the same booking, whatever its state. A replay is
+        // rare, so it is looked for only where it shows: the hold is gone (settled) — here — or
+        // the insert below meets the key's unique index (still paying).
         let window = self.payment_timeout + std::time::Duration::from_secs(PAYMENT_MARGIN_SECS);
-        let (show_id, hold) = self.holds.keep_for_payment(viewer, hold_id, window).await?;
+        let (show_id, hold) = match self.holds.keep_for_payment(viewer, hold_id, window).await {
+            Ok(kept) => kept,
+            Err(e) => {
+                return match self.find_by_key(user, &key).await {
+                    Ok(Some(existing)) => Ok(existing),
+                    _ => Err(e),
+                }
+            }
+        };
 
         // Price each seat as of now.
         let show = self
@@ -156,7 +163,7 @@ impl Bookings {
         )
         .await;
         match charged {
-            Ok(Ok(outcome)) => self.settle(created, outcome).await,
+            Ok(Ok(outcome)) => self.settle(created, outcome, Some(hold.seat_ids)).await,
             Ok(Err(e)) => {
                 tracing::warn!(booking = created.id, error = %e, "charge failed; the reconciler will settle it");
                 Err(AppError::Unavailable("the payment gateway"))

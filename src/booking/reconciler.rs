@@ -1,10 +1,11 @@
 //! The reconciler: settles checkouts that a crash (or a gateway outage) left PENDING for longer
-//! than a request can take. Runs at start-up and periodically on every instance; conditional
+//! than a request can take, and finishes cancellations interrupted between refund and database. Runs at start-up and periodically on every instance; conditional
 //! transitions make concurrent runs safe.
 use std::time::Duration;
 
 use chrono::Utc;
-use entity::booking;
+use entity::{booking, payment};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio_util::sync::CancellationToken;
 
@@ -57,7 +58,7 @@ impl Bookings {
                 }
                 o => o,
             };
-            match self.settle(b.clone(), outcome).await {
+            match self.settle(b.clone(), outcome, None).await {
                 Ok(done) => {
                     tracing::info!(booking = b.id, status = %done.status, "reconciled an interrupted checkout");
                     settled += 1;
@@ -67,10 +68,66 @@ impl Bookings {
                 }
             }
         }
+        settled += self.finish_refunds(cutoff).await?;
         if settled > 0 {
             metrics::counter!("bookings_reconciled_total").increment(settled as u64);
         }
         Ok(settled)
+    }
+
+    /// Cancellations a crash interrupted: a refund intent still `PENDING` after any request that
+    /// wrote it has ended. The gateway's record decides: refunded → finish the cancellation;
+    /// never seen → the refund did not happen and the booking stands (the attempt is `DECLINED` or `ERROR`).
+    async fn finish_refunds(&self, cutoff: chrono::DateTime<Utc>) -> AppResult<usize> {
+        let stale = payment::Entity::find()
+            .filter(payment::Column::Kind.eq("REFUND"))
+            .filter(payment::Column::Status.eq(super::PENDING))
+            .filter(payment::Column::UpdatedAt.lt(cutoff))
+            .order_by_asc(payment::Column::UpdatedAt)
+            .limit(200)
+            .all(&self.db)
+            .await?;
+        let mut finished = 0;
+        for p in stale {
+            let Some(b) = booking::Entity::find_by_id(p.booking_id)
+                .one(&self.db)
+                .await?
+            else {
+                continue;
+            };
+            let (status, reason) = match self.gateway.status(&p.idempotency_key).await {
+                Ok(Some(record)) => match record.outcome {
+                    Outcome::Succeeded { provider_ref } => {
+                        self.finish_cancel(&b, &provider_ref).await?;
+                        tracing::info!(booking = b.id, "finished an interrupted cancellation");
+                        finished += 1;
+                        continue;
+                    }
+                    Outcome::Declined { reason } => {
+                        ("DECLINED", format!("refund declined: {reason}"))
+                    }
+                },
+                Ok(None) => (
+                    "ERROR",
+                    "the cancellation was interrupted before the refund; the booking stands".into(),
+                ),
+                Err(e) => {
+                    tracing::warn!(booking = b.id, error = %e, "gateway unavailable; will retry");
+                    continue;
+                }
+            };
+            // Only if still pending: a retried cancel may have finished it meanwhile.
+            payment::Entity::update_many()
+                .col_expr(payment::Column::Status, Expr::value(status))
+                .col_expr(payment::Column::FailureReason, Expr::value(reason))
+                .col_expr(payment::Column::UpdatedAt, Expr::value(Utc::now()))
+                .filter(payment::Column::Id.eq(p.id))
+                .filter(payment::Column::Status.eq(super::PENDING))
+                .exec(&self.db)
+                .await?;
+            finished += 1;
+        }
+        Ok(finished)
     }
 }
 

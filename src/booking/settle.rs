@@ -13,14 +13,27 @@ use super::{Bookings, CONFIRMED, FAILED, PENDING};
 use crate::error::{AppError, AppResult};
 use crate::payment::Outcome;
 
+/// What `confirm` did.
+enum Confirmed {
+    /// This call moved the booking to CONFIRMED, at this time.
+    Now(chrono::DateTime<Utc>),
+    /// Someone else settled it first (another instance, the reconciler).
+    Already,
+    /// The unique index refused a seat: another live booking has it.
+    SeatsTaken,
+}
+
 const SOLD_MEANWHILE: &str =
     "your seats were sold to someone else while you were paying; the charge was refunded";
 
 impl Bookings {
+    /// Settle `b` from the gateway's `outcome`. `seats` are the booking's seats when the caller
+    /// knows them (checkout), saving a read; the reconciler passes `None`.
     pub(super) async fn settle(
         &self,
         b: booking::Model,
         outcome: Outcome,
+        seats: Option<Vec<i64>>,
     ) -> AppResult<booking::Model> {
         match outcome {
             Outcome::Declined { reason } => {
@@ -28,18 +41,26 @@ impl Bookings {
                     .await?;
                 self.release_hold(&b).await;
             }
-            Outcome::Succeeded { provider_ref } => {
-                if self.confirm(&b, &provider_ref).await? {
-                    self.mirror_booked(&b).await;
+            Outcome::Succeeded { provider_ref } => match self.confirm(&b, &provider_ref).await? {
+                Confirmed::Now(at) => {
+                    self.mirror_booked(&b, seats).await;
                     metrics::counter!("bookings_total", "outcome" => "confirmed").increment(1);
-                } else {
+                    // This call moved it: its state is known without reading it back.
+                    return Ok(booking::Model {
+                        status: CONFIRMED.into(),
+                        updated_at: at,
+                        ..b
+                    });
+                }
+                Confirmed::Already => {}
+                Confirmed::SeatsTaken => {
                     // The database refused the seats: someone else holds a live booking on one.
                     self.refund_and_fail(&b, &provider_ref).await?;
                     self.release_hold(&b).await;
                     metrics::counter!("bookings_total", "outcome" => "lost_seats_refunded")
                         .increment(1);
                 }
-            }
+            },
         }
         self.reload(b.id).await
     }
@@ -51,9 +72,11 @@ impl Bookings {
             .ok_or_else(|| AppError::internal(anyhow::anyhow!("booking {id} vanished")))
     }
 
-    /// PENDING → CONFIRMED with its seats live. `false` when the unique index refused a seat.
-    async fn confirm(&self, b: &booking::Model, provider_ref: &str) -> AppResult<bool> {
-        let now = Utc::now();
+    /// PENDING → CONFIRMED with its seats live, unless it was settled already or the unique
+    /// index refused a seat.
+    async fn confirm(&self, b: &booking::Model, provider_ref: &str) -> AppResult<Confirmed> {
+        // Microseconds, as stored: the model returned without a read-back equals the row.
+        let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
         let txn = self.db.begin().await?;
         let moved = booking::Entity::update_many()
             .col_expr(booking::Column::Status, Expr::value(CONFIRMED))
@@ -65,7 +88,7 @@ impl Bookings {
         if moved.rows_affected == 0 {
             // Settled by someone else already.
             txn.rollback().await?;
-            return Ok(true);
+            return Ok(Confirmed::Already);
         }
         let live = booking_seat::Entity::update_many()
             .col_expr(booking_seat::Column::Active, Expr::value(true))
@@ -80,13 +103,13 @@ impl Bookings {
                     booking = b.id,
                     "seats already booked by someone else; refunding"
                 );
-                return Ok(false);
+                return Ok(Confirmed::SeatsTaken);
             }
             Err(e) => return Err(e.into()),
         }
         mark_payment(&txn, b.id, "CHARGE", "SUCCEEDED", Some(provider_ref), None).await?;
         txn.commit().await?;
-        Ok(true)
+        Ok(Confirmed::Now(now))
     }
 
     async fn refund_and_fail(&self, b: &booking::Model, charge_ref: &str) -> AppResult<()> {
@@ -164,13 +187,16 @@ impl Bookings {
     /// Mirror a confirmed booking in the hold store. The database is already right; if the store
     /// is down the mirror is retried in the background (and rebuilt from the database if Redis
     /// lost its data).
-    async fn mirror_booked(&self, b: &booking::Model) {
-        let seats = match self.seat_ids(b.id).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(booking = b.id, error = %e, "cannot read booked seats to mirror them");
-                return;
-            }
+    async fn mirror_booked(&self, b: &booking::Model, known: Option<Vec<i64>>) {
+        let seats = match known {
+            Some(s) => s,
+            None => match self.seat_ids(b.id).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(booking = b.id, error = %e, "cannot read booked seats to mirror them");
+                    return;
+                }
+            },
         };
         let store = self.holds.store().clone();
         let (show, hold) = (b.show_id, b.hold_id.clone());

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use entity::mock_gateway_ledger as ledger;
-use sea_orm::{DatabaseConnection, DbErr, EntityTrait, Set, SqlErr};
+use sea_orm::{ActiveModelTrait, DatabaseConnection, DbErr, EntityTrait, SqlErr};
 
 use super::{GatewayError, Outcome, PaymentGateway, Record};
 
@@ -54,23 +54,21 @@ impl MockGateway {
             .map_err(Self::unavailable)
     }
 
-    /// Record `row` unless the key exists; either way return what is recorded for the key.
-    async fn record(
-        &self,
-        row: ledger::ActiveModel,
-        key: &str,
-    ) -> Result<ledger::Model, GatewayError> {
-        match ledger::Entity::insert(row)
+    /// Record `row` unless the key exists; either way return what is recorded for the key. One
+    /// round trip when the key is new (the common case); a second read only on a replay.
+    async fn record(&self, row: ledger::Model) -> Result<ledger::Model, GatewayError> {
+        let active = ledger::ActiveModel::from(row.clone()).reset_all();
+        match ledger::Entity::insert(active)
             .exec_without_returning(&self.db)
             .await
         {
-            Ok(_) => {}
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
-            Err(e) => return Err(Self::unavailable(e)),
+            Ok(_) => Ok(row),
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => self
+                .find(&row.idempotency_key)
+                .await?
+                .ok_or_else(|| GatewayError::Unavailable("ledger row vanished".into())),
+            Err(e) => Err(Self::unavailable(e)),
         }
-        self.find(key)
-            .await?
-            .ok_or_else(|| GatewayError::Unavailable("ledger row vanished".into()))
     }
 
     fn outcome(m: &ledger::Model) -> Outcome {
@@ -94,22 +92,21 @@ fn provider_ref(prefix: &str) -> String {
 #[async_trait::async_trait]
 impl PaymentGateway for MockGateway {
     async fn charge(&self, key: &str, amount_cents: i64) -> Result<Outcome, GatewayError> {
-        if let Some(done) = self.find(key).await? {
-            return Ok(Self::outcome(&done));
-        }
+        // No read first: the insert keyed on `key` keeps a replay from charging twice and
+        // answers it with the recorded outcome.
         tokio::time::sleep(self.latency).await;
         let declined = self.draw(key) < self.failure_rate;
-        let row = ledger::ActiveModel {
-            idempotency_key: Set(key.to_string()),
-            kind: Set("CHARGE".into()),
-            amount_cents: Set(amount_cents),
-            status: Set(if declined { "DECLINED" } else { "SUCCEEDED" }.into()),
-            provider_ref: Set(provider_ref("ch")),
-            charge_ref: Set(None),
-            reason: Set(declined.then(|| "card declined by the issuer".to_string())),
-            created_at: Set(Utc::now()),
+        let row = ledger::Model {
+            idempotency_key: key.to_string(),
+            kind: "CHARGE".into(),
+            amount_cents,
+            status: if declined { "DECLINED" } else { "SUCCEEDED" }.into(),
+            provider_ref: provider_ref("ch"),
+            charge_ref: None,
+            reason: declined.then(|| "card declined by the issuer".to_string()),
+            created_at: Utc::now(),
         };
-        let recorded = self.record(row, key).await?;
+        let recorded = self.record(row).await?;
         metrics::counter!("payments_total", "kind" => "charge", "status" => recorded.status.clone()).increment(1);
         Ok(Self::outcome(&recorded))
     }
@@ -124,33 +121,33 @@ impl PaymentGateway for MockGateway {
             return Ok(Self::outcome(&done));
         }
         tokio::time::sleep(self.latency).await;
-        let row = ledger::ActiveModel {
-            idempotency_key: Set(key.to_string()),
-            kind: Set("REFUND".into()),
-            amount_cents: Set(amount_cents),
-            status: Set("SUCCEEDED".into()),
-            provider_ref: Set(provider_ref("re")),
-            charge_ref: Set(Some(charge_ref.to_string())),
-            reason: Set(None),
-            created_at: Set(Utc::now()),
+        let row = ledger::Model {
+            idempotency_key: key.to_string(),
+            kind: "REFUND".into(),
+            amount_cents,
+            status: "SUCCEEDED".into(),
+            provider_ref: provider_ref("re"),
+            charge_ref: Some(charge_ref.to_string()),
+            reason: None,
+            created_at: Utc::now(),
         };
-        let recorded = self.record(row, key).await?;
+        let recorded = self.record(row).await?;
         metrics::counter!("payments_total", "kind" => "refund", "status" => recorded.status.clone()).increment(1);
         Ok(Self::outcome(&recorded))
     }
 
     async fn abandon(&self, key: &str) -> Result<Outcome, GatewayError> {
-        let row = ledger::ActiveModel {
-            idempotency_key: Set(key.to_string()),
-            kind: Set("CHARGE".into()),
-            amount_cents: Set(0),
-            status: Set("DECLINED".into()),
-            provider_ref: Set(provider_ref("ab")),
-            charge_ref: Set(None),
-            reason: Set(Some(super::ABANDONED.into())),
-            created_at: Set(Utc::now()),
+        let row = ledger::Model {
+            idempotency_key: key.to_string(),
+            kind: "CHARGE".into(),
+            amount_cents: 0,
+            status: "DECLINED".into(),
+            provider_ref: provider_ref("ab"),
+            charge_ref: None,
+            reason: Some(super::ABANDONED.into()),
+            created_at: Utc::now(),
         };
-        Ok(Self::outcome(&self.record(row, key).await?))
+        Ok(Self::outcome(&self.record(row).await?))
     }
 
     async fn status(&self, key: &str) -> Result<Option<Record>, GatewayError> {

@@ -157,15 +157,19 @@ pub(super) async fn checkouts(
                     .await
                 {
                     Ok(Reply::Data(d)) => {
-                        let key = format!("bench-{n}");
-                        match http
-                            .gql(
-                                Some(token),
-                                CHECKOUT,
-                                json!({ "h": d["holdSeats"]["id"], "k": key }),
-                            )
-                            .await
-                        {
+                        // Keys are per user: one per show and seat, so that runs on other shows (the
+                        // same users) never replay each other's bookings.
+                        let key = format!("bench-{}-{n}", show.0);
+                        let hold = d["holdSeats"]["id"].clone();
+                        let paid = http
+                            .gql(Some(token), CHECKOUT, json!({ "h": hold, "k": key }))
+                            .await;
+                        if !matches!(paid, Ok(Reply::Data(_))) {
+                            // As a real client would: give the seat back rather than sit on it
+                            // (and on this user's hold allowance) until the TTL.
+                            let _ = http.gql(Some(token), RELEASE, json!({ "h": hold })).await;
+                        }
+                        match paid {
                             Ok(Reply::Data(d)) => {
                                 d["checkout"]["status"].as_str().unwrap_or("?").to_string()
                             }
@@ -179,6 +183,9 @@ pub(super) async fn checkouts(
                 if w.counts(t) {
                     m.latency.record(t.elapsed());
                     m.count(&outcome);
+                } else if outcome != "CONFIRMED" && outcome != "FAILED" {
+                    // Not timed, but not hidden: a failure while warming up explains what follows.
+                    m.count(&format!("warm-up {outcome}"));
                 }
             }
             m
