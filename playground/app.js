@@ -190,7 +190,7 @@
   $('more').onclick = () => loadShows(true);
 
   // ---------- seat map ----------
-  const SHOW = `query($id: ID!) { show(id: $id) { id startsAt version totalSeats availableSeats
+  const SHOW = `query($id: ID!) { show(id: $id) { id startsAt version holdsKnown totalSeats availableSeats
     movie { title } screen { name venue { name } } prices { category priceCents }
     seats { id row number label category priceCents status heldByMe rowIndex column } } }`;
   const money = (c) => (c / 100).toLocaleString(undefined, { style: 'currency', currency: 'EUR' });
@@ -211,6 +211,16 @@
     if (!d.show) { say('This show no longer exists.', 'error'); return; }
     const s = d.show;
     state.show = { id: s.id, version: s.version, seats: new Map(s.seats.map((x) => [x.id, x])), prices: s.prices, raw: s };
+    clearTimeout(state.degradedRetry);
+    if (!s.holdsKnown) {
+      // The hold store is unreachable: booked seats are exact, holds are not. Say so, retry soon.
+      say('Live seat status is unavailable right now: seats others hold may look free and holding will fail. Retrying…', 'error');
+      state.degradedRetry = setTimeout(() => reloadMap(s.id).catch(() => {}), 5000);
+      state.degraded = true;
+    } else if (state.degraded) {
+      state.degraded = false;
+      say('Live seat status is back.');
+    }
     $('map-title').textContent = `${s.movie.title}`;
     $('map-sub').textContent = `${fmt.format(new Date(s.startsAt))} · ${s.screen.venue.name} · ${s.screen.name}`;
     const cats = s.prices.map((p) => p.category);

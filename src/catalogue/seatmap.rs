@@ -28,6 +28,10 @@ pub struct ShowState {
     pub version: i64,
     pub held: HashMap<i64, Holder>,
     pub booked: HashSet<i64>,
+    /// True when the hold store could not be read and this state came from the database alone:
+    /// booked seats are exact, holds are unknown (held seats look available); `version` means
+    /// nothing (GraphQL shows -1).
+    pub holds_unknown: bool,
 }
 
 impl ShowState {

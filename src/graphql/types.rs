@@ -97,9 +97,21 @@ impl Show {
     async fn booked_seats(&self, ctx: &Context<'_>) -> Result<i32> {
         Ok(self.counts(ctx).await?.booked)
     }
-    /// Seat-map version: read from the same snapshot as `seats` and the counts.
+    /// Seat-map version: read from the same snapshot as `seats` and the counts. -1 while
+    /// `holdsKnown` is false: no event follows from such a map, so a client re-reads on the next.
     async fn version(&self, ctx: &Context<'_>) -> Result<i32> {
-        Ok(to_int(self.state(ctx).await?.version))
+        let state = self.state(ctx).await?;
+        Ok(if state.holds_unknown {
+            -1
+        } else {
+            to_int(state.version)
+        })
+    }
+    /// False while the hold store is unreachable: the seat map then comes from the database
+    /// alone — booked seats are exact, held seats show as `AVAILABLE`, `version` is -1 and
+    /// holding answers `SERVICE_UNAVAILABLE` until the store is back (then re-read).
+    async fn holds_known(&self, ctx: &Context<'_>) -> Result<bool> {
+        Ok(!self.state(ctx).await?.holds_unknown)
     }
     /// The whole layout with live status, front row first.
     async fn seats(&self, ctx: &Context<'_>) -> Result<Vec<Seat>> {

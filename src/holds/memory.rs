@@ -357,6 +357,7 @@ impl HoldStore for MemoryStore {
                             )
                         })
                         .collect(),
+                    holds_unknown: false,
                 })
                 .await?;
             out.insert(*id, state);

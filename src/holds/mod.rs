@@ -23,7 +23,7 @@ pub use store::{
 
 use crate::auth::Viewer;
 use crate::catalogue::layout::Layout;
-use crate::catalogue::seatmap::SharedState;
+use crate::catalogue::seatmap::{SharedState, ShowState};
 use crate::catalogue::Catalogue;
 use crate::error::{AppError, AppResult};
 
@@ -94,9 +94,34 @@ impl Holds {
     }
 
     /// A consistent snapshot of each show's live state, for many shows at once.
+    /// When the hold store is unreachable the seat maps still answer, from the database: booked
+    /// seats are exact (the database is their source of truth), holds are unknown and the state
+    /// says so (`holds_unknown`, GraphQL `Show.holdsKnown`).
     pub async fn states(&self, show_ids: &[i64]) -> AppResult<HashMap<i64, SharedState>> {
-        let states = self.store.snapshot(show_ids).await?;
-        Ok(states.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
+        match self.store.snapshot(show_ids).await {
+            Ok(states) => Ok(states.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()),
+            Err(StoreError::Unavailable(cause)) => {
+                tracing::warn!(%cause, "hold store unavailable: seat maps from the database");
+                self.states_from_database(show_ids).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn states_from_database(&self, show_ids: &[i64]) -> AppResult<HashMap<i64, SharedState>> {
+        let booked =
+            crate::catalogue::seatmap::booked_from_db(self.catalogue.db(), show_ids).await?;
+        Ok(booked
+            .into_iter()
+            .map(|(show, booked)| {
+                let state = ShowState {
+                    booked,
+                    holds_unknown: true,
+                    ..ShowState::default()
+                };
+                (show, Arc::new(state))
+            })
+            .collect())
     }
 
     pub async fn ping(&self) -> bool {
