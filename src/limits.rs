@@ -1,9 +1,12 @@
 //! Abuse limits: fixed-window counters per user, per client address and per account (log-in
 //! failures). With Redis they are shared by every instance (`INCRBY` + `PEXPIRE` in one round
 //! trip); without it, in-process. Limits protect capacity, not correctness, so a Redis outage
-//! lets requests through (and is counted) rather than refusing everyone.
+//! lets requests through (and is counted) rather than refusing everyone; after a failed call the
+//! counters are not consulted for `REDIS_BACKOFF`, so that an unresponsive Redis costs one
+//! timeout per back-off period instead of one per request on top of the request's own work.
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,6 +37,8 @@ enum Backend {
     Redis {
         conn: ConnectionManager,
         prefix: String,
+        /// Milliseconds since the epoch until which the counters are skipped (after a failure).
+        skip_until: AtomicU64,
     },
     Memory(Mutex<HashMap<String, (u64, u64)>>),
 }
@@ -45,15 +50,21 @@ pub struct Limits {
     pub login_failures_per_account: Rule,
 }
 
+/// How long the Redis counters are skipped after a failed call.
+const REDIS_BACKOFF: Duration = Duration::from_secs(2);
+
 /// Counters kept in memory before stale windows are pruned.
 const MEMORY_KEYS_MAX: usize = 100_000;
 
-fn window_index(window: Duration) -> u64 {
-    let now = SystemTime::now()
+fn now_ms() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
-        .as_millis() as u64;
-    now / (window.as_millis() as u64).max(1)
+        .as_millis() as u64
+}
+
+fn window_index(window: Duration) -> u64 {
+    now_ms() / (window.as_millis() as u64).max(1)
 }
 
 impl Limits {
@@ -63,6 +74,7 @@ impl Limits {
                 Some(conn) => Backend::Redis {
                     conn,
                     prefix: format!("{}:rl", config.redis_key_prefix),
+                    skip_until: AtomicU64::new(0),
                 },
                 None => Backend::Memory(Mutex::new(HashMap::new())),
             },
@@ -79,7 +91,15 @@ impl Limits {
     async fn add(&self, key: &str, rule: Rule, cost: u64) -> Option<u64> {
         let idx = window_index(rule.window);
         match &self.backend {
-            Backend::Redis { conn, prefix } => {
+            Backend::Redis {
+                conn,
+                prefix,
+                skip_until,
+            } => {
+                if now_ms() < skip_until.load(Ordering::Relaxed) {
+                    metrics::counter!("rate_limit_unchecked_total").increment(1);
+                    return None;
+                }
                 let k = format!("{prefix}:{key}:{idx}");
                 let mut conn = conn.clone();
                 let r: Result<(u64,), _> = redis::pipe()
@@ -95,6 +115,10 @@ impl Limits {
                 match r {
                     Ok((n,)) => Some(n),
                     Err(e) => {
+                        skip_until.store(
+                            now_ms() + REDIS_BACKOFF.as_millis() as u64,
+                            Ordering::Relaxed,
+                        );
                         metrics::counter!("rate_limit_unchecked_total").increment(1);
                         tracing::debug!(error = %e, "rate limit not checked: Redis unavailable");
                         None

@@ -98,11 +98,14 @@ impl BookingMutation {
         idempotency_key: String,
     ) -> Result<Booking> {
         let state = ctx.data_unchecked::<crate::app::AppState>();
+        let (bookings, v) = (state.bookings.clone(), viewer(ctx).clone());
         Ok(Booking(
-            state
-                .bookings
-                .checkout(viewer(ctx), &hold_id, &idempotency_key)
-                .await?,
+            detached(async move {
+                bookings
+                    .checkout(&v, hold_id.as_str(), &idempotency_key)
+                    .await
+            })
+            .await?,
         ))
     }
 
@@ -113,6 +116,22 @@ impl BookingMutation {
         v.require_user()?;
         let id = crate::ids::parse_id(&booking_id, "booking")?;
         let state = ctx.data_unchecked::<crate::app::AppState>();
-        Ok(Booking(state.bookings.cancel(v, id).await?))
+        let (bookings, v) = (state.bookings.clone(), v.clone());
+        Ok(Booking(
+            detached(async move { bookings.cancel(&v, id).await }).await?,
+        ))
     }
+}
+
+/// Run a step that moves money to its end even if the request stops waiting for it (the client
+/// disconnects, or the request's deadline — `graphql::deadline` — answers `SERVICE_UNAVAILABLE`
+/// first): a charge or refund is never abandoned between the gateway and the database. The step
+/// is itself bounded by the dependency and payment timeouts, and its effect is found again by
+/// the idempotency key (checkout) or by cancelling again (cancel).
+async fn detached<T: Send + 'static>(
+    step: impl std::future::Future<Output = crate::error::AppResult<T>> + Send + 'static,
+) -> crate::error::AppResult<T> {
+    tokio::spawn(step).await.map_err(|e| {
+        crate::error::AppError::internal(anyhow::anyhow!("booking step panicked: {e}"))
+    })?
 }

@@ -1,5 +1,6 @@
 //! Schema assembly. Resolvers are thin: they parse ids, check the viewer, call a service.
 pub mod booking;
+pub mod deadline;
 pub mod ext;
 pub mod guard;
 pub mod holds;
@@ -46,6 +47,7 @@ fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     .limit_complexity(MAX_COMPLEXITY)
     .extension(ext::Observe)
     .extension(guard::Guard)
+    .extension(deadline::Deadline)
 }
 
 pub fn build_schema(state: AppState) -> AppSchema {

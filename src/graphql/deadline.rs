@@ -1,0 +1,73 @@
+//! Every root field of a query or mutation answers within a bounded time. Each database and
+//! Redis call already has its own timeouts where the drivers offer them (connect, acquire,
+//! Redis response), but a statement on an established PostgreSQL connection has none: a slow or
+//! frozen server, or a network that drops packets, would hold the request until TCP gives up.
+//! So each root field gets a budget derived from `DEPENDENCY_TIMEOUT_MS` (plus the payment
+//! timeout for the fields that charge or refund); past it the field answers
+//! `SERVICE_UNAVAILABLE` (safe to retry). Work that moves money is detached and finishes on its
+//! own (`graphql::booking::detached`), so a deadline never leaves a charge half-recorded.
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo,
+};
+use async_graphql::{PathSegment, Pos, ServerResult, Value};
+
+use crate::app::AppState;
+use crate::config::Config;
+use crate::error::AppError;
+
+pub struct Deadline;
+
+impl ExtensionFactory for Deadline {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(DeadlineExt)
+    }
+}
+
+struct DeadlineExt;
+
+/// How long a root field may take.
+pub fn budget(config: &Config, field: &str) -> Duration {
+    let dep = config.dependency_timeout();
+    match field {
+        // Database, hold store, gateway, database again.
+        "checkout" | "cancelBooking" => dep * 3 + config.payment_timeout(),
+        // The password-hashing queue may hold a sign-in for a few seconds in a rush.
+        "signUp" | "logIn" => dep * 2 + Duration::from_secs(10),
+        _ => dep * 2,
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for DeadlineExt {
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        let root = info.path_node.parent.is_none() && !info.is_for_introspection;
+        let state = ctx.data_opt::<AppState>();
+        let (Some(state), true) = (state, root) else {
+            return next.run(ctx, info).await;
+        };
+        let budget = budget(&state.config, info.name);
+        let key = info.alias.unwrap_or(info.name).to_string();
+        match tokio::time::timeout(budget, next.run(ctx, info)).await {
+            Ok(result) => result,
+            Err(_) => {
+                metrics::counter!("graphql_deadline_exceeded_total", "field" => key.clone())
+                    .increment(1);
+                tracing::warn!(field = %key, ?budget, "root field ran out of time");
+                let mut e = async_graphql::Error::new_with_source(AppError::Unavailable(
+                    "a slow dependency (database or hold store)",
+                ))
+                .into_server_error(Pos::default());
+                e.path = vec![PathSegment::Field(key)];
+                Err(e)
+            }
+        }
+    }
+}
