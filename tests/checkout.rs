@@ -424,6 +424,115 @@ async fn interrupted_cancellation_is_finished_by_the_reconciler(b: Backend) {
     );
 }
 
+/// An instance that dies between the database and the hold store leaves the store wrong: a
+/// booking never mirrored (its seat shows available), a cancellation never mirrored (its seat
+/// stays booked), a hold kept for a payment that was settled (its seat stays held). The
+/// convergence pass repairs each from the database — on the second pass that sees it, so that a
+/// mirror in flight is never "repaired" — and leaves a hold that is still paying alone. (The
+/// crashes are staged by undoing the store's half, or writing the database's half, directly.)
+async fn store_drift_left_by_a_crash_is_repaired_from_the_database(b: Backend) {
+    use entity::{booking, booking_seat};
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ActiveModelTrait, Set};
+    let app = TestApp::spawn(b).await;
+    let (show, seats) = app.create_show(1, 6).await;
+    let users = app.users(2).await;
+    let (t, user) = (&users[0].0, users[0].1);
+    let show_id: i64 = show.parse().unwrap();
+    let seat = |i: usize| seats[i].parse::<i64>().unwrap();
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let h = hold(&app, t, &show, &[&seats[i]]).await;
+        let d = app
+            .ok(
+                Some(t),
+                CHECKOUT,
+                json!({ "hold": h, "key": format!("k{i}") }),
+            )
+            .await;
+        assert_eq!(d["checkout"]["status"], "CONFIRMED");
+        ids.push(
+            d["checkout"]["id"]
+                .as_str()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap(),
+        );
+    }
+    let state = app.state();
+    let store = state.holds.store();
+    let db = &state.db;
+    // 0: booked, the mirror lost.
+    store.unbook(show_id, &[seat(0)]).await.expect("unbook");
+    // 1: cancelled in the database, the store never told.
+    booking::Entity::update_many()
+        .col_expr(booking::Column::Status, Expr::value("CANCELLED"))
+        .filter(booking::Column::Id.eq(ids[1]))
+        .exec(db)
+        .await
+        .unwrap();
+    booking_seat::Entity::update_many()
+        .col_expr(booking_seat::Column::Active, Expr::value(false))
+        .filter(booking_seat::Column::BookingId.eq(ids[1]))
+        .exec(db)
+        .await
+        .unwrap();
+    // 2: a hold whose booking was settled (here: cancelled) while the hold lived on.
+    // 3: a hold whose first checkout failed and which is paying again under another key.
+    let orphan = hold(&app, t, &show, &[&seats[2]]).await;
+    let paying = hold(&app, t, &show, &[&seats[3]]).await;
+    let now = chrono::Utc::now();
+    for (h, key, status) in [
+        (&orphan, "o", "CANCELLED"),
+        (&paying, "p1", "FAILED"),
+        (&paying, "p2", "PENDING"),
+    ] {
+        booking::ActiveModel {
+            user_id: Set(user),
+            show_id: Set(show_id),
+            hold_id: Set(Some(h.clone())),
+            status: Set(status.into()),
+            total_cents: Set(0),
+            idempotency_key: Set(key.into()),
+            failure_reason: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(db)
+        .await
+        .expect("staged booking");
+    }
+    let status_of = |map: &Vec<(String, String, bool)>, i: usize| map[i].1.clone();
+    let (_, map) = app.seat_map(None, &show).await;
+    assert_eq!(
+        (0..4).map(|i| status_of(&map, i)).collect::<Vec<_>>(),
+        ["AVAILABLE", "BOOKED", "HELD", "HELD"],
+        "the staged drift"
+    );
+
+    let (found, repaired) = state
+        .bookings
+        .converge(&HashSet::new())
+        .await
+        .expect("converge");
+    assert_eq!(repaired, 0, "a first sighting is not repaired");
+    assert_eq!(found.len(), 3, "{found:?}");
+    let (found, repaired) = state.bookings.converge(&found).await.expect("converge");
+    assert_eq!(repaired, 3, "{found:?}");
+    let (_, map) = app.seat_map(None, &show).await;
+    assert_eq!(
+        (0..4).map(|i| status_of(&map, i)).collect::<Vec<_>>(),
+        ["BOOKED", "AVAILABLE", "AVAILABLE", "HELD"],
+        "repaired from the database; the paying hold untouched"
+    );
+    let (found, _) = state.bookings.converge(&found).await.expect("converge");
+    assert!(found.is_empty(), "nothing left: {found:?}");
+    // The repaired seats behave: the freed ones can be held by someone else.
+    let other = &users[1].0;
+    hold(&app, other, &show, &[&seats[1], &seats[2]]).await;
+}
+
 backends!(
     checkout_books_the_seats,
     declined_payment_frees_the_seats,
@@ -431,6 +540,7 @@ backends!(
     checkout_needs_a_live_hold_of_ones_own,
     cancel_refunds_and_frees,
     interrupted_cancellation_is_finished_by_the_reconciler,
+    store_drift_left_by_a_crash_is_repaired_from_the_database,
 );
 
 /// Redis loses the first buyer's hold mid-payment and a second buyer takes and pays for the same

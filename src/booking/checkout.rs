@@ -120,7 +120,16 @@ impl Bookings {
                 // A concurrent call with the same key won the insert: return its booking. Otherwise
                 // this hold is already being checked out under another key.
                 return match self.find_by_key(user, &key).await? {
-                    Some(b) => Ok(b),
+                    Some(b) => {
+                        // The hold was still live, yet the booking is settled: the instance that
+                        // settled it died before mirroring it in the store. Finish that here.
+                        match b.status.as_str() {
+                            super::CONFIRMED => self.mirror_booked(&b, None).await,
+                            super::PENDING => {}
+                            _ => self.release_hold(&b).await,
+                        }
+                        Ok(b)
+                    }
                     None => Err(AppError::HoldExpired),
                 };
             }

@@ -2,7 +2,9 @@
 //! settles checkouts a crash interrupted, and reads.
 mod cancel;
 mod checkout;
+mod converge;
 pub use checkout::{charge_key, refund_key};
+pub use converge::Drift;
 pub mod reconciler;
 mod settle;
 

@@ -1,6 +1,7 @@
 //! The reconciler: settles checkouts that a crash (or a gateway outage) left PENDING for longer
-//! than a request can take, and finishes cancellations interrupted between refund and database. Runs at start-up and periodically on every instance; conditional
-//! transitions make concurrent runs safe.
+//! than a request can take, finishes cancellations interrupted between refund and database, and
+//! (periodically) repairs the hold store from the database (`converge`). Runs at start-up and
+//! periodically on every instance; conditional transitions make concurrent runs safe.
 use std::time::Duration;
 
 use chrono::Utc;
@@ -139,6 +140,7 @@ pub fn spawn(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drift = std::collections::HashSet::new();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -146,6 +148,10 @@ pub fn spawn(
             }
             if let Err(e) = bookings.reconcile_once().await {
                 tracing::warn!(error = %e, "reconciler pass failed; retrying");
+            }
+            match bookings.converge(&drift).await {
+                Ok((found, _)) => drift = found,
+                Err(e) => tracing::warn!(error = %e, "hold store convergence failed; retrying"),
             }
         }
     })

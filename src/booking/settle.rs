@@ -187,7 +187,7 @@ impl Bookings {
     /// Mirror a confirmed booking in the hold store. The database is already right; if the store
     /// is down the mirror is retried in the background (and rebuilt from the database if Redis
     /// lost its data).
-    async fn mirror_booked(&self, b: &booking::Model, known: Option<Vec<i64>>) {
+    pub(super) async fn mirror_booked(&self, b: &booking::Model, known: Option<Vec<i64>>) {
         let seats = match known {
             Some(s) => s,
             None => match self.seat_ids(b.id).await {

@@ -262,7 +262,7 @@ pub async fn run(
     );
 
     // 4. After the TTL nothing is held (the simulator waits TTL + 2 s before auditing).
-    let (held, version) = match &config.redis_url {
+    let (held, version, which) = match &config.redis_url {
         Some(url) => {
             let store = crate::holds::redis::RedisStore::connect(
                 url,
@@ -288,14 +288,36 @@ pub async fn run(
                     db_booked.len()
                 ),
             );
-            (state.held.len() as i64, state.version)
+            let mut which: Vec<String> = state
+                .held
+                .iter()
+                .map(|(seat, h)| {
+                    let of_hold = bookings
+                        .iter()
+                        .filter(|b| b.hold_id.as_deref() == Some(h.hold_id.as_str()))
+                        .map(|b| format!("booking {} {}", b.id, b.status))
+                        .collect::<Vec<_>>();
+                    format!(
+                        "seat {seat} by user {} ({}; {})",
+                        h.user_id,
+                        h.hold_id,
+                        if of_hold.is_empty() {
+                            "no booking".to_string()
+                        } else {
+                            of_hold.join(", ")
+                        }
+                    )
+                })
+                .collect();
+            which.sort();
+            (state.held.len() as i64, state.version, which)
         }
-        None => (report.held, report.version),
+        None => (report.held, report.version, Vec::new()),
     };
     report.check(
         "no seat held after the TTL",
         held == 0,
-        format!("{held} seats still held"),
+        format!("{held} seats still held {which:?}"),
     );
 
     // 5. Every open seat map shows the truth, at the show's version. After the hold store lost
