@@ -441,8 +441,8 @@ async fn store_drift_left_by_a_crash_is_repaired_from_the_database(b: Backend) {
     let show_id: i64 = show.parse().unwrap();
     let seat = |i: usize| seats[i].parse::<i64>().unwrap();
     let mut ids = Vec::new();
-    for i in 0..2 {
-        let h = hold(&app, t, &show, &[&seats[i]]).await;
+    for (i, s) in seats.iter().enumerate().take(2) {
+        let h = hold(&app, t, &show, &[s]).await;
         let d = app
             .ok(
                 Some(t),
