@@ -25,6 +25,24 @@ async fn hold(app: &TestApp, token: &str, show: &str, seats: &[&String]) -> Stri
         .to_string()
 }
 
+/// Hold and pay for each seat on its own; the confirmed bookings' ids.
+async fn book_each(app: &TestApp, token: &str, show: &str, seats: &[String]) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for (i, s) in seats.iter().enumerate() {
+        let h = hold(app, token, show, &[s]).await;
+        let d = app
+            .ok(
+                Some(token),
+                CHECKOUT,
+                json!({ "hold": h, "key": format!("k{i}") }),
+            )
+            .await;
+        assert_eq!(d["checkout"]["status"], "CONFIRMED");
+        ids.push(d["checkout"]["id"].as_str().unwrap().parse().unwrap());
+    }
+    ids
+}
+
 async fn payments_of(app: &TestApp, booking: &str) -> Vec<(String, String)> {
     let rows = payment::Entity::find()
         .filter(payment::Column::BookingId.eq(booking.parse::<i64>().unwrap()))
@@ -297,25 +315,7 @@ async fn interrupted_cancellation_is_finished_by_the_reconciler(b: Backend) {
     let (show, seats) = app.create_show(1, 4).await;
     let users = app.users(1).await;
     let t = &users[0].0;
-    let mut ids = Vec::new();
-    for (i, seat) in seats.iter().take(2).enumerate() {
-        let h = hold(&app, t, &show, &[seat]).await;
-        let d = app
-            .ok(
-                Some(t),
-                CHECKOUT,
-                json!({ "hold": h, "key": format!("k{i}") }),
-            )
-            .await;
-        assert_eq!(d["checkout"]["status"], "CONFIRMED");
-        ids.push(
-            d["checkout"]["id"]
-                .as_str()
-                .unwrap()
-                .parse::<i64>()
-                .unwrap(),
-        );
-    }
+    let ids = book_each(&app, t, &show, &seats[..2]).await;
     let db = &app.state().db;
     let long_ago = chrono::Utc::now() - chrono::Duration::hours(1);
     use sea_orm::{ActiveModelTrait, Set};
@@ -440,25 +440,7 @@ async fn store_drift_left_by_a_crash_is_repaired_from_the_database(b: Backend) {
     let (t, user) = (&users[0].0, users[0].1);
     let show_id: i64 = show.parse().unwrap();
     let seat = |i: usize| seats[i].parse::<i64>().unwrap();
-    let mut ids = Vec::new();
-    for (i, s) in seats.iter().enumerate().take(2) {
-        let h = hold(&app, t, &show, &[s]).await;
-        let d = app
-            .ok(
-                Some(t),
-                CHECKOUT,
-                json!({ "hold": h, "key": format!("k{i}") }),
-            )
-            .await;
-        assert_eq!(d["checkout"]["status"], "CONFIRMED");
-        ids.push(
-            d["checkout"]["id"]
-                .as_str()
-                .unwrap()
-                .parse::<i64>()
-                .unwrap(),
-        );
-    }
+    let ids = book_each(&app, t, &show, &seats[..2]).await;
     let state = app.state();
     let store = state.holds.store();
     let db = &state.db;

@@ -4,11 +4,10 @@ use chrono::Utc;
 use entity::{booking, booking_seat, payment, show};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, ExprTrait, QueryFilter, Set, TransactionTrait,
+    ColumnTrait, DatabaseConnection, EntityTrait, ExprTrait, QueryFilter, TransactionTrait,
 };
 
-use super::checkout::refund_key;
-use super::settle::{insert_refund, mark_payment};
+use super::settle::{insert_refund, mark_payment, refund_row};
 use super::{Bookings, CANCELLED, CONFIRMED, FAILED, PENDING};
 use crate::auth::Viewer;
 use crate::error::{AppError, AppResult};
@@ -114,19 +113,7 @@ impl Bookings {
 /// A `PENDING` refund attempt, written before the gateway is asked. A retried cancel after an
 /// interrupted one re-arms the attempt (back to `PENDING`, fresh timestamp) unless it succeeded.
 async fn record_refund_intent(db: &DatabaseConnection, b: &booking::Model) -> AppResult<()> {
-    let now = Utc::now();
-    let row = payment::ActiveModel {
-        id: sea_orm::ActiveValue::NotSet,
-        booking_id: Set(b.id),
-        kind: Set("REFUND".into()),
-        amount_cents: Set(b.total_cents),
-        idempotency_key: Set(refund_key(b.id)),
-        provider_ref: Set(None),
-        status: Set(PENDING.into()),
-        failure_reason: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    };
+    let row = refund_row(b, None, PENDING);
     payment::Entity::insert(row)
         .on_conflict(
             OnConflict::column(payment::Column::IdempotencyKey)

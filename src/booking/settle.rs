@@ -257,25 +257,34 @@ pub(super) async fn mark_payment<C: ConnectionTrait>(
     Ok(())
 }
 
+/// The `REFUND` payment row of booking `b` (key `refund-<booking>`), stamped now.
+pub(super) fn refund_row(
+    b: &booking::Model,
+    provider_ref: Option<String>,
+    status: &str,
+) -> payment::ActiveModel {
+    let now = Utc::now();
+    payment::ActiveModel {
+        id: sea_orm::ActiveValue::NotSet,
+        booking_id: Set(b.id),
+        kind: Set("REFUND".into()),
+        amount_cents: Set(b.total_cents),
+        idempotency_key: Set(refund_key(b.id)),
+        provider_ref: Set(provider_ref),
+        status: Set(status.into()),
+        failure_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+}
+
 /// Record a refund attempt that succeeded (idempotent on its key).
 pub(super) async fn insert_refund<C: ConnectionTrait>(
     c: &C,
     b: &booking::Model,
     refund_ref: &str,
 ) -> AppResult<()> {
-    let now = Utc::now();
-    let row = payment::ActiveModel {
-        id: sea_orm::ActiveValue::NotSet,
-        booking_id: Set(b.id),
-        kind: Set("REFUND".into()),
-        amount_cents: Set(b.total_cents),
-        idempotency_key: Set(refund_key(b.id)),
-        provider_ref: Set(Some(refund_ref.to_string())),
-        status: Set("SUCCEEDED".into()),
-        failure_reason: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    };
+    let row = refund_row(b, Some(refund_ref.to_string()), "SUCCEEDED");
     // ON CONFLICT DO NOTHING rather than catching the violation: on PostgreSQL a failed statement
     // would abort the surrounding transaction.
     payment::Entity::insert(row)
