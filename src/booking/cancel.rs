@@ -102,7 +102,8 @@ impl Bookings {
             metrics::counter!("bookings_total", "outcome" => "cancelled").increment(1);
             let seats = self.seat_ids(b.id).await?;
             if let Err(e) = self.holds.store().unbook(b.show_id, &seats).await {
-                // The database has freed them; the store catches up when it reloads from it.
+                // The database has freed them; the store catches up when it reloads from it (data
+                // lost) or, if it already reloaded, from the reconciler's convergence pass.
                 tracing::warn!(booking = b.id, error = %e, "cancelled seats not mirrored in the hold store");
             }
         }

@@ -13,18 +13,26 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
 use entity::booking;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 
-use super::{Bookings, PENDING};
+use super::{Bookings, CANCELLED, CONFIRMED, FAILED, PENDING};
 use crate::catalogue::seatmap;
 use crate::error::AppResult;
 use crate::holds::ReleaseOutcome;
 
-/// How far back a booking change makes its show worth checking.
+/// How far back a settled booking makes its show worth checking. Drift is caused by a booking
+/// or cancellation that was not mirrored, so the show of a booking settled within the last
+/// `LOOKBACK` is checked — by the surviving instances within two intervals, or by a restarted
+/// one if every instance was down for less than this. (Older drift on a show with no booking
+/// since is not seen; a Redis restart reloads the store from the database anyway.) A hold lives
+/// at most its TTL plus the payment window, far less than this, so a hold whose booking settled
+/// before `LOOKBACK` is not live any more.
 const LOOKBACK: chrono::Duration = chrono::Duration::minutes(15);
-/// Shows checked in one pass (the most recently changed first would need an index on
-/// `updated_at`; any order is fine: drift is rare and the next pass sees the rest).
+/// Shows checked in one pass (any order is fine: drift is rare and the next pass sees the rest).
 const MAX_SHOWS: u64 = 200;
+/// Settled states. Queries name them (with `updated_at`) so that they use the
+/// `(status, updated_at)` index instead of scanning every booking.
+const SETTLED: [&str; 3] = [CONFIRMED, FAILED, CANCELLED];
 
 /// One way the store disagrees with the database.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -74,18 +82,26 @@ impl Bookings {
         }
         if repaired > 0 {
             metrics::counter!("hold_store_repairs_total").increment(repaired as u64);
-            tracing::warn!(repaired, "repaired the hold store from the database");
+            tracing::warn!(
+                repaired,
+                drift = ?now.iter().filter(|d| previous.contains(d)).collect::<Vec<_>>(),
+                "repaired the hold store from the database"
+            );
         }
         Ok((now, repaired))
     }
 
     async fn find_drift(&self) -> AppResult<HashSet<Drift>> {
         let mut drift = HashSet::new();
+        let since = Utc::now() - LOOKBACK;
+        let recently_settled = Condition::all()
+            .add(booking::Column::Status.is_in(SETTLED))
+            .add(booking::Column::UpdatedAt.gt(since));
         let shows: Vec<i64> = booking::Entity::find()
             .select_only()
             .column(booking::Column::ShowId)
             .distinct()
-            .filter(booking::Column::UpdatedAt.gt(Utc::now() - LOOKBACK))
+            .filter(recently_settled.clone())
             .limit(MAX_SHOWS)
             .into_tuple()
             .all(&self.db)
@@ -135,6 +151,11 @@ impl Bookings {
                 .column(booking::Column::HoldId)
                 .column(booking::Column::Status)
                 .filter(booking::Column::HoldId.is_in(chunk.to_vec()))
+                .filter(
+                    Condition::any()
+                        .add(booking::Column::Status.eq(PENDING))
+                        .add(recently_settled.clone()),
+                )
                 .into_tuple()
                 .all(&self.db)
                 .await?;

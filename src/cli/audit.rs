@@ -337,6 +337,27 @@ pub async fn run(
         })
         .unwrap_or_default();
     let wrong_content = views.iter().filter(|v| v.seats != truth).count();
+    // A few of the differences of the first map that differs, to say what went wrong.
+    let sample: Vec<String> = views
+        .iter()
+        .find(|v| v.seats != truth)
+        .map(|v| {
+            let mut d: Vec<String> = truth
+                .iter()
+                .filter(|(id, st)| v.seats.get(*id) != Some(*st))
+                .map(|(id, st)| {
+                    format!(
+                        "seat {id}: map {} (v{}), truth {st}",
+                        v.seats.get(id).map_or("missing", String::as_str),
+                        v.version
+                    )
+                })
+                .collect();
+            d.sort();
+            d.truncate(5);
+            d
+        })
+        .unwrap_or_default();
     let behind = views
         .iter()
         .filter(|v| v.version != version && v.version < version)
@@ -346,7 +367,7 @@ pub async fn run(
         "every live seat map shows the final seat map",
         wrong_content == 0,
         format!(
-            "{wrong_content} of {} maps differ from the show's seats",
+            "{wrong_content} of {} maps differ from the show's seats {sample:?}",
             views.len()
         ),
     );
