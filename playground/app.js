@@ -14,6 +14,7 @@
     payKey: null,
     timer: null,
     mapSub: null,
+    mapGen: 0,         // bumped by each subscribeMap: an ended stream resubscribes only if current
     countSubs: new Map(),
   };
 
@@ -56,15 +57,24 @@
   const SEAT_UPDATES = `subscription($show: ID!) { seatUpdates(showId: $show) {
     showId version availableSeats seats { id status heldByMe } } }`;
 
+  // How far below the map's version an event may be and still be one that waited in the buffers.
+  const STALE_WINDOW = 4096;
+
   function subscribeMap(showId) {
+    const gen = ++state.mapGen;
     if (state.mapSub) state.mapSub();
+    // The server ends a stream it cannot keep exact (too slow, or its feed was interrupted):
+    // re-read the map and subscribe again, unless this stream was replaced or the show left.
+    const again = (ms) => setTimeout(() => {
+      if (gen === state.mapGen && state.show && state.show.id === showId) { subscribeMap(showId); reloadMap(); }
+    }, ms);
     state.mapSub = wsClient().subscribe({ query: SEAT_UPDATES, variables: { show: showId } }, {
       next: ({ data, errors }) => {
         if (errors || !data) { reloadMap(); return; }
         applyUpdate(data.seatUpdates);
       },
-      error: () => setTimeout(() => state.show && state.show.id === showId && subscribeMap(showId), 1000),
-      complete: () => {},
+      error: () => again(1000),
+      complete: () => again(200),
     });
   }
 
@@ -87,9 +97,10 @@
   function applyUpdate(u) {
     const show = state.show;
     if (!show || u.showId !== show.id) return;
-    if (u.version === show.version) return;           // already seen (we re-read meanwhile)
-    // A gap (we missed something), or a version lower than ours: either an event older than our
-    // last re-read, or the hold store lost its data and restarted its versions. Re-read to know.
+    // At or below ours: an event that waited while we re-read (a hold store that lost its data
+    // restarts its versions, but the server then ends the stream and we re-read on resubscribing).
+    if (u.version <= show.version && show.version - u.version <= STALE_WINDOW) return;
+    // A gap: we missed something. Re-read.
     if (u.version !== show.version + 1) { reloadMap(); return; }
     show.version = u.version;
     for (const s of u.seats) {

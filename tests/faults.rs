@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Backend, FaultProxy, PrivateRedis, TestApp};
+use common::{Backend, FaultProxy, PrivateRedis, TestApp, WsClient, SEAT_UPDATES};
 use serde_json::json;
 
 const HOLD: &str =
@@ -74,8 +74,25 @@ async fn redis_down_is_service_unavailable_then_recovers() {
         )
         .await;
     assert_eq!(paid["checkout"]["status"], "CONFIRMED");
+    // A live map open across the outage: its stream must end (versions restart with an empty
+    // Redis, so its client has to re-read), not go quiet.
+    let mut ws = WsClient::connect(&app.base, None).await.expect("connect");
+    ws.subscribe("1", SEAT_UPDATES, json!({ "show": show }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     redis.kill();
+    let ended = ws
+        .next(Duration::from_secs(10))
+        .await
+        .expect("the stream is told");
+    assert_eq!(ended["type"], "next", "{ended}");
+    assert_eq!(
+        ended["payload"]["errors"][0]["extensions"]["code"], "SERVICE_UNAVAILABLE",
+        "{ended}"
+    );
+    let after = ws.next(Duration::from_secs(5)).await.expect("then it ends");
+    assert_eq!(after["type"], "complete", "{after}");
     let started = Instant::now();
     assert_eq!(
         app.err_code(Some(t), HOLD, json!({ "show": show, "seats": [seats[1]] }))

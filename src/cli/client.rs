@@ -417,31 +417,38 @@ async fn watch_once(
             }
             "next" => {
                 let update = &v["payload"]["data"]["seatUpdates"];
-                let version = update["version"].as_i64().unwrap_or(0);
                 watch.events.fetch_add(1, Ordering::Relaxed);
                 on_event(update, at);
-                if watch.tracking {
-                    if let (Ok(mut map), Some(seats)) =
-                        (watch.map.lock(), update["seats"].as_array())
-                    {
-                        for seat in seats {
-                            if let (Some(id), Some(st)) =
-                                (seat["id"].as_str(), seat["status"].as_str())
+                // As the web page does: the version decides before anything is applied. An event
+                // without one (an error in the stream) tells nothing, so it counts as a gap.
+                let last = watch.version.load(Ordering::SeqCst);
+                match update["version"].as_i64() {
+                    Some(version) if version == last + 1 => {
+                        if watch.tracking {
+                            if let (Ok(mut map), Some(seats)) =
+                                (watch.map.lock(), update["seats"].as_array())
                             {
-                                map.insert(id.to_string(), st.to_string());
+                                for seat in seats {
+                                    if let (Some(id), Some(st)) =
+                                        (seat["id"].as_str(), seat["status"].as_str())
+                                    {
+                                        map.insert(id.to_string(), st.to_string());
+                                    }
+                                }
                             }
                         }
+                        watch.version.store(version, Ordering::SeqCst);
                     }
-                }
-                let last = watch.version.load(Ordering::SeqCst);
-                if version == last + 1 {
-                    watch.version.store(version, Ordering::SeqCst);
-                } else if version != last {
-                    // A gap, or a version below ours: an event older than our last re-read, or
-                    // the hold store lost its data and restarted its versions. The re-read is
-                    // authoritative (the web page does the same).
-                    watch.gaps.fetch_add(1, Ordering::Relaxed);
-                    resync(http, show, watch).await?;
+                    // Already in our last re-read, or older: events that waited in the socket
+                    // while we re-read. (A hold store that lost its data restarts its versions,
+                    // but the server then ends the stream — we re-read on reopening — so a
+                    // lower version within reach of the buffers is stale, not a restart.)
+                    Some(version) if version <= last && last - version <= STALE_WINDOW => {}
+                    // A gap (we missed something), or far below ours.
+                    _ => {
+                        watch.gaps.fetch_add(1, Ordering::Relaxed);
+                        resync(http, show, watch).await?;
+                    }
                 }
             }
             "error" | "complete" => return Ok(()),
@@ -449,6 +456,10 @@ async fn watch_once(
         }
     }
 }
+
+/// How far below the map's version an event may be and still be taken for one that waited in
+/// the buffers (server, socket) while the map was re-read.
+const STALE_WINDOW: i64 = 4096;
 
 /// Re-read the map (its version, and its seats when the watcher keeps a copy).
 async fn resync(http: &mut Http, show: &str, watch: &Watch) -> anyhow::Result<()> {

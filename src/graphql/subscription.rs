@@ -12,6 +12,7 @@ use crate::catalogue::seatmap::{SeatStatus, SeatView};
 use crate::error::AppError;
 use crate::holds::SeatEvent;
 use crate::ids::parse_id;
+use crate::live::Feed;
 
 /// One change of a show's seat map. `version` is the previous one + 1: a client that sees a gap
 /// missed an event and re-reads `show { version seats }`.
@@ -99,9 +100,17 @@ impl LiveSubscription {
                     e = sub.rx.recv() => e,
                 };
                 match next {
-                    Ok(e) => {
+                    Ok(Feed::Event(e)) => {
                         let u = update(&e, &layout, &prices, me);
                         Some((Ok(u), (sub, layout, prices, shutdown, false)))
+                    }
+                    Ok(Feed::Interrupted) => {
+                        metrics::counter!("live_subscribers_interrupted_total").increment(1);
+                        let err: async_graphql::Error = AppError::Unavailable(
+                            "the live seat feed (interrupted: re-read the seat map and subscribe again)",
+                        )
+                        .into();
+                        Some((Err(err), (sub, layout, prices, shutdown, true)))
                     }
                     Err(RecvError::Lagged(missed)) => {
                         metrics::counter!("live_subscribers_dropped_total").increment(1);

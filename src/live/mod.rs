@@ -5,6 +5,11 @@
 //! supervised pub/sub connection, and fans each message out in-process. With the in-process store,
 //! the store's own events are routed directly. Buffers are bounded: a subscriber that falls
 //! behind is told so and dropped; it never slows the others or the publisher.
+//!
+//! When the Redis feed loses its connection, events may have been missed and — if Redis
+//! restarted — the store's versions start again from 0, so a client could take a new event for
+//! the next one of its old map. Every local stream is therefore told `Interrupted` and ends with
+//! an error: its client re-reads the map and subscribes again.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,8 +28,16 @@ enum Interest {
     Unsubscribe(i64),
 }
 
+/// What a local subscriber receives.
+#[derive(Debug, Clone)]
+pub enum Feed {
+    Event(Arc<SeatEvent>),
+    /// The feed from the hold store broke: events may be missing and versions may restart.
+    Interrupted,
+}
+
 struct ShowChannel {
-    tx: broadcast::Sender<Arc<SeatEvent>>,
+    tx: broadcast::Sender<Feed>,
     subscribers: usize,
 }
 
@@ -41,7 +54,7 @@ pub struct Hub {
 
 /// A local subscriber of one show. Dropping it unsubscribes.
 pub struct Subscription {
-    pub rx: broadcast::Receiver<Arc<SeatEvent>>,
+    pub rx: broadcast::Receiver<Feed>,
     _guard: Guard,
 }
 
@@ -150,9 +163,18 @@ impl Hub {
     fn dispatch(&self, event: SeatEvent) {
         let shows = self.inner.shows.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(ch) = shows.get(&event.show_id) {
-            let _ = ch.tx.send(Arc::new(event));
+            let _ = ch.tx.send(Feed::Event(Arc::new(event)));
             metrics::counter!("live_events_total").increment(1);
         }
+    }
+
+    /// Tell every local subscriber that the feed broke.
+    fn interrupt(&self) {
+        let shows = self.inner.shows.lock().unwrap_or_else(|p| p.into_inner());
+        for ch in shows.values() {
+            let _ = ch.tx.send(Feed::Interrupted);
+        }
+        metrics::counter!("live_feed_interruptions_total").increment(1);
     }
 }
 
@@ -260,6 +282,8 @@ async fn redis_feed(
                 }
             }
         }
+        // The connection broke: events may be missing, versions may restart.
+        hub.interrupt();
     }
 }
 
