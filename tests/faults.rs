@@ -24,6 +24,23 @@ fn status_of(map: &serde_json::Value, seat: &str) -> String {
 }
 
 /// Retry `body` until it answers without errors (the dependency is back); panics after ~10 s.
+/// A private Redis, a server on it with a 1 s dependency timeout, and a 1×4 show.
+async fn on_private_redis() -> (PrivateRedis, TestApp, String, Vec<String>) {
+    let redis = PrivateRedis::start().await;
+    let app = TestApp::spawn_with(
+        Backend::Served,
+        &[
+            "--redis-url",
+            &redis.url(),
+            "--dependency-timeout-ms",
+            "1000",
+        ],
+    )
+    .await;
+    let (show, seats) = app.create_show(1, 4).await;
+    (redis, app, show, seats)
+}
+
 async fn until_ok(
     app: &TestApp,
     token: &str,
@@ -49,18 +66,7 @@ async fn redis_down_is_service_unavailable_then_recovers() {
         eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
         return;
     }
-    let mut redis = PrivateRedis::start().await;
-    let app = TestApp::spawn_with(
-        Backend::Served,
-        &[
-            "--redis-url",
-            &redis.url(),
-            "--dependency-timeout-ms",
-            "1000",
-        ],
-    )
-    .await;
-    let (show, seats) = app.create_show(1, 4).await;
+    let (mut redis, app, show, seats) = on_private_redis().await;
     let users = app.users(2).await;
     let t = &users[0].0;
     let h = app
@@ -175,18 +181,7 @@ async fn redis_frozen_by_sigstop_is_service_unavailable_then_recovers() {
         eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
         return;
     }
-    let redis = PrivateRedis::start().await;
-    let app = TestApp::spawn_with(
-        Backend::Served,
-        &[
-            "--redis-url",
-            &redis.url(),
-            "--dependency-timeout-ms",
-            "1000",
-        ],
-    )
-    .await;
-    let (show, seats) = app.create_show(1, 4).await;
+    let (redis, app, show, seats) = on_private_redis().await;
     let users = app.users(3).await;
     let (a, b, c) = (&users[0].0, &users[1].0, &users[2].0);
     app.ok(Some(a), HOLD, json!({ "show": show, "seats": [seats[0]] }))
