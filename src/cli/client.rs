@@ -392,12 +392,22 @@ async fn watch_once(
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     resync(http, show, watch).await?;
+    // A map read while the hold store was unreachable (version -1, holds unknown) is re-read
+    // every few seconds until it is whole again, as the web page does: no event may come.
+    let mut degraded = tokio::time::interval(DEGRADED_REREAD);
+    degraded.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let msg = tokio::select! {
             _ = stop.cancelled() => {
                 let _ = socket.send(Message::Text(json!({"id": "1", "type": "complete"}).to_string().into())).await;
                 let _ = socket.close(None).await;
                 return Ok(());
+            }
+            _ = degraded.tick() => {
+                if watch.version.load(Ordering::SeqCst) < 0 {
+                    resync(http, show, watch).await?;
+                }
+                continue;
             }
             m = socket.next() => m,
         };
@@ -456,6 +466,9 @@ async fn watch_once(
         }
     }
 }
+
+/// How often a map read without its holds (hold store unreachable) is read again.
+const DEGRADED_REREAD: Duration = Duration::from_secs(2);
 
 /// How far below the map's version an event may be and still be taken for one that waited in
 /// the buffers (server, socket) while the map was re-read.
