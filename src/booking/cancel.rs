@@ -7,7 +7,7 @@ use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, ExprTrait, QueryFilter, TransactionTrait,
 };
 
-use super::settle::{insert_refund, mark_payment, refund_row};
+use super::settle::{insert_refund, refund_row};
 use super::{Bookings, CANCELLED, CONFIRMED, FAILED, PENDING};
 use crate::auth::Viewer;
 use crate::error::{AppError, AppResult};
@@ -83,7 +83,6 @@ impl Bookings {
     ) -> AppResult<()> {
         let txn = self.db.begin().await?;
         insert_refund(&txn, b, refund_ref).await?;
-        mark_payment(&txn, b.id, "REFUND", "SUCCEEDED", Some(refund_ref), None).await?;
         let moved = booking::Entity::update_many()
             .col_expr(booking::Column::Status, Expr::value(CANCELLED))
             .col_expr(booking::Column::UpdatedAt, Expr::value(Utc::now()))

@@ -278,19 +278,24 @@ pub(super) fn refund_row(
     }
 }
 
-/// Record a refund attempt that succeeded (idempotent on its key).
+/// Record a refund attempt that succeeded (idempotent on its key): a new row, or the refund
+/// intent written before the gateway was asked (`cancel`) marked `SUCCEEDED` — one statement.
 pub(super) async fn insert_refund<C: ConnectionTrait>(
     c: &C,
     b: &booking::Model,
     refund_ref: &str,
 ) -> AppResult<()> {
     let row = refund_row(b, Some(refund_ref.to_string()), "SUCCEEDED");
-    // ON CONFLICT DO NOTHING rather than catching the violation: on PostgreSQL a failed statement
-    // would abort the surrounding transaction.
+    // ON CONFLICT rather than catching the violation: on PostgreSQL a failed statement would
+    // abort the surrounding transaction.
     payment::Entity::insert(row)
         .on_conflict(
             OnConflict::column(payment::Column::IdempotencyKey)
-                .do_nothing()
+                .update_columns([
+                    payment::Column::Status,
+                    payment::Column::ProviderRef,
+                    payment::Column::UpdatedAt,
+                ])
                 .to_owned(),
         )
         .exec_without_returning(c)
