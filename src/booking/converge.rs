@@ -51,11 +51,12 @@ impl Bookings {
     pub async fn converge(&self, previous: &HashSet<Drift>) -> AppResult<(HashSet<Drift>, usize)> {
         let now = self.find_drift().await?;
         let mut repaired = 0;
+        // Seen on two passes in a row: to be repaired.
         let confirmed: Vec<&Drift> = now.iter().filter(|d| previous.contains(d)).collect();
         let mut to_book: HashMap<i64, Vec<i64>> = HashMap::new();
         let mut to_free: HashMap<i64, Vec<i64>> = HashMap::new();
         let mut orphans = Vec::new();
-        for d in confirmed {
+        for d in &confirmed {
             match d {
                 Drift::Unmirrored { show, seat } => to_book.entry(*show).or_default().push(*seat),
                 Drift::Unfreed { show, seat } => to_free.entry(*show).or_default().push(*seat),
@@ -84,7 +85,7 @@ impl Bookings {
             metrics::counter!("hold_store_repairs_total").increment(repaired as u64);
             tracing::warn!(
                 repaired,
-                drift = ?now.iter().filter(|d| previous.contains(d)).collect::<Vec<_>>(),
+                drift = ?confirmed,
                 "repaired the hold store from the database"
             );
         }
