@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Release build, then `boxoffice bench` against this machine's PostgreSQL and Redis (a fresh
-# database `boxoffice_bench` each run). Extra arguments go to `boxoffice bench`
+# Release build, then `loadtest bench` against this machine's PostgreSQL and Redis (a fresh
+# database `boxoffice_bench` each run). Extra arguments go to `loadtest bench`
 # (e.g. `scripts/bench.sh --seconds 10 --only hold`). Figures: docs/BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,8 +8,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/boxoffice-target}"
 PG_ADMIN="${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 DB="${BENCH_DATABASE:-boxoffice_bench}"
 psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
-cargo build --release --locked --bin boxoffice
+cargo build --release --locked --bin boxoffice --bin loadtest
 ulimit -n 20000 2>/dev/null || true
 export DATABASE_URL="${PG_ADMIN%/*}/$DB"
 export REDIS_URL="${BENCH_REDIS_URL:-redis://127.0.0.1:6379}"
-exec "$CARGO_TARGET_DIR/release/boxoffice" bench "$@"
+exec "$CARGO_TARGET_DIR/release/loadtest" bench "$@"

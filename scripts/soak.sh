@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/boxoffice-target}"
 duration="${SOAK_SECONDS:-600}"
 PG_ADMIN="${SOAK_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 DB=boxoffice_soak
-cargo build --release --locked --bin boxoffice
+cargo build --release --locked --bin boxoffice --bin loadtest
 bin="$CARGO_TARGET_DIR/release/boxoffice"
 tmp="$(mktemp -d)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -30,7 +30,7 @@ wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev
 start_redis; wait_port "$redis_port"
 start_a; wait_port "$port_a"; start_b; wait_port "$port_b"
 
-"$bin" simulate --url "http://127.0.0.1:$port_a,http://127.0.0.1:$port_b" --users "${SOAK_USERS:-1500}" \
+"$CARGO_TARGET_DIR/release/loadtest" simulate --url "http://127.0.0.1:$port_a,http://127.0.0.1:$port_b" --users "${SOAK_USERS:-1500}" \
   --concurrency 40 --show-seats 3000 --duration-seconds "$duration" --abandon 0.1 --cancel 0.8 \
   --watchers 0.05 --seed 11 --json >"$tmp/report.json" 2>"$tmp/simulate.log" &
 sim=$!

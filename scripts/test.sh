@@ -71,6 +71,9 @@ cargo fmt --all -- --check
 log "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+log "build (the server and the load tools: the suite drives both binaries)"
+cargo build --workspace --locked --bins
+
 log "tests (SQLite + in-process, PostgreSQL + Redis)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

@@ -1,5 +1,4 @@
 //! Builds the state, the router and the background tasks; serves; shuts down gracefully.
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -13,72 +12,33 @@ use crate::auth::accounts::Accounts;
 use crate::auth::token::Tokens;
 use crate::booking::Bookings;
 use crate::catalogue::{demo, Catalogue};
-use crate::config::{Cli, Command, Config};
-use crate::graphql::{build_schema, AppSchema};
+use crate::config::Config;
+use crate::db::redact;
+use crate::graphql::build_schema;
 use crate::holds::Holds;
+use crate::state::AppState;
 
 const JWT_SECRET_SETTING: &str = "jwt_secret";
 
-/// Everything a request needs; cheap to clone (handles and Arcs inside).
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub db: DatabaseConnection,
-    pub db_stats: Arc<crate::db::DbStats>,
-    pub catalogue: Catalogue,
-    pub accounts: Accounts,
-    pub bookings: Bookings,
-    pub holds: Holds,
-    pub live: crate::live::Hub,
-    pub limits: Arc<crate::limits::Limits>,
-    pub shutdown: CancellationToken,
+pub use crate::http::App;
+
+/// `boxoffice migrate`: apply pending migrations and exit.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let (db, _) = crate::db::connect(&config.database_url, config.dependency_timeout())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to DATABASE_URL ({})",
+                redact(&config.database_url)
+            )
+        })?;
+    crate::db::migrate(&db).await.context("migration failed")?;
+    println!("migrations applied");
+    Ok(())
 }
 
-/// A built application: state plus schema, ready to serve.
-#[derive(Clone)]
-pub struct App {
-    pub state: AppState,
-    pub schema: AppSchema,
-}
-
-pub fn main(cli: Cli) -> ExitCode {
-    let quiet = matches!(cli.command, Some(Command::Simulate(_) | Command::Bench(_)));
-    crate::telemetry::init_logs(&cli.config.log_format, if quiet { "warn" } else { "info" });
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = rt.block_on(async move {
-        match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve_from_config(cli.config).await,
-            Command::Migrate => crate::cli::migrate(&cli.config).await,
-            Command::ExportSchema { output } => crate::cli::export_schema(output.as_deref()),
-            Command::Simulate(args) => match crate::cli::simulate::run(&cli.config, args).await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(anyhow::anyhow!(
-                    "the simulation's audit found violations (see the report)"
-                )),
-                Err(e) => Err(e),
-            },
-            Command::Bench(args) => crate::cli::bench::run(&cli.config, args).await,
-        }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn serve_from_config(config: Config) -> anyhow::Result<()> {
+/// `boxoffice serve`: build, serve until SIGTERM or Ctrl-C, drain.
+pub async fn serve_from_config(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| format!("cannot listen on LISTEN_ADDR={}", config.listen_addr))?;
@@ -94,6 +54,8 @@ async fn serve_from_config(config: Config) -> anyhow::Result<()> {
 
 /// Connect, migrate, bootstrap accounts and demo data, start background tasks.
 pub async fn build(config: Config) -> anyhow::Result<App> {
+    // Metrics count from the first request on, not from the first scrape.
+    crate::telemetry::metrics();
     let config = Arc::new(config);
     let (db, db_stats) = crate::db::connect(&config.database_url, config.dependency_timeout())
         .await
@@ -141,26 +103,12 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         }
     }
 
-    let store = crate::holds::connect_store(&config, db.clone()).await?;
+    let store = crate::holds::connect_store(&config.hold_store(), db.clone()).await?;
     tracing::info!(store = store.kind(), "hold store ready");
-    let holds = Holds::new(
-        store.clone(),
-        catalogue.clone(),
-        config.hold_ttl(),
-        config.max_seats_per_hold,
-        config.max_holds_per_user,
-    );
+    let holds = Holds::new(store, catalogue.clone(), config.hold_rules());
     let shutdown = CancellationToken::new();
-    crate::holds::sweeper::spawn(store.clone(), shutdown.clone());
-    let live = crate::live::Hub::start(
-        &store,
-        config
-            .redis_url
-            .clone()
-            .filter(|_| config.hold_store_kind() == "redis")
-            .map(|u| (u, config.redis_key_prefix.clone())),
-        shutdown.clone(),
-    );
+    crate::holds::sweeper::spawn(holds.clone(), shutdown.clone());
+    let live = crate::live::Hub::start(&holds, shutdown.clone());
     let gateway = Arc::new(crate::payment::mock::MockGateway::new(
         db.clone(),
         config.payment_failure_rate,
@@ -266,15 +214,4 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-}
-
-/// A URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
 }

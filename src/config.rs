@@ -2,42 +2,29 @@
 //! contract), validated before anything starts. A bad value stops the process with one line that
 //! names the setting.
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, ValueEnum};
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "boxoffice",
-    version,
-    about = "Ticket booking service: GraphQL API, live seat maps, atomic seat holds"
-)]
-pub struct Cli {
-    #[command(flatten)]
-    pub config: Config,
-    #[command(subcommand)]
-    pub command: Option<Command>,
+use crate::holds::{HoldRules, StoreKind, StoreSettings};
+
+/// `HOLD_STORE`: where holds live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HoldStoreSetting {
+    /// Redis when `REDIS_URL` is set, in-process otherwise.
+    Auto,
+    Memory,
+    Redis,
+    /// PostgreSQL row locks: the benchmark's baseline, not for production.
+    #[value(name = "pg-rowlock")]
+    PgRowLock,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the server (the default).
-    Serve,
-    /// Apply pending database migrations and exit.
-    Migrate,
-    /// Race many simulated users for the best seats of one show through the public API, then
-    /// audit the database and the hold store (exit code 1 on any violation).
-    Simulate(crate::cli::simulate::SimulateArgs),
-    /// Benchmark holds (Redis, in-process, PostgreSQL row-lock baseline), ceilings, checkout and
-    /// live-map fan-out on this machine, side by side.
-    Bench(crate::cli::bench::BenchArgs),
-    /// Print the GraphQL schema (SDL) to stdout, or write it to a file.
-    ExportSchema {
-        /// Write to this file instead of stdout.
-        #[arg(long, short)]
-        output: Option<PathBuf>,
-    },
+/// `LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Every setting of the service. Defaults live here and only here.
@@ -118,8 +105,8 @@ pub struct Config {
 
     /// Where holds live: `auto` (Redis when REDIS_URL is set, in-process otherwise), `memory`,
     /// `redis`, or `pg-rowlock` (PostgreSQL row locks: the benchmark's baseline, not for production).
-    #[arg(long, env = "HOLD_STORE", default_value = "auto", value_parser = ["auto", "memory", "redis", "pg-rowlock"], global = true)]
-    pub hold_store: String,
+    #[arg(long, env = "HOLD_STORE", value_enum, default_value_t = HoldStoreSetting::Auto, global = true)]
+    pub hold_store: HoldStoreSetting,
 
     /// Timeout of every database and Redis call, in milliseconds.
     #[arg(long, env = "DEPENDENCY_TIMEOUT_MS", default_value_t = 5_000, value_parser = parse_dependency_timeout, global = true)]
@@ -151,44 +138,32 @@ pub struct Config {
     pub graphql_introspection: bool,
 
     /// Log output: `text` or `json`.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
-    pub log_format: String,
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
 }
 
-impl Cli {
-    /// Parse flags and environment. On a bad value print one line naming the setting and exit 2;
-    /// `--help` and `--version` behave as usual.
-    pub fn parse_or_exit() -> Self {
-        match Self::try_parse() {
-            Ok(cli) => cli.validated(),
-            Err(e) => {
-                use clap::error::ErrorKind;
-                match e.kind() {
-                    ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => e.exit(),
-                    _ => {
-                        let rendered = e.to_string();
-                        let line = rendered
-                            .lines()
-                            .next()
-                            .unwrap_or("error: invalid configuration");
-                        eprintln!("{line}");
-                        std::process::exit(2);
-                    }
-                }
-            }
-        }
-    }
-
-    fn validated(self) -> Self {
-        if let Err(msg) = self.config.check() {
-            eprintln!("error: {msg}");
-            std::process::exit(2);
-        }
-        self
-    }
+/// The settings alone, parsed from arguments and the environment (embedding, tests).
+#[derive(Debug, Parser)]
+#[command(name = "boxoffice")]
+struct SettingsOnly {
+    #[command(flatten)]
+    config: Config,
 }
 
 impl Config {
+    /// Parse `args` (the first is the program name) and the environment, then `check`.
+    pub fn try_from_args<I, T>(args: I) -> Result<Config, String>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let config = SettingsOnly::try_parse_from(args)
+            .map_err(|e| e.to_string())?
+            .config;
+        config.check()?;
+        Ok(config)
+    }
+
     /// Checks that involve more than one setting.
     pub fn check(&self) -> Result<(), String> {
         if let Some(pwd) = &self.admin_password {
@@ -197,21 +172,36 @@ impl Config {
                     .map_err(|m| format!("invalid value for ADMIN_PASSWORD: {m}"))?;
             }
         }
-        if self.hold_store == "redis" && self.redis_url.is_none() {
+        if self.hold_store == HoldStoreSetting::Redis && self.redis_url.is_none() {
             return Err("HOLD_STORE=redis needs REDIS_URL".into());
         }
-        if self.hold_store == "pg-rowlock" && !self.is_postgres() {
+        if self.hold_store == HoldStoreSetting::PgRowLock && !self.is_postgres() {
             return Err("HOLD_STORE=pg-rowlock needs a postgres:// DATABASE_URL".into());
         }
         Ok(())
     }
 
-    /// The hold store `HOLD_STORE` resolves to.
-    pub fn hold_store_kind(&self) -> &str {
-        match self.hold_store.as_str() {
-            "auto" if self.redis_url.is_some() => "redis",
-            "auto" => "memory",
-            other => other,
+    /// The hold store `HOLD_STORE` resolves to, with what it needs to connect.
+    pub fn hold_store(&self) -> StoreSettings {
+        let kind = match (self.hold_store, &self.redis_url) {
+            (HoldStoreSetting::Auto, Some(_)) | (HoldStoreSetting::Redis, _) => StoreKind::Redis,
+            (HoldStoreSetting::Auto, None) | (HoldStoreSetting::Memory, _) => StoreKind::Memory,
+            (HoldStoreSetting::PgRowLock, _) => StoreKind::PgRowLock,
+        };
+        StoreSettings {
+            kind,
+            redis_url: self.redis_url.clone(),
+            key_prefix: self.redis_key_prefix.clone(),
+            timeout: self.dependency_timeout(),
+        }
+    }
+
+    /// The rules every hold obeys.
+    pub fn hold_rules(&self) -> HoldRules {
+        HoldRules {
+            ttl: self.hold_ttl(),
+            max_seats: self.max_seats_per_hold,
+            max_holds: self.max_holds_per_user,
         }
     }
 

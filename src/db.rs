@@ -93,6 +93,27 @@ pub fn is_unavailable(e: &DbErr) -> bool {
     }
 }
 
+/// The unique constraint (or index) an insert or update ran into, named as the database names it
+/// (PostgreSQL: the index, e.g. `uq_booking_seats_active`; SQLite: its columns, e.g.
+/// `users.email`); `None` for any other error.
+pub fn unique_violation(e: &DbErr) -> Option<String> {
+    match e.sql_err()? {
+        sea_orm::SqlErr::UniqueConstraintViolation(msg) => {
+            let name = msg
+                .split_once("constraint \"")
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map(|(name, _)| name.to_string())
+                .or_else(|| {
+                    msg.split_once("constraint failed: ")
+                        .map(|(_, cols)| cols.trim().to_string())
+                })
+                .unwrap_or(msg);
+            Some(name)
+        }
+        _ => None,
+    }
+}
+
 /// Read a setting of the service (e.g. the generated JWT secret).
 pub async fn get_setting(db: &DatabaseConnection, key: &str) -> Result<Option<String>, DbErr> {
     Ok(entity::app_setting::Entity::find_by_id(key.to_string())
@@ -127,4 +148,15 @@ pub async fn init_setting(
 /// Is the database answering? Used by `/readyz`.
 pub async fn ping(db: &DatabaseConnection) -> bool {
     db.ping().await.is_ok()
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
 }

@@ -1,12 +1,13 @@
 //! boxoffice — a ticket booking service: GraphQL API, live seat maps, atomic seat holds.
 //!
-//! Layers depend downward only: `http` → `graphql` → services (`catalogue`, `auth`, `holds`,
-//! `booking`) → `entity` and the stores.
+//! Layers depend downward only: `app` (the builder) → `http` → `graphql` → `state` → services
+//! (`booking` → `holds` → `catalogue`, `auth`, `payment`, `limits`, `live`) → `db`, `error`,
+//! `ids` → `entity`. `main.rs` parses the command line and dispatches; the load tools live in
+//! their own crate (`loadtest/`).
 pub mod app;
 pub mod auth;
 pub mod booking;
 pub mod catalogue;
-pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -17,4 +18,5 @@ pub mod ids;
 pub mod limits;
 pub mod live;
 pub mod payment;
+pub mod state;
 pub mod telemetry;

@@ -78,12 +78,7 @@ impl Accounts {
         };
         let user = match row.insert(&self.db).await {
             Ok(u) => u,
-            Err(e)
-                if matches!(
-                    e.sql_err(),
-                    Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-                ) =>
-            {
+            Err(e) if crate::db::unique_violation(&e).is_some() => {
                 return Err(AppError::bad_input(
                     "an account with this email already exists",
                 ))
@@ -157,11 +152,7 @@ impl Accounts {
                 match row.insert(&self.db).await {
                     Ok(_) => {}
                     // Another instance created it a moment ago.
-                    Err(e)
-                        if matches!(
-                            e.sql_err(),
-                            Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-                        ) => {}
+                    Err(e) if crate::db::unique_violation(&e).is_some() => {}
                     Err(e) => return Err(e.into()),
                 }
             }

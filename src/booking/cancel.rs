@@ -13,7 +13,14 @@ use crate::auth::Viewer;
 use crate::error::{AppError, AppResult};
 
 impl Bookings {
+    /// Cancel a confirmed booking: refund, then free its seats. Runs to its end even if the
+    /// caller stops waiting (see `detached`); cancelling again returns the cancelled booking.
     pub async fn cancel(&self, viewer: &Viewer, booking_id: i64) -> AppResult<booking::Model> {
+        let (this, viewer) = (self.clone(), viewer.clone());
+        super::detached(async move { this.cancel_now(&viewer, booking_id).await }).await
+    }
+
+    async fn cancel_now(&self, viewer: &Viewer, booking_id: i64) -> AppResult<booking::Model> {
         let user = viewer.require_user()?;
         let b = booking::Entity::find_by_id(booking_id)
             .one(&self.db)
@@ -100,7 +107,7 @@ impl Bookings {
         if moved.rows_affected > 0 {
             metrics::counter!("bookings_total", "outcome" => "cancelled").increment(1);
             let seats = self.seat_ids(b.id).await?;
-            if let Err(e) = self.holds.store().unbook(b.show_id, &seats).await {
+            if let Err(e) = self.holds.mirror_freed(b.show_id, &seats).await {
                 // The database has freed them; the store catches up when it reloads from it (data
                 // lost) or, if it already reloaded, from the reconciler's convergence pass.
                 tracing::warn!(booking = b.id, error = %e, "cancelled seats not mirrored in the hold store");

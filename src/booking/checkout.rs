@@ -3,13 +3,10 @@
 //! a state the reconciler can finish.
 use chrono::Utc;
 use entity::{booking, booking_seat, payment};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
 use super::Bookings;
 use crate::auth::Viewer;
-use crate::catalogue::layout::price_of;
 use crate::error::{AppError, AppResult};
 
 /// Extra time a hold gets for the payment beyond the gateway timeout.
@@ -45,7 +42,24 @@ impl Bookings {
             .await?)
     }
 
+    /// Pay for a live hold of the viewer's. Runs to its end even if the caller stops waiting
+    /// (see `detached`): the same key then finds the same booking.
     pub async fn checkout(
+        &self,
+        viewer: &Viewer,
+        hold_id: &str,
+        key: &str,
+    ) -> AppResult<booking::Model> {
+        let (this, viewer, hold_id, key) = (
+            self.clone(),
+            viewer.clone(),
+            hold_id.to_string(),
+            key.to_string(),
+        );
+        super::detached(async move { this.checkout_now(&viewer, &hold_id, &key).await }).await
+    }
+
+    async fn checkout_now(
         &self,
         viewer: &Viewer,
         hold_id: &str,
@@ -68,31 +82,13 @@ impl Bookings {
         };
 
         // Price each seat as of now.
-        let show = self
-            .catalogue
-            .show(show_id)
-            .await?
-            .ok_or(AppError::NotFound("show"))?;
-        let db = self.catalogue.db();
-        let layout = self
-            .catalogue
-            .layouts()
-            .layout(db, show.screen_id)
-            .await?
-            .ok_or_else(|| AppError::internal(anyhow::anyhow!("show {show_id} has no layout")))?;
-        let prices = self
-            .catalogue
-            .layouts()
-            .prices(db, &[show_id])
-            .await?
-            .remove(&show_id)
-            .unwrap_or_default();
+        let show = self.catalogue.priced_show(show_id).await?;
         let mut priced = Vec::with_capacity(hold.seat_ids.len());
         for s in &hold.seat_ids {
-            let info = layout.seat(*s).ok_or_else(|| {
+            let price = show.price_of(*s).ok_or_else(|| {
                 AppError::internal(anyhow::anyhow!("held seat {s} not in layout"))
             })?;
-            priced.push((*s, price_of(&prices, &info.category)));
+            priced.push((*s, price));
         }
         let total: i64 = priced.iter().map(|(_, p)| p).sum();
 
@@ -115,7 +111,7 @@ impl Bookings {
         .await;
         let created = match inserted {
             Ok(b) => b,
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            Err(e) if crate::db::unique_violation(&e).is_some() => {
                 txn.rollback().await?;
                 // A concurrent call with the same key won the insert: return its booking. Otherwise
                 // this hold is already being checked out under another key.

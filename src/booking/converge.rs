@@ -63,21 +63,21 @@ impl Bookings {
                 Drift::Orphan { show, hold, user } => orphans.push((*show, hold, *user)),
             }
         }
-        let store = self.holds.store();
+        let holds = &self.holds;
         // Booking first: it drops any hold on the seats, so a confirmed booking's own hold goes
         // in the same event instead of flashing its seats `AVAILABLE`.
         for (show, seats) in to_book {
-            if store.book(show, None, &seats).await.is_ok() {
+            if holds.mirror_booked(show, None, &seats).await.is_ok() {
                 repaired += seats.len();
             }
         }
         for (show, seats) in to_free {
-            if store.unbook(show, &seats).await.is_ok() {
+            if holds.mirror_freed(show, &seats).await.is_ok() {
                 repaired += seats.len();
             }
         }
         for (show, hold, user) in orphans {
-            if let Ok(ReleaseOutcome::Released { .. }) = store.release(show, hold, user).await {
+            if let Ok(ReleaseOutcome::Released { .. }) = holds.give_back(show, hold, user).await {
                 repaired += 1;
             }
         }
@@ -113,7 +113,7 @@ impl Bookings {
         // The store first, then the database: the store only ever follows the database, so a
         // change landing between the two reads shows as a difference that the next pass no
         // longer sees (and is therefore not repaired).
-        let states = match self.holds.store().snapshot(&shows).await {
+        let states = match self.holds.store_states(&shows).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(error = %e, "hold store unavailable; convergence skipped");

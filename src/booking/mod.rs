@@ -23,6 +23,19 @@ use crate::payment::PaymentGateway;
 
 pub const MAX_LISTED: u64 = 200;
 
+/// Run a step that moves money to its end even if the request stops waiting for it (the client
+/// disconnects, or the request's deadline answers `SERVICE_UNAVAILABLE` first): a charge or
+/// refund is never abandoned between the gateway and the database. The step is itself bounded
+/// by the dependency and payment timeouts, and its effect is found again by the idempotency key
+/// (checkout) or by cancelling again (cancel).
+async fn detached<T: Send + 'static>(
+    step: impl std::future::Future<Output = AppResult<T>> + Send + 'static,
+) -> AppResult<T> {
+    tokio::spawn(step)
+        .await
+        .map_err(|e| AppError::internal(anyhow::anyhow!("booking step panicked: {e}")))?
+}
+
 pub const PENDING: &str = "PENDING";
 pub const CONFIRMED: &str = "CONFIRMED";
 pub const FAILED: &str = "FAILED";

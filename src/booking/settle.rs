@@ -4,9 +4,7 @@
 use chrono::Utc;
 use entity::{booking, booking_seat, payment};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, SqlErr, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
 use super::checkout::{charge_key, refund_key};
 use super::{Bookings, CONFIRMED, FAILED, PENDING};
@@ -97,7 +95,7 @@ impl Bookings {
             .await;
         match live {
             Ok(_) => {}
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            Err(e) if crate::db::unique_violation(&e).is_some() => {
                 txn.rollback().await?;
                 tracing::warn!(
                     booking = b.id,
@@ -178,7 +176,7 @@ impl Bookings {
     /// ended is fine.
     pub(super) async fn release_hold(&self, b: &booking::Model) {
         if let Some(h) = &b.hold_id {
-            if let Err(e) = self.holds.store().release(b.show_id, h, b.user_id).await {
+            if let Err(e) = self.holds.give_back(b.show_id, h, b.user_id).await {
                 tracing::warn!(booking = b.id, error = %e, "could not release the hold; it will expire");
             }
         }
@@ -198,16 +196,20 @@ impl Bookings {
                 }
             },
         };
-        let store = self.holds.store().clone();
+        let holds = self.holds.clone();
         let (show, hold) = (b.show_id, b.hold_id.clone());
-        if store.book(show, hold.as_deref(), &seats).await.is_ok() {
+        if holds
+            .mirror_booked(show, hold.as_deref(), &seats)
+            .await
+            .is_ok()
+        {
             return;
         }
         let id = b.id;
         tokio::spawn(async move {
             for attempt in 1..=20u32 {
                 tokio::time::sleep(std::time::Duration::from_millis(250 * attempt as u64)).await;
-                match store.book(show, hold.as_deref(), &seats).await {
+                match holds.mirror_booked(show, hold.as_deref(), &seats).await {
                     Ok(_) => return,
                     Err(e) if attempt == 20 => {
                         tracing::error!(booking = id, error = %e, "booked seats not mirrored in the hold store")

@@ -15,7 +15,7 @@ use sea_orm::{
     TransactionTrait,
 };
 
-pub use shows::{NewShow, ShowPage};
+pub use shows::{NewShow, PricedShow, ShowPage};
 
 pub fn shows_max_page() -> u64 {
     shows::MAX_PAGE
@@ -266,10 +266,7 @@ pub(crate) fn clean_text(s: &str, what: &str, max: usize) -> AppResult<String> {
 }
 
 fn unique_as_bad_input(e: sea_orm::DbErr, msg: &str) -> AppError {
-    if matches!(
-        e.sql_err(),
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-    ) {
+    if crate::db::unique_violation(&e).is_some() {
         AppError::bad_input(msg)
     } else {
         e.into()

@@ -9,7 +9,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, 
 
 use super::layout::{Layout, Prices, SeatInfo};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SeatStatus {
     Available,
     Held,
@@ -96,6 +96,25 @@ pub fn seat_view(
         status,
         held_by_me,
     }
+}
+
+/// One seat named by a live event (its new status and holder), as `viewer` sees it; `None` for
+/// a seat that is not in the layout.
+pub fn changed_seat(
+    layout: &Layout,
+    prices: &Prices,
+    seat_id: i64,
+    status: SeatStatus,
+    holder: Option<i64>,
+    viewer: Option<i64>,
+) -> Option<SeatView> {
+    let info = layout.seat(seat_id)?;
+    Some(SeatView {
+        info: info.clone(),
+        price_cents: super::layout::price_of(prices, &info.category),
+        status,
+        held_by_me: status == SeatStatus::Held && holder.is_some() && holder == viewer,
+    })
 }
 
 pub fn seat_views(

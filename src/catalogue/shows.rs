@@ -25,6 +25,22 @@ pub struct NewShow {
     pub prices: Vec<(String, i64)>,
 }
 
+/// A show, its screen's layout and its prices (all immutable, all cached).
+#[derive(Debug, Clone)]
+pub struct PricedShow {
+    pub show: show::Model,
+    pub layout: std::sync::Arc<super::layout::Layout>,
+    pub prices: std::sync::Arc<super::layout::Prices>,
+}
+
+impl PricedShow {
+    /// The price of one seat of this show; `None` for a seat of another screen.
+    pub fn price_of(&self, seat_id: i64) -> Option<i64> {
+        let info = self.layout.seat(seat_id)?;
+        Some(super::layout::price_of(&self.prices, &info.category))
+    }
+}
+
 pub struct ShowPage {
     pub shows: Vec<show::Model>,
     pub has_next: bool,
@@ -117,6 +133,28 @@ impl Catalogue {
             cache.insert(id, s.clone());
         }
         Ok(found)
+    }
+
+    /// A show with its layout and prices — what holds, checkout and the live map need to name
+    /// and price seats. `NOT_FOUND` for an unknown show.
+    pub async fn priced_show(&self, id: i64) -> AppResult<PricedShow> {
+        let show = self.show(id).await?.ok_or(AppError::NotFound("show"))?;
+        let layout = self
+            .layouts()
+            .layout(&self.db, show.screen_id)
+            .await?
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("show {id} has no layout")))?;
+        let prices = self
+            .layouts()
+            .prices(&self.db, &[id])
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
+        Ok(PricedShow {
+            show,
+            layout,
+            prices,
+        })
     }
 
     pub async fn shows_by_ids(&self, ids: &[i64]) -> AppResult<Vec<show::Model>> {

@@ -97,16 +97,12 @@ impl BookingMutation {
         hold_id: ID,
         idempotency_key: String,
     ) -> Result<Booking> {
-        let state = ctx.data_unchecked::<crate::app::AppState>();
-        let (bookings, v) = (state.bookings.clone(), viewer(ctx).clone());
-        Ok(Booking(
-            detached(async move {
-                bookings
-                    .checkout(&v, hold_id.as_str(), &idempotency_key)
-                    .await
-            })
-            .await?,
-        ))
+        let state = ctx.data_unchecked::<crate::state::AppState>();
+        let booking = state
+            .bookings
+            .checkout(viewer(ctx), hold_id.as_str(), &idempotency_key)
+            .await?;
+        Ok(Booking(booking))
     }
 
     /// Cancel a confirmed booking (yours; admins: any): refunded, seats freed. Cancelling again
@@ -115,23 +111,7 @@ impl BookingMutation {
         let v = viewer(ctx);
         v.require_user()?;
         let id = crate::ids::parse_id(&booking_id, "booking")?;
-        let state = ctx.data_unchecked::<crate::app::AppState>();
-        let (bookings, v) = (state.bookings.clone(), v.clone());
-        Ok(Booking(
-            detached(async move { bookings.cancel(&v, id).await }).await?,
-        ))
+        let state = ctx.data_unchecked::<crate::state::AppState>();
+        Ok(Booking(state.bookings.cancel(v, id).await?))
     }
-}
-
-/// Run a step that moves money to its end even if the request stops waiting for it (the client
-/// disconnects, or the request's deadline — `graphql::deadline` — answers `SERVICE_UNAVAILABLE`
-/// first): a charge or refund is never abandoned between the gateway and the database. The step
-/// is itself bounded by the dependency and payment timeouts, and its effect is found again by
-/// the idempotency key (checkout) or by cancelling again (cancel).
-async fn detached<T: Send + 'static>(
-    step: impl std::future::Future<Output = crate::error::AppResult<T>> + Send + 'static,
-) -> crate::error::AppResult<T> {
-    tokio::spawn(step).await.map_err(|e| {
-        crate::error::AppError::internal(anyhow::anyhow!("booking step panicked: {e}"))
-    })?
 }

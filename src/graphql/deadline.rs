@@ -14,9 +14,9 @@ use async_graphql::extensions::{
 };
 use async_graphql::{PathSegment, Pos, ServerResult, Value};
 
-use crate::app::AppState;
 use crate::config::Config;
 use crate::error::AppError;
+use crate::state::AppState;
 
 pub struct Deadline;
 

@@ -131,6 +131,24 @@ impl Extension for ObserveExt {
     }
 }
 
+/// The one place a public error gets its `extensions.code` (and, for `SEATS_UNAVAILABLE`, its
+/// `seatIds`).
+fn stamp(e: &mut ServerError, code: &str, seat_ids: Option<Vec<String>>) {
+    let ext = e.extensions.get_or_insert_with(Default::default);
+    ext.set("code", code);
+    if let Some(ids) = seat_ids {
+        ext.set("seatIds", ids);
+    }
+}
+
+/// A GraphQL error for a domain error raised outside a resolver (before the engine runs, or by
+/// an extension).
+pub fn error_of(app: &AppError) -> ServerError {
+    let mut e = ServerError::new(app.to_string(), None);
+    stamp(&mut e, app.code(), app.seat_ids());
+    e
+}
+
 /// Give an error its public code. Our own errors know theirs. Errors raised by the engine before
 /// execution (syntax, validation, limits) have no path and are the client's; an uncoded error
 /// inside a resolver is a bug and is reported as internal, without details.
@@ -144,11 +162,7 @@ pub fn publish(e: &mut ServerError) {
         }
         let (code, message, seats) = (app.code(), app.to_string(), app.seat_ids());
         e.message = message;
-        let ext = e.extensions.get_or_insert_with(Default::default);
-        ext.set("code", code);
-        if let Some(ids) = seats {
-            ext.set("seatIds", ids);
-        }
+        stamp(e, code, seats);
         return;
     }
     if e.extensions.as_ref().and_then(|x| x.get("code")).is_some() {
@@ -171,7 +185,5 @@ pub fn publish(e: &mut ServerError) {
         e.message = "internal error".into();
         "INTERNAL_SERVER_ERROR"
     };
-    e.extensions
-        .get_or_insert_with(Default::default)
-        .set("code", code);
+    stamp(e, code, None);
 }

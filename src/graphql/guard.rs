@@ -11,10 +11,10 @@ use async_graphql::extensions::{
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql::{Request, ServerError, ServerResult, Variables};
 
-use crate::app::AppState;
 use crate::auth::Viewer;
 use crate::error::AppError;
 use crate::limits::ClientIp;
+use crate::state::AppState;
 
 pub const MAX_ALIASES: usize = 30;
 pub const MAX_ROOT_FIELDS: usize = 20;
@@ -35,11 +35,7 @@ struct GuardExt {
 }
 
 fn refuse(e: AppError) -> ServerError {
-    let mut err = ServerError::new(e.to_string(), None);
-    err.extensions
-        .get_or_insert_with(Default::default)
-        .set("code", e.code());
-    err
+    super::ext::error_of(&e)
 }
 
 /// Aliases in a selection set, fragments included once each.

@@ -4,11 +4,11 @@ use chrono::{DateTime, Utc};
 
 use super::loaders::{loaders, must, show_parts, ShowId};
 use super::types::{to_int, viewer, Seat, Show};
-use crate::app::AppState;
 use crate::catalogue::layout::price_of;
 use crate::catalogue::seatmap;
 use crate::holds::GrantedHold;
 use crate::ids::parse_id;
+use crate::state::AppState;
 
 pub struct Hold(pub GrantedHold);
 

@@ -8,10 +8,10 @@ use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use async_graphql::Context;
 use entity::{movie, screen, venue};
 
-use crate::app::AppState;
 use crate::catalogue::layout::{Layout, Prices};
 use crate::catalogue::seatmap::SharedState;
 use crate::error::AppError;
+use crate::state::AppState;
 
 #[derive(Clone, Copy, Hash, PartialEq, Eq)]
 pub struct MovieId(pub i64);

@@ -12,7 +12,7 @@ pub mod types;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 #[derive(MergedObject, Default)]
 pub struct Query(query::CatalogueQuery);

@@ -3,11 +3,11 @@ use async_graphql::{Context, InputObject, Object, Result, ID};
 use chrono::{DateTime, Utc};
 
 use super::types::{viewer, AuthPayload, Movie, Screen, Show, User, Venue};
-use crate::app::AppState;
 use crate::auth::accounts::Session;
 use crate::catalogue::{NewRow, NewShow};
 use crate::error::AppError;
 use crate::ids::parse_id;
+use crate::state::AppState;
 
 #[derive(InputObject)]
 pub struct SeatRowInput {

@@ -4,10 +4,10 @@ use async_graphql::{Context, Object, Result, ID};
 use super::booking::Booking;
 use super::loaders::{loaders, shared, LayoutOf, MovieId, ScreenId, StateOf, VenueId};
 use super::types::{viewer, PageInfo, Show, ShowConnection, ShowEdge, User, Venue};
-use crate::app::AppState;
 use crate::catalogue::shows_max_page;
 use crate::error::AppError;
 use crate::ids::{parse_id, ShowCursor};
+use crate::state::AppState;
 
 #[derive(Default)]
 pub struct CatalogueQuery;

@@ -3,16 +3,16 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Result, SimpleObject, Subscription, ID};
 use futures_util::Stream;
-use tokio::sync::broadcast::error::RecvError;
+use futures_util::StreamExt as _;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::types::{to_int, viewer, Seat};
-use crate::app::AppState;
-use crate::catalogue::layout::{price_of, Layout, Prices};
-use crate::catalogue::seatmap::{SeatStatus, SeatView};
+use crate::catalogue::{seatmap, PricedShow};
 use crate::error::AppError;
 use crate::holds::SeatEvent;
 use crate::ids::parse_id;
 use crate::live::Feed;
+use crate::state::AppState;
 
 /// One change of a show's seat map. `version` is the previous one + 1: a client that sees a gap
 /// missed an event and re-reads `show { version seats }`.
@@ -27,21 +27,23 @@ pub struct SeatUpdate {
     pub booked_seats: i32,
 }
 
-fn update(e: &SeatEvent, layout: &Layout, prices: &Prices, me: Option<i64>) -> SeatUpdate {
+fn update(e: &SeatEvent, show: &PricedShow, me: Option<i64>) -> SeatUpdate {
     let seats = e
         .changes
         .iter()
         .filter_map(|c| {
-            let info = layout.seat(c.seat_id)?;
-            Some(Seat(SeatView {
-                info: info.clone(),
-                price_cents: price_of(prices, &info.category),
-                status: c.status,
-                held_by_me: c.status == SeatStatus::Held && c.holder.is_some() && c.holder == me,
-            }))
+            seatmap::changed_seat(
+                &show.layout,
+                &show.prices,
+                c.seat_id,
+                c.status,
+                c.holder,
+                me,
+            )
         })
+        .map(Seat)
         .collect();
-    let total = layout.len() as i64;
+    let total = show.layout.len() as i64;
     SeatUpdate {
         show_id: ID(e.show_id.to_string()),
         version: to_int(e.version),
@@ -66,61 +68,39 @@ impl LiveSubscription {
     ) -> Result<impl Stream<Item = Result<SeatUpdate>>> {
         let id = parse_id(&show_id, "show")?;
         let state = ctx.data_unchecked::<AppState>();
-        let show = state
-            .catalogue
-            .show(id)
-            .await?
-            .ok_or(AppError::NotFound("show"))?;
-        let cat = &state.catalogue;
-        let layout = cat
-            .layouts()
-            .layout(cat.db(), show.screen_id)
-            .await?
-            .ok_or_else(|| AppError::internal(anyhow::anyhow!("show {id} has no layout")))?;
-        let prices = Arc::new(
-            cat.layouts()
-                .prices(cat.db(), &[id])
-                .await?
-                .remove(&id)
-                .map(|p| (*p).clone())
-                .unwrap_or_default(),
-        );
+        let show = Arc::new(state.catalogue.priced_show(id).await?);
         let me = viewer(ctx).user_id();
         let sub = state.live.subscribe(id);
         let shutdown = state.shutdown.clone();
-        let init = (sub, layout, prices, shutdown, false);
+        // Items until the first error, which ends the stream at once (the client re-reads and
+        // subscribes again), or until the server shuts down.
+        let init = (sub, Some(show), shutdown);
         Ok(futures_util::stream::unfold(
             init,
-            move |(mut sub, layout, prices, shutdown, done)| async move {
-                if done {
-                    return None;
-                }
+            move |(mut sub, show, shutdown)| async move {
+                let show = show?;
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => return None,
-                    e = sub.rx.recv() => e,
+                    next = sub.next() => next?,
                 };
-                match next {
-                    Ok(Feed::Event(e)) => {
-                        let u = update(&e, &layout, &prices, me);
-                        Some((Ok(u), (sub, layout, prices, shutdown, false)))
-                    }
+                let item = match next {
+                    Ok(Feed::Event(e)) => Ok(update(&e, &show, me)),
                     Ok(Feed::Interrupted) => {
                         metrics::counter!("live_subscribers_interrupted_total").increment(1);
-                        let err: async_graphql::Error = AppError::Unavailable(
+                        Err(AppError::Unavailable(
                             "the live seat feed (interrupted: re-read the seat map and subscribe again)",
-                        )
-                        .into();
-                        Some((Err(err), (sub, layout, prices, shutdown, true)))
+                        ))
                     }
-                    Err(RecvError::Lagged(missed)) => {
+                    Err(BroadcastStreamRecvError::Lagged(missed)) => {
                         metrics::counter!("live_subscribers_dropped_total").increment(1);
-                        let err: async_graphql::Error =
-                            AppError::Unavailable("this live seat map (you fell behind)").into();
                         tracing::info!(show = id, missed, "slow subscriber dropped");
-                        Some((Err(err), (sub, layout, prices, shutdown, true)))
+                        Err(AppError::Unavailable(
+                            "this live seat map (you fell behind)",
+                        ))
                     }
-                    Err(RecvError::Closed) => None,
-                }
+                };
+                let show = item.is_ok().then_some(show);
+                Some((item.map_err(Into::into), (sub, show, shutdown)))
             },
         ))
     }

@@ -10,7 +10,17 @@ use tokio::sync::OnceCell;
 use super::loaders::{loaders, must, LayoutOf, MovieId, PricesOf, ScreenId, StateOf, VenueId};
 use crate::auth::Viewer;
 use crate::catalogue::layout::{price_of, Layout, Prices};
-use crate::catalogue::seatmap::{self, SeatStatus, SeatView, SharedState};
+use crate::catalogue::seatmap::{self, SeatView, SharedState};
+
+// A seat's status as the schema names it (the domain's `seatmap::SeatStatus`); no doc comment,
+// so the schema stays as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
+#[graphql(remote = "crate::catalogue::seatmap::SeatStatus")]
+pub enum SeatStatus {
+    Available,
+    Held,
+    Booked,
+}
 
 pub fn viewer<'a>(ctx: &Context<'a>) -> &'a Viewer {
     ctx.data_opt::<Viewer>().unwrap_or(&Viewer::Anonymous)
@@ -171,7 +181,7 @@ impl Seat {
         to_int(self.0.price_cents)
     }
     async fn status(&self) -> SeatStatus {
-        self.0.status
+        self.0.status.into()
     }
     /// True when the seat is held by the signed-in user.
     async fn held_by_me(&self) -> bool {

@@ -163,15 +163,15 @@ impl MemoryStore {
 
 #[async_trait::async_trait]
 impl HoldStore for MemoryStore {
-    async fn hold(
-        &self,
-        show_id: i64,
-        hold_id: &str,
-        user_id: i64,
-        seats: &[i64],
-        ttl: Duration,
-        max_holds: u32,
-    ) -> Result<HoldOutcome, StoreError> {
+    async fn hold(&self, r: &HoldRequest<'_>) -> Result<HoldOutcome, StoreError> {
+        let HoldRequest {
+            show_id,
+            hold_id,
+            user_id,
+            seats,
+            ttl,
+            max_holds,
+        } = *r;
         self.with_show(show_id, |show, events| {
             if show.user_holds.get(&user_id).copied().unwrap_or(0) >= max_holds {
                 return HoldOutcome::TooManyHolds;
@@ -389,7 +389,32 @@ impl HoldStore for MemoryStore {
         "memory"
     }
 
-    fn local_events(&self) -> Option<broadcast::Receiver<SeatEvent>> {
-        Some(self.events.subscribe())
+    /// Events are made in this process: forward them from the store's broadcast channel (a
+    /// hub too slow to keep up loses events, and its subscribers see a version gap and re-read).
+    /// Interest needs no action: every show's events are here already.
+    fn start_feed(
+        &self,
+        _interest: tokio::sync::mpsc::UnboundedReceiver<Interest>,
+        sink: FeedSink,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
+        use tokio_stream::StreamExt;
+        let mut events = BroadcastStream::new(self.events.subscribe());
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    e = events.next() => e,
+                };
+                match next {
+                    Some(Ok(e)) => sink(FeedItem::Event(e)),
+                    Some(Err(BroadcastStreamRecvError::Lagged(missed))) => {
+                        tracing::warn!(missed, "live hub fell behind the hold store");
+                    }
+                    None => return,
+                }
+            }
+        });
     }
 }

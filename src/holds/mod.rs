@@ -17,9 +17,38 @@ use rand::RngCore;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 
 pub use store::{
-    parse_event, ExtendOutcome, HoldOutcome, HoldRecord, HoldStore, ReleaseOutcome, SeatChange,
-    SeatEvent, StoreError,
+    ExtendOutcome, FeedItem, FeedSink, HoldOutcome, HoldRecord, HoldRequest, HoldStore, Interest,
+    ReleaseOutcome, SeatChange, SeatEvent, StoreError,
 };
+
+/// Which store keeps the holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// In this process (one instance).
+    Memory,
+    /// Redis: Lua scripts, shared by every instance.
+    Redis,
+    /// PostgreSQL row locks: the benchmark's baseline.
+    PgRowLock,
+}
+
+/// What the hold store needs to connect.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub kind: StoreKind,
+    pub redis_url: Option<String>,
+    pub key_prefix: String,
+    /// Timeout of every call to the store.
+    pub timeout: Duration,
+}
+
+/// The rules every hold obeys.
+#[derive(Debug, Clone, Copy)]
+pub struct HoldRules {
+    pub ttl: Duration,
+    pub max_seats: u32,
+    pub max_holds: u32,
+}
 
 use crate::auth::Viewer;
 use crate::catalogue::layout::Layout;
@@ -63,34 +92,80 @@ pub fn parse_hold_id(id: &str) -> Option<i64> {
     crate::ids::parse_id(show, "show").ok()
 }
 
+/// The only door to the hold store: requests from users are validated here, and what bookings
+/// need of the store has a method named for its intent.
 #[derive(Clone)]
 pub struct Holds {
     store: Arc<dyn HoldStore>,
     catalogue: Catalogue,
-    ttl: Duration,
-    max_seats: u32,
-    max_holds: u32,
+    rules: HoldRules,
 }
 
 impl Holds {
-    pub fn new(
-        store: Arc<dyn HoldStore>,
-        catalogue: Catalogue,
-        ttl: Duration,
-        max_seats: u32,
-        max_holds: u32,
-    ) -> Self {
+    pub fn new(store: Arc<dyn HoldStore>, catalogue: Catalogue, rules: HoldRules) -> Self {
         Holds {
             store,
             catalogue,
-            ttl,
-            max_seats,
-            max_holds,
+            rules,
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn HoldStore> {
-        &self.store
+    pub fn rules(&self) -> HoldRules {
+        self.rules
+    }
+
+    /// `redis`, `memory` or `pg-rowlock`, for logs and metrics.
+    pub fn store_kind(&self) -> &'static str {
+        self.store.kind()
+    }
+
+    /// Start the store's event feed for a live hub (see `HoldStore::start_feed`).
+    pub fn start_feed(
+        &self,
+        interest: tokio::sync::mpsc::UnboundedReceiver<Interest>,
+        sink: FeedSink,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        self.store.start_feed(interest, sink, shutdown)
+    }
+
+    /// Expire and announce every hold that is due (the sweeper's pass).
+    pub async fn sweep(&self) -> Result<usize, StoreError> {
+        self.store.sweep().await
+    }
+
+    /// Seats were committed as booked in the database: mirror it, consuming the hold if given.
+    pub async fn mirror_booked(
+        &self,
+        show_id: i64,
+        hold_id: Option<&str>,
+        seats: &[i64],
+    ) -> Result<i64, StoreError> {
+        self.store.book(show_id, hold_id, seats).await
+    }
+
+    /// A booking's seats were freed in the database: mirror it.
+    pub async fn mirror_freed(&self, show_id: i64, seats: &[i64]) -> Result<i64, StoreError> {
+        self.store.unbook(show_id, seats).await
+    }
+
+    /// End a hold on its owner's behalf (its checkout failed, or it outlived its booking).
+    pub async fn give_back(
+        &self,
+        show_id: i64,
+        hold_id: &str,
+        user_id: i64,
+    ) -> Result<ReleaseOutcome, StoreError> {
+        self.store.release(show_id, hold_id, user_id).await
+    }
+
+    /// The store's own state of these shows, with no fallback (convergence compares it with
+    /// the database).
+    pub async fn store_states(
+        &self,
+        show_ids: &[i64],
+    ) -> Result<HashMap<i64, ShowState>, StoreError> {
+        self.store.snapshot(show_ids).await
     }
 
     /// A consistent snapshot of each show's live state, for many shows at once.
@@ -136,29 +211,24 @@ impl Holds {
         raw_seats: &[String],
     ) -> AppResult<GrantedHold> {
         let user = viewer.require_user()?;
-        let show = self
-            .catalogue
-            .show(show_id)
-            .await?
-            .ok_or(AppError::NotFound("show"))?;
-        if show.starts_at <= Utc::now() {
+        let priced = self.catalogue.priced_show(show_id).await?;
+        if priced.show.starts_at <= Utc::now() {
             return Err(AppError::bad_input(
                 "this show has already started; seats can no longer be held",
             ));
         }
-        let layout = self
-            .catalogue
-            .layouts()
-            .layout(self.catalogue.db(), show.screen_id)
-            .await?
-            .ok_or_else(|| AppError::internal(anyhow::anyhow!("show {show_id} has no layout")))?;
-        let seats = self.validate_seats(&layout, raw_seats).await?;
+        let layout = &priced.layout;
+        let seats = self.validate_seats(layout, raw_seats).await?;
         let hold_id = new_hold_id(show_id);
-        match self
-            .store
-            .hold(show_id, &hold_id, user, &seats, self.ttl, self.max_holds)
-            .await?
-        {
+        let request = HoldRequest {
+            show_id,
+            hold_id: &hold_id,
+            user_id: user,
+            seats: &seats,
+            ttl: self.rules.ttl,
+            max_holds: self.rules.max_holds,
+        };
+        match self.store.hold(&request).await? {
             HoldOutcome::Granted {
                 version,
                 expires_ms,
@@ -188,7 +258,7 @@ impl Holds {
                 metrics::counter!("holds_total", "outcome" => "limit").increment(1);
                 Err(AppError::LimitExceeded(format!(
                     "you already have {} live holds on this show; pay for or release one first",
-                    self.max_holds
+                    self.rules.max_holds
                 )))
             }
         }
@@ -238,7 +308,13 @@ impl Holds {
             .ok_or(AppError::HoldExpired)?;
         match self
             .store
-            .extend(show_id, hold_id, hold.user_id, window, self.ttl + window)
+            .extend(
+                show_id,
+                hold_id,
+                hold.user_id,
+                window,
+                self.rules.ttl + window,
+            )
             .await?
         {
             ExtendOutcome::Extended { .. } => Ok((show_id, hold)),
@@ -252,10 +328,10 @@ impl Holds {
         if raw.is_empty() {
             return Err(AppError::bad_input("choose at least one seat"));
         }
-        if raw.len() > self.max_seats as usize {
+        if raw.len() > self.rules.max_seats as usize {
             return Err(AppError::LimitExceeded(format!(
                 "at most {} seats in one hold",
-                self.max_seats
+                self.rules.max_seats
             )));
         }
         let mut seen = HashSet::new();
@@ -294,21 +370,15 @@ fn not_your_hold() -> AppError {
 /// Build the configured store (`HOLD_STORE`): Redis when `REDIS_URL` is set, in-process
 /// otherwise, or the row-locking baseline.
 pub async fn connect_store(
-    config: &crate::config::Config,
+    settings: &StoreSettings,
     db: DatabaseConnection,
 ) -> anyhow::Result<Arc<dyn HoldStore>> {
-    Ok(match (config.hold_store_kind(), &config.redis_url) {
-        ("redis", Some(url)) => Arc::new(
-            redis::RedisStore::connect(
-                url,
-                &config.redis_key_prefix,
-                config.dependency_timeout(),
-                db,
-            )
-            .await?,
+    Ok(match (settings.kind, &settings.redis_url) {
+        (StoreKind::Redis, Some(url)) => Arc::new(
+            redis::RedisStore::connect(url, &settings.key_prefix, settings.timeout, db).await?,
         ),
-        ("redis", None) => anyhow::bail!("HOLD_STORE=redis needs REDIS_URL"),
-        ("pg-rowlock", _) => Arc::new(rowlock::RowLockStore::connect(db).await?),
-        _ => Arc::new(memory::MemoryStore::new(db)),
+        (StoreKind::Redis, None) => anyhow::bail!("HOLD_STORE=redis needs REDIS_URL"),
+        (StoreKind::PgRowLock, _) => Arc::new(rowlock::RowLockStore::connect(db).await?),
+        (StoreKind::Memory, _) => Arc::new(memory::MemoryStore::new(db)),
     })
 }

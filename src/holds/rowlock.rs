@@ -80,15 +80,15 @@ impl RowLockStore {
 
 #[async_trait::async_trait]
 impl HoldStore for RowLockStore {
-    async fn hold(
-        &self,
-        show_id: i64,
-        hold_id: &str,
-        user_id: i64,
-        seats: &[i64],
-        ttl: Duration,
-        max_holds: u32,
-    ) -> Result<HoldOutcome, StoreError> {
+    async fn hold(&self, r: &HoldRequest<'_>) -> Result<HoldOutcome, StoreError> {
+        let HoldRequest {
+            show_id,
+            hold_id,
+            user_id,
+            seats,
+            ttl,
+            max_holds,
+        } = *r;
         self.ensure_rows(show_id).await?;
         let mut sorted = seats.to_vec();
         sorted.sort_unstable();

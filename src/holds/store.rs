@@ -1,9 +1,42 @@
 //! The hold-store contract both implementations meet.
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::catalogue::seatmap::{SeatStatus, ShowState};
 use crate::error::AppError;
+
+/// One hold to take: every seat or none, for `ttl`, unless the user already has `max_holds`.
+#[derive(Debug, Clone, Copy)]
+pub struct HoldRequest<'a> {
+    pub show_id: i64,
+    pub hold_id: &'a str,
+    pub user_id: i64,
+    pub seats: &'a [i64],
+    pub ttl: Duration,
+    pub max_holds: u32,
+}
+
+/// A live hub's interest in a show's events: it has local subscribers now, or no longer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    Watch(i64),
+    Unwatch(i64),
+}
+
+/// What a store's feed delivers.
+#[derive(Debug, Clone)]
+pub enum FeedItem {
+    Event(SeatEvent),
+    /// The feed broke (e.g. the Redis connection): events may be missing and versions may restart.
+    Interrupted,
+}
+
+/// Where a store's feed delivers (the live hub's dispatch).
+pub type FeedSink = Arc<dyn Fn(FeedItem) + Send + Sync>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HoldOutcome {
@@ -94,16 +127,8 @@ impl From<sea_orm::DbErr> for StoreError {
 /// time. Every change of a show's map bumps its version by exactly 1 and emits one `SeatEvent`.
 #[async_trait::async_trait]
 pub trait HoldStore: Send + Sync + 'static {
-    /// Hold all `seats` under `hold_id` for `ttl`, or none of them.
-    async fn hold(
-        &self,
-        show_id: i64,
-        hold_id: &str,
-        user_id: i64,
-        seats: &[i64],
-        ttl: Duration,
-        max_holds: u32,
-    ) -> Result<HoldOutcome, StoreError>;
+    /// Hold all of the request's seats under its hold id, or none of them.
+    async fn hold(&self, request: &HoldRequest<'_>) -> Result<HoldOutcome, StoreError>;
 
     /// End a live hold at its owner's request.
     async fn release(
@@ -146,44 +171,18 @@ pub trait HoldStore: Send + Sync + 'static {
 
     async fn ping(&self) -> bool;
 
-    /// Events emitted in this process, when the store delivers them directly (the in-process
-    /// store). The Redis store publishes inside its scripts instead; listeners subscribe there.
-    fn local_events(&self) -> Option<tokio::sync::broadcast::Receiver<SeatEvent>> {
-        None
+    /// Deliver the seat events of the shows named through `interest` to `sink` until `shutdown`.
+    /// The store owns how its events travel (Redis pub/sub, an in-process channel); a store
+    /// without events (the row-lock baseline) delivers nothing.
+    fn start_feed(
+        &self,
+        interest: mpsc::UnboundedReceiver<Interest>,
+        sink: FeedSink,
+        shutdown: CancellationToken,
+    ) {
+        let _ = (interest, sink, shutdown);
     }
 
     /// `redis` or `memory`, for logs and metrics.
     fn kind(&self) -> &'static str;
-}
-
-/// Parse an event payload published by the Lua scripts:
-/// `{"v":N,"h":held,"b":booked,"c":[[seat,"A"],[seat,"H",user],[seat,"B"],…]}`.
-pub fn parse_event(show_id: i64, payload: &str) -> Option<SeatEvent> {
-    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
-    let version = v.get("v")?.as_i64()?;
-    let mut changes = Vec::new();
-    for c in v.get("c")?.as_array()? {
-        let arr = c.as_array()?;
-        let seat_id = arr.first()?.as_i64()?;
-        let (status, holder) = match arr.get(1)?.as_str()? {
-            "A" => (SeatStatus::Available, None),
-            "B" => (SeatStatus::Booked, None),
-            "H" => (SeatStatus::Held, arr.get(2).and_then(|u| u.as_i64())),
-            _ => return None,
-        };
-        changes.push(SeatChange {
-            seat_id,
-            status,
-            holder,
-        });
-    }
-    let held = v.get("h").and_then(|h| h.as_i64()).unwrap_or(0);
-    let booked = v.get("b").and_then(|b| b.as_i64()).unwrap_or(0);
-    Some(SeatEvent {
-        show_id,
-        version,
-        changes,
-        held,
-        booked,
-    })
 }

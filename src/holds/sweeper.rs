@@ -1,20 +1,16 @@
 //! The expiry sweeper: a supervised background task that expires and announces due holds, so
 //! that a hold nobody touches still frees its seats within the announcement bound (2 s).
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::HoldStore;
+use super::Holds;
 
 /// How often due holds are looked for. With this period an expiry is announced at most
 /// ~`PERIOD` + one script run after it is due.
 pub const PERIOD: Duration = Duration::from_millis(250);
 
-pub fn spawn(
-    store: Arc<dyn HoldStore>,
-    shutdown: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
+pub fn spawn(holds: Holds, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PERIOD);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -24,7 +20,7 @@ pub fn spawn(
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            match store.sweep().await {
+            match holds.sweep().await {
                 Ok(n) => {
                     if failing {
                         tracing::info!("hold sweeper recovered");

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql::{Data, ServerError};
+use async_graphql::Data;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -21,8 +21,9 @@ use axum::Extension;
 use futures_util::{SinkExt, StreamExt};
 
 use super::assets;
-use crate::app::App;
+use super::App;
 use crate::auth::Viewer;
+use crate::error::AppError;
 use crate::graphql::loaders::new_loaders;
 use crate::limits::ClientIp;
 
@@ -290,10 +291,7 @@ pub fn viewer_from_header(app: &App, value: Option<&str>) -> Viewer {
 
 /// An error in the GraphQL response shape, for requests refused before they reach the engine.
 fn client_error(status: StatusCode, message: &str) -> Response {
-    let mut err = ServerError::new(message, None);
-    err.extensions
-        .get_or_insert_with(Default::default)
-        .set("code", "BAD_USER_INPUT");
+    let err = crate::graphql::ext::error_of(&AppError::bad_input(message));
     let body = serde_json::json!({ "errors": [err] });
     (status, axum::Json(body)).into_response()
 }

@@ -18,7 +18,15 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::app::App;
+use crate::graphql::AppSchema;
+use crate::state::AppState;
+
+/// What the HTTP surface serves: the services' state and the schema built on it.
+#[derive(Clone)]
+pub struct App {
+    pub state: AppState,
+    pub schema: AppSchema,
+}
 
 /// Largest request body we read: a GraphQL document with variables fits easily.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

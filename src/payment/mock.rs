@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use entity::mock_gateway_ledger as ledger;
-use sea_orm::{ActiveModelTrait, DatabaseConnection, DbErr, EntityTrait, SqlErr};
+use sea_orm::{ActiveModelTrait, DatabaseConnection, DbErr, EntityTrait};
 
 use super::{GatewayError, Outcome, PaymentGateway, Record};
 
@@ -63,7 +63,7 @@ impl MockGateway {
             .await
         {
             Ok(_) => Ok(row),
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => self
+            Err(e) if crate::db::unique_violation(&e).is_some() => self
                 .find(&row.idempotency_key)
                 .await?
                 .ok_or_else(|| GatewayError::Unavailable("ledger row vanished".into())),

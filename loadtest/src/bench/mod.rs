@@ -1,0 +1,591 @@
+//! `boxoffice bench`: one run, one machine, the same workloads side by side — `holdSeats` over
+//! GraphQL/HTTP with the Redis store, the in-process store and the PostgreSQL row-lock baseline;
+//! the ceilings (the store's hold called straight on Redis, a trivial query through the same
+//! stack); checkout throughput; live-map fan-out to many subscribers. Servers run as child
+//! processes of this binary (so their CPU and memory are measured apart from the load generator).
+mod fanout;
+mod server;
+mod workloads;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::report::{Latency, Summary};
+use crate::target::Target;
+use boxoffice::auth::token::Tokens;
+use boxoffice::holds::HoldStore;
+use fanout::fan_out;
+use server::{people, shows, Server};
+use workloads::{checkouts, hold_hot, hold_low, raw_redis, reads, trivial};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Seconds each measurement runs (after one second of warm-up).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+    /// Concurrent clients of the low-contention, ceiling and checkout workloads.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=5000))]
+    pub clients: u64,
+    /// Clients fighting over the hot seats.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=5000))]
+    pub hot_clients: u64,
+    /// Seats they fight over.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(2..=20_000))]
+    pub hot_seats: u64,
+    /// Concurrent clients of the checkout workload (each waits for the gateway's latency).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=5000))]
+    pub checkout_clients: u64,
+    /// Subscriber counts of the fan-out benchmark, comma-separated.
+    #[arg(long, default_value = "1000,5000", value_delimiter = ',')]
+    pub subscribers: Vec<usize>,
+    /// Seat changes per second during the fan-out benchmark.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub event_rate: u64,
+    /// Which parts to run, comma-separated: hold, ceiling, checkout, subscribers.
+    #[arg(
+        long,
+        default_value = "hold,ceiling,checkout,subscribers",
+        value_delimiter = ','
+    )]
+    pub only: Vec<String>,
+    /// Print the figures as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One measured workload.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    pub name: String,
+    pub per_second: f64,
+    pub latency: Summary,
+    pub outcomes: BTreeMap<String, u64>,
+    /// Server CPU per operation (user + system of the server process), microseconds.
+    pub server_cpu_us_per_op: Option<f64>,
+    /// Redis CPU per operation, microseconds.
+    pub redis_cpu_us_per_op: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FanOut {
+    pub subscribers: usize,
+    pub events: u64,
+    pub deliveries_expected: u64,
+    pub deliveries: u64,
+    pub latency: Summary,
+    pub server_rss_mib_before: f64,
+    pub server_rss_mib_after: f64,
+    pub server_kib_per_subscriber: f64,
+    pub server_cpu_us_per_delivery: Option<f64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct BenchReport {
+    pub machine: String,
+    pub figures: Vec<Figure>,
+    pub ratios: BTreeMap<String, f64>,
+    pub fan_out: Vec<FanOut>,
+    pub skipped: Vec<String>,
+}
+
+/// Counts and latencies of one client; merged at the end. Only operations that start inside the
+/// measurement window are recorded.
+#[derive(Default)]
+pub(super) struct Meter {
+    latency: Latency,
+    outcomes: BTreeMap<String, u64>,
+}
+
+impl Meter {
+    fn count(&mut self, outcome: &str) {
+        *self.outcomes.entry(outcome.to_string()).or_default() += 1;
+    }
+    fn merge(&mut self, o: Meter) {
+        self.latency.add(&o.latency);
+        for (k, v) in o.outcomes {
+            *self.outcomes.entry(k).or_default() += v;
+        }
+    }
+}
+
+/// The measurement window shared by a workload's clients.
+#[derive(Clone, Copy)]
+pub(super) struct Window {
+    start: Instant,
+    end: Instant,
+}
+
+impl Window {
+    fn new(seconds: u64) -> Window {
+        let start = Instant::now() + Duration::from_secs(1);
+        Window {
+            start,
+            end: start + Duration::from_secs(seconds),
+        }
+    }
+    fn running(&self) -> bool {
+        Instant::now() < self.end
+    }
+    fn counts(&self, t: Instant) -> bool {
+        t >= self.start && t < self.end
+    }
+}
+
+/// Run `clients` copies of a client loop and merge their meters.
+pub(super) async fn run_clients<F, Fut>(clients: u64, f: F) -> anyhow::Result<Meter>
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = Meter> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..clients).map(|c| tokio::spawn(f(c))).collect();
+    let mut total = Meter::default();
+    for t in tasks {
+        total.merge(t.await.context("a load client panicked")?);
+    }
+    Ok(total)
+}
+
+/// Redis's own CPU seconds (user + system) so far.
+async fn redis_cpu(conn: &mut Option<redis::aio::MultiplexedConnection>) -> Option<f64> {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(conn.as_mut()?)
+        .await
+        .ok()?;
+    let get = |k: &str| {
+        info.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_once(':'))
+            .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+    };
+    Some(get("used_cpu_sys:")? + get("used_cpu_user:")?)
+}
+
+/// Redis's `used_memory`, bytes.
+async fn redis_memory(conn: &mut Option<redis::aio::MultiplexedConnection>) -> Option<i64> {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(conn.as_mut()?)
+        .await
+        .ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Live holds under a key prefix (the sum of every show's hold index).
+async fn live_holds(
+    conn: &mut Option<redis::aio::MultiplexedConnection>,
+    prefix: &str,
+) -> Option<u64> {
+    let conn = conn.as_mut()?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*:holds"))
+        .query_async(conn)
+        .await
+        .ok()?;
+    let mut total = 0;
+    for k in keys {
+        let n: u64 = redis::cmd("ZCARD").arg(&k).query_async(conn).await.ok()?;
+        total += n;
+    }
+    Some(total)
+}
+
+struct Probe {
+    server_cpu: Option<f64>,
+    redis_cpu: Option<f64>,
+}
+
+async fn probe(
+    server: Option<&Server>,
+    redis: &mut Option<redis::aio::MultiplexedConnection>,
+) -> Probe {
+    Probe {
+        server_cpu: server.and_then(Server::cpu_seconds),
+        redis_cpu: redis_cpu(redis).await,
+    }
+}
+
+/// A figure from a meter: operations per second over the window, CPU per operation from the
+/// probes taken around it (they include the warm-up second, so CPU per op is scaled by it).
+fn figure(name: &str, m: Meter, seconds: u64, before: Probe, after: Probe, warm: f64) -> Figure {
+    let ops = m.latency.count() as f64;
+    let total_ops = ops * (seconds as f64 + warm) / seconds as f64;
+    let per = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if total_ops > 0.0 => Some((b - a) * 1e6 / total_ops),
+        _ => None,
+    };
+    Figure {
+        name: name.to_string(),
+        per_second: ops / seconds as f64,
+        latency: m.latency.summary(),
+        outcomes: m.outcomes,
+        server_cpu_us_per_op: per(before.server_cpu, after.server_cpu),
+        redis_cpu_us_per_op: per(before.redis_cpu, after.redis_cpu),
+    }
+}
+
+pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
+    let mut report = BenchReport {
+        machine: machine(),
+        ..Default::default()
+    };
+    let wants = |p: &str| args.only.iter().any(|o| o == p);
+    let secret = format!("bench-secret-{:032x}", rand::random::<u128>());
+    let tokens = Tokens::new(secret.as_bytes(), None, Duration::from_secs(86_400));
+    let prefix = format!("bench{:x}", rand::random::<u32>());
+    let mut redis_info = match &config.redis_url {
+        Some(url) => redis::Client::open(url.as_str())?
+            .get_multiplexed_async_connection()
+            .await
+            .ok(),
+        None => None,
+    };
+    let mut stores = vec!["memory"];
+    if config.redis_url.is_some() {
+        stores.insert(0, "redis");
+    } else {
+        report
+            .skipped
+            .push("Redis store: REDIS_URL is not set".into());
+    }
+    if config.is_postgres() {
+        stores.push("pg-rowlock");
+    } else {
+        report
+            .skipped
+            .push("row-lock baseline: DATABASE_URL is not PostgreSQL".into());
+    }
+    let secs = args.seconds;
+    let say = |s: &str| {
+        if !args.json {
+            eprintln!("{s}");
+        }
+    };
+
+    // The first server migrates the database; then accounts can be inserted.
+    let mut servers: HashMap<&str, Server> = HashMap::new();
+    for s in &stores {
+        servers.insert(
+            s,
+            Server::start(config, s, &format!("{prefix}{s}"), &secret).await?,
+        );
+    }
+    let db = config.database().await?;
+    let people = people(
+        &db,
+        &tokens,
+        5000.max(args.hot_clients as usize)
+            .max(args.checkout_clients as usize),
+    )
+    .await?;
+    say(&format!(
+        "bench: servers up ({}), {} users; {secs} s per measurement",
+        stores.join(", "),
+        people.users.len()
+    ));
+
+    if wants("hold") || wants("ceiling") {
+        for s in &stores {
+            let server = &servers[s];
+            if wants("hold") {
+                let hot = shows(&server.base, &people.admin, args.hot_seats, 1).await?;
+                let mut seats = vec![hot[0].0.clone()];
+                seats.extend(hot[0].1.iter().cloned());
+                say(&format!("  holdSeats, hot contention, {s} store…"));
+                let before = probe(Some(server), &mut redis_info).await;
+                let m = hold_hot(
+                    &server.base,
+                    &people.users,
+                    &seats,
+                    args.hot_clients,
+                    Window::new(secs),
+                )
+                .await?;
+                let after = probe(Some(server), &mut redis_info).await;
+                report.figures.push(figure(
+                    &format!("holdSeats hot ({s})"),
+                    m,
+                    secs,
+                    before,
+                    after,
+                    1.0,
+                ));
+
+                // Enough fresh 20,000-seat shows for the fastest store's rate.
+                let n_shows = ((secs + 1) * 20_000 / 5000 + 2) as usize;
+                let low = shows(&server.base, &people.admin, 20_000, n_shows).await?;
+                say(&format!("  holdSeats, low contention, {s} store…"));
+                let before = probe(Some(server), &mut redis_info).await;
+                let m = hold_low(
+                    &server.base,
+                    &people.users,
+                    &low,
+                    args.clients,
+                    Window::new(secs),
+                )
+                .await?;
+                let after = probe(Some(server), &mut redis_info).await;
+                report.figures.push(figure(
+                    &format!("holdSeats low ({s})"),
+                    m,
+                    secs,
+                    before,
+                    after,
+                    1.0,
+                ));
+            }
+        }
+    }
+    if wants("ceiling") {
+        let server = &servers[stores[0]];
+        say("  ceiling: trivial query through the same stack…");
+        let before = probe(Some(server), &mut redis_info).await;
+        let m = trivial(&server.base, args.clients, Window::new(secs)).await?;
+        let after = probe(Some(server), &mut redis_info).await;
+        report.figures.push(figure(
+            "trivial query { __typename }",
+            m,
+            secs,
+            before,
+            after,
+            1.0,
+        ));
+        let map = shows(&server.base, &people.admin, 500, 1).await?;
+        say("  seat map read (500 seats)…");
+        let before = probe(Some(server), &mut redis_info).await;
+        let m = reads(
+            &server.base,
+            args.clients,
+            Window::new(secs),
+            "query($id: ID!) { show(id: $id) { version availableSeats seats { id status } } }",
+            serde_json::json!({ "id": map[0].0 }),
+        )
+        .await?;
+        let after = probe(Some(server), &mut redis_info).await;
+        report.figures.push(figure(
+            "seat map read, 500 seats",
+            m,
+            secs,
+            before,
+            after,
+            1.0,
+        ));
+        if let Some(url) = &config.redis_url {
+            let store: Arc<dyn HoldStore> = Arc::new(
+                boxoffice::holds::redis::RedisStore::connect(
+                    url,
+                    &format!("{prefix}raw"),
+                    config.dependency_timeout(),
+                    db.clone(),
+                )
+                .await?,
+            );
+            for (label, hot) in [("hot", Some(args.hot_seats)), ("low", None)] {
+                say(&format!("  ceiling: hold straight on Redis, {label}…"));
+                let clients = if hot.is_some() {
+                    args.hot_clients
+                } else {
+                    args.clients
+                };
+                let memory_before = redis_memory(&mut redis_info).await;
+                let before = probe(None, &mut redis_info).await;
+                let m = raw_redis(store.clone(), clients, hot, Window::new(secs)).await?;
+                let after = probe(None, &mut redis_info).await;
+                let mut f = figure(
+                    &format!("store hold straight on Redis ({label})"),
+                    m,
+                    secs,
+                    before,
+                    after,
+                    1.0,
+                );
+                if hot.is_none() {
+                    // Every hold won here is still live (10-minute TTL): Redis memory per hold.
+                    let live = live_holds(&mut redis_info, &format!("{prefix}raw")).await;
+                    let memory_after = redis_memory(&mut redis_info).await;
+                    if let (Some(a), Some(b), Some(n)) = (memory_before, memory_after, live) {
+                        if n > 0 {
+                            f.outcomes.insert("live holds".into(), n);
+                            f.outcomes.insert(
+                                "Redis bytes per live hold".into(),
+                                (b - a).max(0) as u64 / n,
+                            );
+                        }
+                    }
+                }
+                report.figures.push(f);
+            }
+        }
+    }
+    if wants("checkout") {
+        for s in stores.iter().filter(|s| **s != "pg-rowlock") {
+            let server = &servers[s];
+            let show = shows(&server.base, &people.admin, 20_000, 1).await?;
+            say(&format!("  checkout, {s} store…"));
+            let before = probe(Some(server), &mut redis_info).await;
+            let m = checkouts(
+                &server.base,
+                &people.users,
+                &show[0],
+                args.checkout_clients,
+                Window::new(secs),
+            )
+            .await?;
+            let after = probe(Some(server), &mut redis_info).await;
+            let mut f = figure(
+                &format!("hold + checkout ({s})"),
+                m,
+                secs,
+                before,
+                after,
+                1.0,
+            );
+            let confirmed = f.outcomes.get("CONFIRMED").copied().unwrap_or(0);
+            f.outcomes
+                .insert("confirmed per second".into(), confirmed / secs);
+            report.figures.push(f);
+        }
+    }
+    for (_, s) in servers.drain() {
+        s.stop().await;
+    }
+    if wants("subscribers") {
+        if config.redis_url.is_some() {
+            for n in &args.subscribers {
+                say(&format!("  fan-out to {n} subscribers…"));
+                let f = fan_out(config, &secret, &prefix, &people, *n, args.event_rate).await?;
+                report.fan_out.push(f);
+            }
+        } else {
+            report
+                .skipped
+                .push("fan-out: needs REDIS_URL (the production configuration)".into());
+        }
+    }
+    ratios(&mut report);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print(&report);
+    }
+    Ok(())
+}
+
+fn ratios(r: &mut BenchReport) {
+    let rate = |name: &str| {
+        r.figures
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.per_second)
+    };
+    let mut out = BTreeMap::new();
+    let pairs = [
+        (
+            "hot: redis / pg-rowlock",
+            "holdSeats hot (redis)",
+            "holdSeats hot (pg-rowlock)",
+        ),
+        (
+            "hot: memory / pg-rowlock",
+            "holdSeats hot (memory)",
+            "holdSeats hot (pg-rowlock)",
+        ),
+        (
+            "low: redis / pg-rowlock",
+            "holdSeats low (redis)",
+            "holdSeats low (pg-rowlock)",
+        ),
+        (
+            "low: redis / trivial-query ceiling",
+            "holdSeats low (redis)",
+            "trivial query { __typename }",
+        ),
+        (
+            "low: memory / trivial-query ceiling",
+            "holdSeats low (memory)",
+            "trivial query { __typename }",
+        ),
+        (
+            "hot: redis over HTTP / straight on Redis",
+            "holdSeats hot (redis)",
+            "store hold straight on Redis (hot)",
+        ),
+    ];
+    for (label, a, b) in pairs {
+        if let (Some(a), Some(b)) = (rate(a), rate(b)) {
+            if b > 0.0 {
+                out.insert(label.to_string(), a / b);
+            }
+        }
+    }
+    r.ratios = out;
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!(
+        "{cpus} cores ({model}); server, Redis, PostgreSQL and load generator on the same machine"
+    )
+}
+
+fn print(r: &BenchReport) {
+    println!("machine: {}", r.machine);
+    println!(
+        "{:<44} {:>10}  {:>8} {:>8} {:>8}  {:>9} {:>9}",
+        "workload", "ops/s", "p50 ms", "p99 ms", "max ms", "srv µs/op", "redis µs"
+    );
+    for f in &r.figures {
+        let us = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<44} {:>10.0}  {:>8.2} {:>8.2} {:>8.2}  {:>9} {:>9}",
+            f.name,
+            f.per_second,
+            f.latency.p50_ms,
+            f.latency.p99_ms,
+            f.latency.max_ms,
+            us(f.server_cpu_us_per_op),
+            us(f.redis_cpu_us_per_op)
+        );
+        let outcomes: Vec<String> = f
+            .outcomes
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        println!("    {}", outcomes.join(", "));
+    }
+    if !r.ratios.is_empty() {
+        println!("ratios:");
+        for (k, v) in &r.ratios {
+            println!("  {k:<44} {v:>8.1}×");
+        }
+    }
+    for f in &r.fan_out {
+        println!(
+            "fan-out to {} subscribers: {} of {} deliveries, latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms; server RSS {:.1} → {:.1} MiB ({:.1} KiB per subscriber); {} server µs per delivery",
+            f.subscribers, f.deliveries, f.deliveries_expected, f.latency.p50_ms, f.latency.p99_ms, f.latency.max_ms,
+            f.server_rss_mib_before, f.server_rss_mib_after, f.server_kib_per_subscriber,
+            f.server_cpu_us_per_delivery.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
+        );
+    }
+    for s in &r.skipped {
+        println!("skipped: {s}");
+    }
+}

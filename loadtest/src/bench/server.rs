@@ -1,0 +1,187 @@
+//! The bench's servers (child processes of this binary), accounts and shows.
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use serde_json::json;
+
+use crate::client::{Http, Reply};
+use crate::target::Target;
+use boxoffice::auth::token::Tokens;
+use boxoffice::auth::Role;
+
+/// A server child process of this binary.
+pub(super) struct Server {
+    child: tokio::process::Child,
+    pub base: String,
+    pid: u32,
+}
+
+impl Server {
+    pub(super) async fn start(
+        config: &Target,
+        store: &str,
+        prefix: &str,
+        secret: &str,
+    ) -> anyhow::Result<Server> {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            l.local_addr()?.port()
+        };
+        let exe = config.server_bin()?;
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.arg("serve")
+            .env(
+                "DATABASE_URL",
+                config.database_url.as_deref().ok_or_else(|| {
+                    anyhow!("the bench needs DATABASE_URL: its servers share that database")
+                })?,
+            )
+            .env("HOLD_STORE", store)
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("JWT_SECRET", secret)
+            .env("REDIS_KEY_PREFIX", prefix)
+            .env("DEMO_DATA", "false")
+            .env("HOLD_TTL_SECONDS", "600")
+            .env("RUST_LOG", "warn")
+            // The load comes from one address and a few accounts: abuse limits off.
+            .env("RATE_LIMIT_USER_PER_MINUTE", "0")
+            .env("RATE_LIMIT_IP_PER_MINUTE", "0")
+            .env_remove("ADMIN_EMAIL")
+            .env_remove("ADMIN_PASSWORD")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        match (&config.redis_url, store) {
+            (Some(url), "redis") => cmd.env("REDIS_URL", url),
+            _ => cmd.env_remove("REDIS_URL"),
+        };
+        let child = cmd.spawn().context("cannot start a server process")?;
+        let pid = child.id().ok_or_else(|| anyhow!("server exited at once"))?;
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            pid,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut http = Http::new(&server.base)?;
+        http.timeout = Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Reply::Data(_)) = http.gql(None, "{ __typename }", json!({})).await {
+                return Ok(server);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("the {store} server did not come up within 60 s")
+    }
+
+    /// User + system CPU seconds of the server so far.
+    pub(super) fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        let after = stat.rsplit_once(')')?.1;
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+        Some(ticks / 100.0)
+    }
+
+    pub(super) fn rss_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
+    }
+
+    pub(super) async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// Accounts and tokens for the load: inserted straight into the database (no argon2 — the
+/// benchmark measures holds, not log-ins), tokens signed with the servers' secret.
+pub(super) struct People {
+    pub admin: String,
+    pub users: Vec<String>,
+}
+
+pub(super) async fn people(
+    db: &DatabaseConnection,
+    tokens: &Tokens,
+    n: usize,
+) -> anyhow::Result<People> {
+    let tag = format!("bench-{:x}", rand::random::<u32>());
+    let mut rows: Vec<entity::user::ActiveModel> = (0..n)
+        .map(|i| entity::user::ActiveModel {
+            email: Set(format!("{tag}-{i}@bench.test")),
+            password_hash: Set("!".into()),
+            name: Set(None),
+            role: Set("customer".into()),
+            created_at: Set(chrono::Utc::now()),
+            ..Default::default()
+        })
+        .collect();
+    rows.push(entity::user::ActiveModel {
+        email: Set(format!("{tag}-admin@bench.test")),
+        password_hash: Set("!".into()),
+        name: Set(None),
+        role: Set("admin".into()),
+        created_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    });
+    for chunk in rows.chunks(500) {
+        entity::user::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(db)
+            .await?;
+    }
+    let mut users = Vec::with_capacity(n);
+    let mut admin = None;
+    for u in entity::user::Entity::find()
+        .filter(entity::user::Column::Email.like(format!("{tag}-%")))
+        .all(db)
+        .await?
+    {
+        if u.role == "admin" {
+            admin = Some(tokens.issue(u.id, Role::Admin)?);
+        } else {
+            users.push(tokens.issue(u.id, Role::Customer)?);
+        }
+    }
+    Ok(People {
+        admin: admin.ok_or_else(|| anyhow!("admin account missing"))?,
+        users,
+    })
+}
+
+/// A screen of `seats` seats and `shows` shows on it (a day apart), created through the API.
+pub(super) async fn shows(
+    base: &str,
+    admin: &str,
+    seats: u64,
+    shows: usize,
+) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let mut http = Http::new(base)?;
+    let screen = crate::simulate::create_screen_as(&mut http, admin, seats).await?;
+    let mut out = Vec::new();
+    for day in 0..shows {
+        let id = crate::simulate::create_show_on(&mut http, admin, &screen, day as i64 + 1).await?;
+        let map = http
+            .gql(
+                None,
+                "query($id: ID!) { show(id: $id) { seats { id } } }",
+                json!({ "id": id }),
+            )
+            .await?
+            .data()?;
+        let seat_ids = map["show"]["seats"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s["id"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((id, seat_ids));
+    }
+    Ok(out)
+}

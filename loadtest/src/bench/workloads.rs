@@ -1,0 +1,305 @@
+//! The measured workloads: each runs its clients until the window closes and returns their meter.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use super::{run_clients, Meter, Window};
+use crate::client::{Http, Reply};
+use boxoffice::holds::HoldStore;
+
+pub(super) const HOLD: &str =
+    "mutation($s: ID!, $seats: [ID!]!) { holdSeats(showId: $s, seatIds: $seats) { id } }";
+pub(super) const RELEASE: &str = "mutation($h: ID!) { releaseHold(holdId: $h) }";
+pub(super) const CHECKOUT: &str =
+    "mutation($h: ID!, $k: String!) { checkout(holdId: $h, idempotencyKey: $k) { status } }";
+
+/// Hot contention: every client fights over the same few seats; a winner releases at once so the
+/// fight goes on. Counts hold attempts (won or `SEATS_UNAVAILABLE`).
+pub(super) async fn hold_hot(
+    base: &str,
+    users: &[String],
+    seats: &[String],
+    clients: u64,
+    w: Window,
+) -> anyhow::Result<Meter> {
+    let (users, seats) = (Arc::new(users.to_vec()), Arc::new(seats.to_vec()));
+    let base = base.to_string();
+    run_clients(clients, move |c| {
+        let (users, seats, base) = (users.clone(), seats.clone(), base.clone());
+        async move {
+            let mut m = Meter::default();
+            let Ok(mut http) = Http::new(&base) else {
+                return m;
+            };
+            let mut rng = StdRng::seed_from_u64(c);
+            let token = &users[c as usize % users.len()];
+            let (show, list) = seats
+                .split_first()
+                .map(|(s, l)| (s.clone(), l.to_vec()))
+                .unwrap_or_default();
+            while w.running() {
+                let n = rng.random_range(1..=2usize);
+                let mut pick = Vec::with_capacity(n);
+                while pick.len() < n {
+                    let s = &list[rng.random_range(0..list.len())];
+                    if !pick.contains(s) {
+                        pick.push(s.clone());
+                    }
+                }
+                let t = Instant::now();
+                let r = http
+                    .gql(Some(token), HOLD, json!({ "s": show, "seats": pick }))
+                    .await;
+                let counted = w.counts(t);
+                if counted {
+                    m.latency.record(t.elapsed());
+                }
+                let outcome = match r {
+                    Ok(Reply::Data(d)) => {
+                        let hold = d["holdSeats"]["id"].clone();
+                        let _ = http.gql(Some(token), RELEASE, json!({ "h": hold })).await;
+                        "won (then released)".to_string()
+                    }
+                    Ok(Reply::Error { code, .. }) => code,
+                    Err(e) => format!("transport error: {e}"),
+                };
+                if counted {
+                    m.count(&outcome);
+                }
+            }
+            m
+        }
+    })
+    .await
+}
+
+/// Low contention: one random seat of a 20,000-seat show per attempt; 2,500 users hold two seats
+/// each on a show, then the next show is used (so no show is ever more than a quarter full).
+pub(super) async fn hold_low(
+    base: &str,
+    users: &[String],
+    shows: &[(String, Vec<String>)],
+    clients: u64,
+    w: Window,
+) -> anyhow::Result<Meter> {
+    const PER_SHOW: u64 = 5000;
+    let (users, shows) = (Arc::new(users.to_vec()), Arc::new(shows.to_vec()));
+    let next = Arc::new(AtomicU64::new(0));
+    let base = base.to_string();
+    run_clients(clients, move |c| {
+        let (users, shows, next, base) = (users.clone(), shows.clone(), next.clone(), base.clone());
+        async move {
+            let mut m = Meter::default();
+            let Ok(mut http) = Http::new(&base) else {
+                return m;
+            };
+            let mut rng = StdRng::seed_from_u64(c + 1000);
+            while w.running() {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let Some((show, seats)) = shows.get((n / PER_SHOW) as usize) else {
+                    m.count("ran out of fresh shows");
+                    break;
+                };
+                let token = &users[((n % PER_SHOW) / 2) as usize % users.len()];
+                let seat = &seats[rng.random_range(0..seats.len())];
+                let t = Instant::now();
+                let r = http
+                    .gql(Some(token), HOLD, json!({ "s": show, "seats": [seat] }))
+                    .await;
+                if w.counts(t) {
+                    m.latency.record(t.elapsed());
+                    m.count(&match r {
+                        Ok(Reply::Data(_)) => "won".to_string(),
+                        Ok(Reply::Error { code, .. }) => code,
+                        Err(e) => format!("transport error: {e}"),
+                    });
+                }
+            }
+            m
+        }
+    })
+    .await
+}
+
+/// Checkout: each client holds the next free seat and pays for it (the mock gateway's latency and
+/// 1% declines included). Latency is hold + checkout.
+pub(super) async fn checkouts(
+    base: &str,
+    users: &[String],
+    show: &(String, Vec<String>),
+    clients: u64,
+    w: Window,
+) -> anyhow::Result<Meter> {
+    let (users, show) = (Arc::new(users.to_vec()), Arc::new(show.clone()));
+    let next = Arc::new(AtomicU64::new(0));
+    let base = base.to_string();
+    run_clients(clients, move |c| {
+        let (users, show, next, base) = (users.clone(), show.clone(), next.clone(), base.clone());
+        async move {
+            let mut m = Meter::default();
+            let Ok(mut http) = Http::new(&base) else {
+                return m;
+            };
+            let token = &users[c as usize % users.len()];
+            while w.running() {
+                let n = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(seat) = show.1.get(n) else {
+                    m.count("ran out of seats");
+                    break;
+                };
+                let t = Instant::now();
+                let outcome = match http
+                    .gql(Some(token), HOLD, json!({ "s": show.0, "seats": [seat] }))
+                    .await
+                {
+                    Ok(Reply::Data(d)) => {
+                        // Keys are per user: one per show and seat, so that runs on other shows (the
+                        // same users) never replay each other's bookings.
+                        let key = format!("bench-{}-{n}", show.0);
+                        let hold = d["holdSeats"]["id"].clone();
+                        let paid = http
+                            .gql(Some(token), CHECKOUT, json!({ "h": hold, "k": key }))
+                            .await;
+                        if !matches!(paid, Ok(Reply::Data(_))) {
+                            // As a real client would: give the seat back rather than sit on it
+                            // (and on this user's hold allowance) until the TTL.
+                            let _ = http.gql(Some(token), RELEASE, json!({ "h": hold })).await;
+                        }
+                        match paid {
+                            Ok(Reply::Data(d)) => {
+                                d["checkout"]["status"].as_str().unwrap_or("?").to_string()
+                            }
+                            Ok(Reply::Error { code, .. }) => format!("checkout {code}"),
+                            Err(e) => format!("transport error: {e}"),
+                        }
+                    }
+                    Ok(Reply::Error { code, .. }) => format!("hold {code}"),
+                    Err(e) => format!("transport error: {e}"),
+                };
+                if w.counts(t) {
+                    m.latency.record(t.elapsed());
+                    m.count(&outcome);
+                } else if outcome != "CONFIRMED" && outcome != "FAILED" {
+                    // Not timed, but not hidden: a failure while warming up explains what follows.
+                    m.count(&format!("warm-up {outcome}"));
+                }
+            }
+            m
+        }
+    })
+    .await
+}
+
+/// The trivial-query ceiling: `{ __typename }` through the same HTTP + GraphQL stack.
+pub(super) async fn trivial(base: &str, clients: u64, w: Window) -> anyhow::Result<Meter> {
+    reads(base, clients, w, "{ __typename }", json!({})).await
+}
+
+/// One read-only query in a loop, anonymous (the trivial query, a seat map).
+pub(super) async fn reads(
+    base: &str,
+    clients: u64,
+    w: Window,
+    query: &'static str,
+    variables: serde_json::Value,
+) -> anyhow::Result<Meter> {
+    let base = base.to_string();
+    run_clients(clients, move |_| {
+        let (base, variables) = (base.clone(), variables.clone());
+        async move {
+            let mut m = Meter::default();
+            let Ok(mut http) = Http::new(&base) else {
+                return m;
+            };
+            while w.running() {
+                let t = Instant::now();
+                let r = http.gql(None, query, variables.clone()).await;
+                if w.counts(t) {
+                    m.latency.record(t.elapsed());
+                    m.count(match r {
+                        Ok(Reply::Data(_)) => "ok",
+                        _ => "error",
+                    });
+                }
+            }
+            m
+        }
+    })
+    .await
+}
+
+/// The store's hold called straight on Redis from this process (no HTTP, no GraphQL): hot
+/// (`hot` seats, winners release) or low contention (random seats of fresh 20,000-seat shows).
+pub(super) async fn raw_redis(
+    store: Arc<dyn HoldStore>,
+    clients: u64,
+    hot: Option<u64>,
+    w: Window,
+) -> anyhow::Result<Meter> {
+    let base_show = 1_000_000_000 + (rand::random::<u32>() as i64) * 1000;
+    let next = Arc::new(AtomicU64::new(0));
+    run_clients(clients, move |c| {
+        let (store, next) = (store.clone(), next.clone());
+        async move {
+            let mut m = Meter::default();
+            let mut rng = StdRng::seed_from_u64(c + 7);
+            let ttl = Duration::from_secs(600);
+            while w.running() {
+                let (show, user, seats) = match hot {
+                    Some(n) => {
+                        let a = rng.random_range(0..n as i64);
+                        let seats = if rng.random_bool(0.5) {
+                            vec![a]
+                        } else {
+                            vec![a, (a + 1) % n as i64]
+                        };
+                        (base_show, c as i64, seats)
+                    }
+                    None => {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        (
+                            base_show + 1 + (n / 5000) as i64,
+                            ((n % 5000) / 2) as i64,
+                            vec![rng.random_range(0..20_000)],
+                        )
+                    }
+                };
+                let hold_id = boxoffice::holds::new_hold_id(show);
+                let t = Instant::now();
+                let r = store
+                    .hold(&boxoffice::holds::HoldRequest {
+                        show_id: show,
+                        hold_id: &hold_id,
+                        user_id: user,
+                        seats: &seats,
+                        ttl,
+                        max_holds: 2,
+                    })
+                    .await;
+                if w.counts(t) {
+                    m.latency.record(t.elapsed());
+                }
+                let outcome = match r {
+                    Ok(boxoffice::holds::HoldOutcome::Granted { .. }) => {
+                        if hot.is_some() {
+                            let _ = store.release(show, &hold_id, user).await;
+                        }
+                        "won"
+                    }
+                    Ok(boxoffice::holds::HoldOutcome::Unavailable(_)) => "SEATS_UNAVAILABLE",
+                    Ok(boxoffice::holds::HoldOutcome::TooManyHolds) => "LIMIT_EXCEEDED",
+                    Err(_) => "store error",
+                };
+                if w.counts(t) {
+                    m.count(outcome);
+                }
+            }
+            m
+        }
+    })
+    .await
+}

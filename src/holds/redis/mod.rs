@@ -1,0 +1,562 @@
+//! The Redis hold store: every operation on a show is one Lua script (EVALSHA, reloaded by the
+//! client on NOSCRIPT) over keys sharing the hash tag `{show:<id>}`. Scripts never wait for
+//! anything, so there is nothing to deadlock on; Redis runs them one at a time, so each is atomic.
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, Script};
+use sea_orm::DatabaseConnection;
+
+use super::store::*;
+
+mod feed;
+use crate::catalogue::seatmap::{self, Holder, ShowState};
+pub use feed::{channel, parse_event};
+
+const COMMON: &str = include_str!("../scripts/common.lua");
+
+/// How much later than the hold's own expiry its sweep entry is filed (clock skew between this
+/// instance and Redis, and the request's own time, fit in it), so that the sweeper normally
+/// visits a hold once, just after it expired.
+const SWEEP_SLACK_MS: i64 = 200;
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{COMMON}\n{body}"))
+}
+
+struct Scripts {
+    hold: Script,
+    release: Script,
+    get: Script,
+    extend: Script,
+    book: Script,
+    unbook: Script,
+    load: Script,
+    snapshot: Script,
+    expire: Script,
+    sweep_ack: Script,
+}
+
+pub struct RedisStore {
+    /// For the event feed's own pub/sub connection.
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: String,
+    db: DatabaseConnection,
+    scripts: Scripts,
+    /// Sweep entries of refused holds, removed in batches off the request path.
+    refused: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+/// Remove sweep entries of holds that were refused, in batches (one `ZREM` per 100 ms at most).
+/// Entries left behind by a crash are dropped by the sweeper when they come due.
+async fn forget_refused(
+    mut conn: ConnectionManager,
+    key: String,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 1000).await > 0 {
+        let mut cmd = redis::cmd("ZREM");
+        cmd.arg(&key).arg(&batch);
+        if let Err(e) = cmd.query_async::<i64>(&mut conn).await {
+            tracing::debug!(error = %e, "could not drop refused sweep entries; the sweeper will");
+        }
+        batch.clear();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn map_err(e: RedisError) -> StoreError {
+    if e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped() {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Internal(e.to_string())
+    }
+}
+
+fn int(v: Option<&String>) -> Result<i64, StoreError> {
+    v.and_then(|s| s.parse().ok())
+        .ok_or_else(|| StoreError::Internal("malformed script reply".into()))
+}
+
+impl RedisStore {
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
+        db: DatabaseConnection,
+    ) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(timeout))
+            .set_connection_timeout(Some(timeout))
+            .set_number_of_retries(2);
+        // Lazy: the server starts even when Redis is down (holds answer SERVICE_UNAVAILABLE and
+        // /readyz says 503 until it is back; the manager reconnects on use).
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(|e| anyhow::anyhow!("bad REDIS_URL: {e}"))?;
+        let mut probe = conn.clone();
+        let up = tokio::time::timeout(
+            timeout,
+            redis::cmd("PING").query_async::<String>(&mut probe),
+        )
+        .await;
+        if !matches!(up, Ok(Ok(_))) {
+            tracing::warn!("Redis is unreachable at start-up: holds and checkout answer SERVICE_UNAVAILABLE until it is back");
+        }
+        let (refused, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(forget_refused(conn.clone(), format!("{prefix}:sweep"), rx));
+        Ok(RedisStore {
+            client,
+            refused,
+            conn,
+            prefix: prefix.to_string(),
+            db,
+            scripts: Scripts {
+                hold: script(include_str!("../scripts/hold.lua")),
+                release: script(include_str!("../scripts/release.lua")),
+                get: script(include_str!("../scripts/get.lua")),
+                extend: script(include_str!("../scripts/extend.lua")),
+                book: script(include_str!("../scripts/book.lua")),
+                unbook: script(include_str!("../scripts/unbook.lua")),
+                load: script(include_str!("../scripts/load.lua")),
+                snapshot: script(include_str!("../scripts/snapshot.lua")),
+                expire: script(include_str!("../scripts/expire.lua")),
+                sweep_ack: Script::new(include_str!("../scripts/sweep_ack.lua")),
+            },
+        })
+    }
+
+    /// The six keys of a show, in the order `common.lua` documents.
+    fn keys(&self, show_id: i64) -> [String; 6] {
+        let p = &self.prefix;
+        ["seats", "holds", "holdrec", "uholds", "booked", "meta"]
+            .map(|k| format!("{p}:{{show:{show_id}}}:{k}"))
+    }
+
+    /// The channel on which a show's seat events are published.
+    pub fn channel(&self, show_id: i64) -> String {
+        channel(&self.prefix, show_id)
+    }
+
+    fn sweep_key(&self) -> String {
+        format!("{}:sweep", self.prefix)
+    }
+
+    async fn run(
+        &self,
+        script: &Script,
+        show_id: i64,
+        args: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut inv = script.prepare_invoke();
+        for k in self.keys(show_id) {
+            inv.key(k);
+        }
+        inv.arg(self.channel(show_id));
+        for a in args {
+            inv.arg(a);
+        }
+        let mut conn = self.conn.clone();
+        inv.invoke_async(&mut conn).await.map_err(map_err)
+    }
+
+    /// Run a script that needs the booked-seat cache, loading it from the database when the
+    /// script answers `LOAD` (first use, or Redis lost its data).
+    async fn run_loaded(
+        &self,
+        script: &Script,
+        show_id: i64,
+        args: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        for _ in 0..5 {
+            let reply = self.run(script, show_id, args).await?;
+            if reply.first().map(String::as_str) != Some("LOAD") {
+                return Ok(reply);
+            }
+            self.load_booked(show_id).await?;
+        }
+        Err(StoreError::Internal(format!(
+            "show {show_id}: booked seats could not be loaded"
+        )))
+    }
+
+    /// Fill the booked cache from the database. The generation read first fences the load: a
+    /// booking committed meanwhile bumps it and the load is retried with fresh data.
+    async fn load_booked(&self, show_id: i64) -> Result<(), StoreError> {
+        let meta = self.keys(show_id)[5].clone();
+        for _ in 0..10 {
+            let mut conn = self.conn.clone();
+            let gen: Option<String> = redis::cmd("HGET")
+                .arg(&meta)
+                .arg("bookgen")
+                .query_async(&mut conn)
+                .await
+                .map_err(map_err)?;
+            let booked = seatmap::booked_from_db(&self.db, &[show_id])
+                .await?
+                .remove(&show_id)
+                .unwrap_or_default();
+            let mut args = vec![gen.unwrap_or_else(|| "0".into())];
+            args.extend(booked.iter().map(i64::to_string));
+            let reply = self.run(&self.scripts.load, show_id, &args).await?;
+            match reply.first().map(String::as_str) {
+                Some("OK") => {
+                    tracing::info!(
+                        show_id,
+                        booked = booked.len(),
+                        "booked-seat cache loaded from the database"
+                    );
+                    return Ok(());
+                }
+                Some("ALREADY") => return Ok(()),
+                _ => continue,
+            }
+        }
+        Err(StoreError::Internal(format!(
+            "show {show_id}: booked seats kept changing while loading"
+        )))
+    }
+
+    /// `ZADD sweep score member` then the script, pipelined in one round trip.
+    async fn run_registered(
+        &self,
+        script: &Script,
+        show_id: i64,
+        member: &str,
+        score: i64,
+        args: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZADD")
+            .arg(self.sweep_key())
+            .arg(score)
+            .arg(member)
+            .ignore();
+        pipe.cmd("EVALSHA")
+            .arg(script.get_hash())
+            .arg(6)
+            .arg(&self.keys(show_id))
+            .arg(self.channel(show_id))
+            .arg(args);
+        let mut conn = self.conn.clone();
+        match pipe.query_async::<(Vec<String>,)>(&mut conn).await {
+            Ok((reply,)) => Ok(reply),
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // Redis restarted (or its script cache was flushed): load the script, go again.
+                script.load_async(&mut conn).await.map_err(map_err)?;
+                let (reply,) = pipe.query_async(&mut conn).await.map_err(map_err)?;
+                Ok(reply)
+            }
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    /// Record a hold in the global sweep index so that its expiry is announced even if no request
+    /// ever touches the show again.
+    async fn register(
+        &self,
+        show_id: i64,
+        hold_id: &str,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZADD")
+            .arg(self.sweep_key())
+            .arg(expires_ms)
+            .arg(format!("{show_id}:{hold_id}"))
+            .query_async::<i64>(&mut conn)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    fn parse_snapshot(reply: &[String]) -> Result<ShowState, StoreError> {
+        let version = int(reply.get(1))?;
+        let nbooked = int(reply.get(2))? as usize;
+        let mut state = ShowState {
+            version,
+            ..Default::default()
+        };
+        let booked_end = 3 + nbooked;
+        for s in reply.get(3..booked_end).unwrap_or_default() {
+            state.booked.insert(int(Some(s))?);
+        }
+        for chunk in reply.get(booked_end..).unwrap_or_default().chunks(3) {
+            if let [seat, hold, user] = chunk {
+                state.held.insert(
+                    int(Some(seat))?,
+                    Holder {
+                        hold_id: hold.clone(),
+                        user_id: int(Some(user))?,
+                    },
+                );
+            }
+        }
+        Ok(state)
+    }
+}
+
+#[async_trait::async_trait]
+impl HoldStore for RedisStore {
+    async fn hold(&self, r: &HoldRequest<'_>) -> Result<HoldOutcome, StoreError> {
+        let HoldRequest {
+            show_id,
+            hold_id,
+            user_id,
+            seats,
+            ttl,
+            max_holds,
+        } = *r;
+        let ttl_ms = ttl.as_millis() as i64;
+        let mut args = vec![
+            hold_id.to_string(),
+            user_id.to_string(),
+            ttl_ms.to_string(),
+            max_holds.to_string(),
+        ];
+        args.extend(seats.iter().map(i64::to_string));
+        // One round trip: the sweep-index entry and the script travel in one pipeline, the entry
+        // first, so that if this instance dies right after the script the sweeper still finds
+        // the hold. The entry's time is this clock's estimate plus a little slack; the sweeper
+        // re-files an entry that comes due before its hold does (and drops refused ones).
+        let estimate = chrono::Utc::now().timestamp_millis() + ttl_ms + SWEEP_SLACK_MS;
+        let member = format!("{show_id}:{hold_id}");
+        let mut reply = Vec::new();
+        for _ in 0..5 {
+            reply = self
+                .run_registered(&self.scripts.hold, show_id, &member, estimate, &args)
+                .await?;
+            if reply.first().map(String::as_str) != Some("LOAD") {
+                break;
+            }
+            self.load_booked(show_id).await?;
+        }
+        match reply.first().map(String::as_str) {
+            Some("OK") => Ok(HoldOutcome::Granted {
+                version: int(reply.get(1))?,
+                expires_ms: int(reply.get(2))?,
+            }),
+            Some("TAKEN") => {
+                let _ = self.refused.send(member);
+                Ok(HoldOutcome::Unavailable(
+                    reply[1..].iter().filter_map(|s| s.parse().ok()).collect(),
+                ))
+            }
+            Some("LIMIT") => {
+                let _ = self.refused.send(member);
+                Ok(HoldOutcome::TooManyHolds)
+            }
+            _ => Err(StoreError::Internal(format!(
+                "unexpected hold reply {reply:?}"
+            ))),
+        }
+    }
+
+    async fn release(
+        &self,
+        show_id: i64,
+        hold_id: &str,
+        user_id: i64,
+    ) -> Result<ReleaseOutcome, StoreError> {
+        let reply = self
+            .run(
+                &self.scripts.release,
+                show_id,
+                &[hold_id.to_string(), user_id.to_string()],
+            )
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("RELEASED") => Ok(ReleaseOutcome::Released {
+                version: int(reply.get(1))?,
+            }),
+            Some("NOTLIVE") => Ok(ReleaseOutcome::NotLive),
+            Some("FORBIDDEN") => Ok(ReleaseOutcome::NotOwner),
+            _ => Err(StoreError::Internal(format!(
+                "unexpected release reply {reply:?}"
+            ))),
+        }
+    }
+
+    async fn get(&self, show_id: i64, hold_id: &str) -> Result<Option<HoldRecord>, StoreError> {
+        let reply = self
+            .run(&self.scripts.get, show_id, &[hold_id.to_string()])
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("LIVE") => Ok(Some(HoldRecord {
+                user_id: int(reply.get(1))?,
+                expires_ms: int(reply.get(2))?,
+                created_ms: int(reply.get(3))?,
+                seat_ids: reply[4..].iter().filter_map(|s| s.parse().ok()).collect(),
+            })),
+            Some("NOTLIVE") => Ok(None),
+            _ => Err(StoreError::Internal(format!(
+                "unexpected get reply {reply:?}"
+            ))),
+        }
+    }
+
+    async fn extend(
+        &self,
+        show_id: i64,
+        hold_id: &str,
+        user_id: i64,
+        window: Duration,
+        cap: Duration,
+    ) -> Result<ExtendOutcome, StoreError> {
+        let args = [
+            hold_id.to_string(),
+            user_id.to_string(),
+            window.as_millis().to_string(),
+            cap.as_millis().to_string(),
+        ];
+        let reply = self.run(&self.scripts.extend, show_id, &args).await?;
+        match reply.first().map(String::as_str) {
+            Some("OK") => {
+                let expires_ms = int(reply.get(1))?;
+                self.register(show_id, hold_id, expires_ms).await?;
+                Ok(ExtendOutcome::Extended { expires_ms })
+            }
+            Some("NOTLIVE") => Ok(ExtendOutcome::NotLive),
+            Some("FORBIDDEN") => Ok(ExtendOutcome::NotOwner),
+            _ => Err(StoreError::Internal(format!(
+                "unexpected extend reply {reply:?}"
+            ))),
+        }
+    }
+
+    async fn book(
+        &self,
+        show_id: i64,
+        hold_id: Option<&str>,
+        seats: &[i64],
+    ) -> Result<i64, StoreError> {
+        let mut args = vec![hold_id.unwrap_or("").to_string()];
+        args.extend(seats.iter().map(i64::to_string));
+        let reply = self.run(&self.scripts.book, show_id, &args).await?;
+        int(reply.get(1))
+    }
+
+    async fn unbook(&self, show_id: i64, seats: &[i64]) -> Result<i64, StoreError> {
+        let args: Vec<String> = seats.iter().map(i64::to_string).collect();
+        let reply = self.run(&self.scripts.unbook, show_id, &args).await?;
+        int(reply.get(1))
+    }
+
+    async fn snapshot(&self, show_ids: &[i64]) -> Result<HashMap<i64, ShowState>, StoreError> {
+        // One pipelined round trip for all shows; shows whose cache is not loaded are loaded and
+        // read again.
+        let mut pipe = redis::pipe();
+        for id in show_ids {
+            pipe.cmd("EVALSHA")
+                .arg(self.scripts.snapshot.get_hash())
+                .arg(6)
+                .arg(&self.keys(*id))
+                .arg(self.channel(*id));
+        }
+        let mut conn = self.conn.clone();
+        let replies: Result<Vec<Vec<String>>, RedisError> = pipe.query_async(&mut conn).await;
+        let replies = match replies {
+            Ok(r) => r,
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // Redis restarted (or was flushed of scripts): load it and go again.
+                self.scripts
+                    .snapshot
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(map_err)?;
+                pipe.query_async(&mut conn).await.map_err(map_err)?
+            }
+            Err(e) => return Err(map_err(e)),
+        };
+        let mut out = HashMap::new();
+        for (id, reply) in show_ids.iter().zip(replies) {
+            let reply = if reply.first().map(String::as_str) == Some("LOAD") {
+                self.run_loaded(&self.scripts.snapshot, *id, &[]).await?
+            } else {
+                reply
+            };
+            out.insert(*id, Self::parse_snapshot(&reply)?);
+        }
+        Ok(out)
+    }
+
+    async fn sweep(&self) -> Result<usize, StoreError> {
+        let cutoff = chrono::Utc::now().timestamp_millis();
+        let mut conn = self.conn.clone();
+        let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.sweep_key())
+            .arg("-inf")
+            .arg(cutoff)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(500)
+            .query_async(&mut conn)
+            .await
+            .map_err(map_err)?;
+        let mut by_show: HashMap<i64, Vec<String>> = HashMap::new();
+        let mut ack = vec![cutoff.to_string()];
+        for member in &due {
+            match member
+                .split_once(':')
+                .and_then(|(s, h)| Some((s.parse::<i64>().ok()?, h)))
+            {
+                Some((show, hold)) => by_show.entry(show).or_default().push(hold.to_string()),
+                None => {
+                    ack.push(member.clone());
+                    ack.push("0".into());
+                }
+            }
+        }
+        for (show, holds) in &by_show {
+            let live = self.run(&self.scripts.expire, *show, holds).await?;
+            let live: HashMap<&str, &str> = live
+                .chunks(2)
+                .filter_map(|c| Some((c.first()?.as_str(), c.get(1)?.as_str())))
+                .collect();
+            for h in holds {
+                ack.push(format!("{show}:{h}"));
+                ack.push(
+                    live.get(h.as_str())
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| "0".into()),
+                );
+            }
+        }
+        if ack.len() > 1 {
+            let mut inv = self.scripts.sweep_ack.prepare_invoke();
+            inv.key(self.sweep_key());
+            for a in &ack {
+                inv.arg(a);
+            }
+            inv.invoke_async::<i64>(&mut conn).await.map_err(map_err)?;
+        }
+        Ok(due.len())
+    }
+
+    async fn ping(&self) -> bool {
+        let mut conn = self.conn.clone();
+        matches!(redis::cmd("PING").query_async::<String>(&mut conn).await, Ok(ref s) if s == "PONG")
+    }
+
+    fn start_feed(
+        &self,
+        interest: tokio::sync::mpsc::UnboundedReceiver<Interest>,
+        sink: FeedSink,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        tokio::spawn(feed::run(
+            self.client.clone(),
+            self.prefix.clone(),
+            interest,
+            sink,
+            shutdown,
+        ));
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}

@@ -1,0 +1,487 @@
+//! Seat holds through the real router, against the in-process store and real Redis.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::support::{Backend, PrivateRedis, TestApp};
+use serde_json::{json, Value};
+
+const HOLD: &str =
+    "mutation($show: ID!, $seats: [ID!]!) { holdSeats(showId: $show, seatIds: $seats) {
+    id expiresAt totalCents version seats { id label status heldByMe } } }";
+const RELEASE: &str = "mutation($id: ID!) { releaseHold(holdId: $id) }";
+
+async fn hold_is_all_or_nothing(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (show, seats) = app.create_show(2, 5).await;
+    let users = app.users(2).await;
+    let (alice, bob) = (&users[0].0, &users[1].0);
+    let (v0, _) = app.seat_map(None, &show).await;
+
+    let a = app
+        .ok(
+            Some(alice),
+            HOLD,
+            json!({ "show": show, "seats": [seats[0], seats[1]] }),
+        )
+        .await;
+    let hold = &a["holdSeats"];
+    assert_eq!(hold["totalCents"], 2000);
+    assert_eq!(hold["version"].as_i64().unwrap(), v0 + 1);
+    assert!(
+        hold["id"].as_str().unwrap().len() >= 32,
+        "hold ids carry 128 random bits"
+    );
+    assert!(hold["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["status"] == "HELD" && s["heldByMe"] == true));
+
+    let body = app
+        .gql(
+            Some(bob),
+            HOLD,
+            json!({ "show": show, "seats": [seats[1], seats[2]] }),
+        )
+        .await;
+    let err = &body["errors"][0];
+    assert_eq!(err["extensions"]["code"], "SEATS_UNAVAILABLE", "{body}");
+    assert_eq!(err["extensions"]["seatIds"], json!([seats[1]]));
+    assert!(
+        err["message"].as_str().unwrap().contains("A2"),
+        "the message names the seat: {body}"
+    );
+
+    let (v, map) = app.seat_map(Some(bob), &show).await;
+    assert_eq!(v, v0 + 1, "a refused hold changes nothing");
+    let status: HashMap<_, _> = map
+        .iter()
+        .map(|(id, st, mine)| (id.clone(), (st.clone(), *mine)))
+        .collect();
+    assert_eq!(status[&seats[0]], ("HELD".to_string(), false));
+    assert_eq!(status[&seats[1]], ("HELD".to_string(), false));
+    assert_eq!(
+        status[&seats[2]],
+        ("AVAILABLE".to_string(), false),
+        "the loser's other seat stays free"
+    );
+    let counts = app
+        .ok(
+            None,
+            "query($id: ID!) { show(id: $id) { totalSeats availableSeats heldSeats bookedSeats } }",
+            json!({ "id": show }),
+        )
+        .await;
+    assert_eq!(
+        counts["show"],
+        json!({ "totalSeats": 10, "availableSeats": 8, "heldSeats": 2, "bookedSeats": 0 })
+    );
+}
+
+/// 200 users race for overlapping seats of one show: each seat ends in at most one hold, losers
+/// hold nothing, and every loser is told which seats were taken.
+async fn racing_users_get_each_seat_at_most_once(b: Backend) {
+    let app = Arc::new(TestApp::spawn(b).await);
+    let (show, seats) = app.create_show(4, 10).await;
+    let users = app.users(200).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(users.len()));
+    let mut tasks = Vec::new();
+    for (i, (token, user)) in users.into_iter().enumerate() {
+        let (app, show, barrier) = (app.clone(), show.clone(), barrier.clone());
+        // Overlapping windows of 1–4 seats over the first 30 seats: heavy contention.
+        let want: Vec<String> = (0..(1 + i % 4))
+            .map(|k| seats[(i * 7 + k * 3) % 30].clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let body = app
+                .gql(Some(&token), HOLD, json!({ "show": show, "seats": want }))
+                .await;
+            (user, want, body)
+        }));
+    }
+    let mut owner: HashMap<String, i64> = HashMap::new();
+    let mut winners = 0;
+    let mut losers = Vec::new();
+    for t in tasks {
+        let (user, want, body) = t.await.unwrap();
+        if body.get("errors").is_none() {
+            winners += 1;
+            let got: Vec<String> = body["data"]["holdSeats"]["seats"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["id"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(
+                got.iter().collect::<HashSet<_>>(),
+                want.iter().collect::<HashSet<_>>(),
+                "a winner gets exactly what it asked for"
+            );
+            for s in got {
+                assert!(
+                    owner.insert(s.clone(), user).is_none(),
+                    "seat {s} granted twice"
+                );
+            }
+        } else {
+            assert_eq!(
+                body["errors"][0]["extensions"]["code"], "SEATS_UNAVAILABLE",
+                "{body}"
+            );
+            let named: Vec<String> = body["errors"][0]["extensions"]["seatIds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect();
+            assert!(!named.is_empty());
+            assert!(
+                named.iter().all(|s| want.contains(s)),
+                "a loser is told about seats it asked for"
+            );
+            losers.push((user, named));
+        }
+    }
+    assert!(
+        winners > 0 && !losers.is_empty(),
+        "the race must have winners and losers ({winners} won)"
+    );
+    // Every seat a loser was refused is held by a winner.
+    for (_, named) in &losers {
+        for s in named {
+            assert!(
+                owner.contains_key(s),
+                "seat {s} was refused but nobody holds it"
+            );
+        }
+    }
+    // The final map holds exactly the winners' seats; the version counts exactly the grants.
+    let (version, map) = app.seat_map(None, &show).await;
+    let held: HashSet<String> = map
+        .iter()
+        .filter(|(_, st, _)| st == "HELD")
+        .map(|(id, _, _)| id.clone())
+        .collect();
+    assert_eq!(held, owner.keys().cloned().collect::<HashSet<_>>());
+    assert_eq!(version, winners as i64);
+}
+
+async fn expired_holds_come_back_without_any_request(b: Backend) {
+    let app = TestApp::spawn_with(b, &["--hold-ttl-seconds", "1"]).await;
+    let (show, seats) = app.create_show(1, 4).await;
+    let users = app.users(1).await;
+    let show_id: i64 = show.parse().unwrap();
+    // Listen to the store's announcements: in-process events, or the show's Redis channel.
+    let mut listener = Listener::start(&app, show_id).await;
+    let hold = app
+        .ok(
+            Some(&users[0].0),
+            HOLD,
+            json!({ "show": show, "seats": [seats[0], seats[1]] }),
+        )
+        .await;
+    let v1 = hold["holdSeats"]["version"].as_i64().unwrap();
+    let (held_version, _) = listener.next().await;
+    assert_eq!(held_version, v1);
+    // No request touches the show from here: only the sweeper can announce the expiry.
+    let (expired_version, changes) = tokio::time::timeout(Duration::from_secs(5), listener.next())
+        .await
+        .expect("expiry announced");
+    assert_eq!(expired_version, v1 + 1);
+    assert_eq!(changes.len(), 2);
+    assert!(changes.iter().all(|c| c.1 == "A"), "{changes:?}");
+    let (v, map) = app.seat_map(None, &show).await;
+    assert_eq!(v, v1 + 1);
+    assert!(map.iter().all(|(_, st, _)| st == "AVAILABLE"));
+    // The expired hold is not live any more.
+    assert_eq!(
+        app.ok(
+            Some(&users[0].0),
+            RELEASE,
+            json!({ "id": hold["holdSeats"]["id"] })
+        )
+        .await["releaseHold"],
+        false
+    );
+}
+
+async fn release_frees_the_seats_once(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (show, seats) = app.create_show(1, 4).await;
+    let users = app.users(2).await;
+    let hold = app
+        .ok(
+            Some(&users[0].0),
+            HOLD,
+            json!({ "show": show, "seats": [seats[0]] }),
+        )
+        .await;
+    let id = hold["holdSeats"]["id"].as_str().unwrap().to_string();
+    let v1 = hold["holdSeats"]["version"].as_i64().unwrap();
+    assert_eq!(
+        app.err_code(Some(&users[1].0), RELEASE, json!({ "id": id }))
+            .await,
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        app.err_code(None, RELEASE, json!({ "id": id })).await,
+        "UNAUTHENTICATED"
+    );
+    assert_eq!(
+        app.ok(Some(&users[0].0), RELEASE, json!({ "id": id }))
+            .await["releaseHold"],
+        true
+    );
+    assert_eq!(
+        app.ok(Some(&users[0].0), RELEASE, json!({ "id": id }))
+            .await["releaseHold"],
+        false
+    );
+    assert_eq!(
+        app.ok(Some(&users[0].0), RELEASE, json!({ "id": "nonsense" }))
+            .await["releaseHold"],
+        false
+    );
+    let (v, map) = app.seat_map(None, &show).await;
+    assert_eq!(v, v1 + 1);
+    assert_eq!(map[0].1, "AVAILABLE");
+    // Someone else can take it now.
+    app.ok(
+        Some(&users[1].0),
+        HOLD,
+        json!({ "show": show, "seats": [seats[0]] }),
+    )
+    .await;
+}
+
+async fn hold_limits_and_bad_input(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (show, seats) = app.create_show(3, 6).await;
+    let (other_show, other_seats) = app.create_show(1, 2).await;
+    let _ = other_show;
+    let users = app.users(1).await;
+    let t = Some(users[0].0.as_str());
+    let eleven: Vec<&String> = seats.iter().take(11).collect();
+    assert_eq!(
+        app.err_code(t, HOLD, json!({ "show": show, "seats": eleven }))
+            .await,
+        "LIMIT_EXCEEDED"
+    );
+    assert_eq!(
+        app.err_code(t, HOLD, json!({ "show": show, "seats": [] }))
+            .await,
+        "BAD_USER_INPUT"
+    );
+    assert_eq!(
+        app.err_code(
+            t,
+            HOLD,
+            json!({ "show": show, "seats": [seats[0], seats[0]] })
+        )
+        .await,
+        "BAD_USER_INPUT"
+    );
+    assert_eq!(
+        app.err_code(t, HOLD, json!({ "show": show, "seats": [other_seats[0]] }))
+            .await,
+        "BAD_USER_INPUT"
+    );
+    assert_eq!(
+        app.err_code(t, HOLD, json!({ "show": show, "seats": ["99999999"] }))
+            .await,
+        "NOT_FOUND"
+    );
+    assert_eq!(
+        app.err_code(t, HOLD, json!({ "show": show, "seats": ["x"] }))
+            .await,
+        "BAD_USER_INPUT"
+    );
+    assert_eq!(
+        app.err_code(t, HOLD, json!({ "show": "99999999", "seats": [seats[0]] }))
+            .await,
+        "NOT_FOUND"
+    );
+    assert_eq!(
+        app.err_code(None, HOLD, json!({ "show": show, "seats": [seats[0]] }))
+            .await,
+        "UNAUTHENTICATED"
+    );
+    app.ok(t, HOLD, json!({ "show": show, "seats": [seats[0]] }))
+        .await;
+    app.ok(t, HOLD, json!({ "show": show, "seats": [seats[1]] }))
+        .await;
+    assert_eq!(
+        app.err_code(t, HOLD, json!({ "show": show, "seats": [seats[2]] }))
+            .await,
+        "LIMIT_EXCEEDED",
+        "third live hold"
+    );
+    let (_, map) = app.seat_map(t, &show).await;
+    assert_eq!(
+        map.iter().filter(|s| s.1 == "HELD").count(),
+        2,
+        "refused requests hold nothing"
+    );
+}
+
+backends!(
+    hold_is_all_or_nothing,
+    racing_users_get_each_seat_at_most_once,
+    expired_holds_come_back_without_any_request,
+    release_frees_the_seats_once,
+    hold_limits_and_bad_input,
+);
+
+/// Redis loses everything (FLUSHALL on a Redis of this test's own): held seats come back, booked
+/// seats stay unholdable because the cache is rebuilt from the database before the next hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_flush_loses_holds_never_bookings() {
+    if crate::support::served_skipped() {
+        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
+        return;
+    }
+    let redis = PrivateRedis::start().await;
+    let app = TestApp::spawn_with(Backend::Served, &["--redis-url", &redis.url()]).await;
+    let (show, seats) = app.create_show(1, 4).await;
+    let users = app.users(2).await;
+    let show_id: i64 = show.parse().unwrap();
+    let booked_seat: i64 = seats[0].parse().unwrap();
+    book_directly(&app, users[0].1, show_id, booked_seat).await;
+    assert_eq!(
+        app.err_code(
+            Some(&users[1].0),
+            HOLD,
+            json!({ "show": show, "seats": [seats[0]] })
+        )
+        .await,
+        "SEATS_UNAVAILABLE"
+    );
+    app.ok(
+        Some(&users[0].0),
+        HOLD,
+        json!({ "show": show, "seats": [seats[1]] }),
+    )
+    .await;
+
+    redis.cmd(&["FLUSHALL"]).await;
+
+    // The lost hold's seat is free again; the booked seat is still refused.
+    assert_eq!(
+        app.err_code(
+            Some(&users[1].0),
+            HOLD,
+            json!({ "show": show, "seats": [seats[0]] })
+        )
+        .await,
+        "SEATS_UNAVAILABLE"
+    );
+    app.ok(
+        Some(&users[1].0),
+        HOLD,
+        json!({ "show": show, "seats": [seats[1]] }),
+    )
+    .await;
+    let (_, map) = app.seat_map(None, &show).await;
+    assert_eq!(map[0].1, "BOOKED");
+    assert_eq!(map[1].1, "HELD");
+}
+
+/// A confirmed booking written to the database and mirrored in the store, as checkout does.
+async fn book_directly(app: &TestApp, user: i64, show: i64, seat: i64) {
+    let b = app
+        .insert_booking(user, show, &format!("direct-{seat}"), "CONFIRMED")
+        .await
+        .unwrap();
+    app.insert_booking_seat(b.id, show, seat, true)
+        .await
+        .unwrap();
+    app.state()
+        .holds
+        .mirror_booked(show, None, &[seat])
+        .await
+        .unwrap();
+}
+
+/// The store's seat events for one show, as `(version, [(seat, "A"|"H"|"B")])`.
+enum Listener {
+    /// Through the live hub, fed by the in-process store's own feed.
+    Local(boxoffice::live::Subscription),
+    Redis(tokio::sync::mpsc::UnboundedReceiver<String>, i64),
+}
+
+impl Listener {
+    async fn start(app: &TestApp, show_id: i64) -> Listener {
+        if app.backend == crate::support::Backend::Embedded {
+            return Listener::Local(app.state().live.subscribe(show_id));
+        }
+        let prefix = app.redis_prefix.clone().unwrap();
+        let channel = format!("{prefix}:{{show:{show_id}}}:events");
+        let client = redis::Client::open(crate::support::redis_url().as_str()).unwrap();
+        let mut pubsub = client.get_async_pubsub().await.unwrap();
+        pubsub.subscribe(&channel).await.unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            use futures_util::StreamExt;
+            let mut stream = pubsub.into_on_message();
+            while let Some(msg) = stream.next().await {
+                if tx
+                    .send(msg.get_payload::<String>().unwrap_or_default())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Listener::Redis(rx, show_id)
+    }
+
+    /// The next event; a test waits at most 10 s for it.
+    async fn next(&mut self) -> (i64, Vec<(i64, String)>) {
+        tokio::time::timeout(Duration::from_secs(10), self.next_unbounded())
+            .await
+            .expect("no seat event within 10 s")
+    }
+
+    async fn next_unbounded(&mut self) -> (i64, Vec<(i64, String)>) {
+        use futures_util::StreamExt;
+        match self {
+            Listener::Local(sub) => {
+                use boxoffice::catalogue::seatmap::SeatStatus;
+                let Some(Ok(boxoffice::live::Feed::Event(e))) = sub.next().await else {
+                    panic!("the live feed ended or lagged");
+                };
+                let changes = e
+                    .changes
+                    .iter()
+                    .map(|c| {
+                        let status = match c.status {
+                            SeatStatus::Available => "A",
+                            SeatStatus::Held => "H",
+                            SeatStatus::Booked => "B",
+                        };
+                        (c.seat_id, status.to_string())
+                    })
+                    .collect();
+                (e.version, changes)
+            }
+            Listener::Redis(rx, show) => {
+                let payload = rx.recv().await.unwrap();
+                let e =
+                    boxoffice::holds::redis::parse_event(*show, &payload).expect("event payload");
+                let v: Value = serde_json::from_str(&payload).unwrap();
+                let changes = v["c"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| (c[0].as_i64().unwrap(), c[1].as_str().unwrap().to_string()))
+                    .collect();
+                (e.version, changes)
+            }
+        }
+    }
+}

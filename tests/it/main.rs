@@ -1,0 +1,22 @@
+//! The integration suite, one binary: a module per area, `support` for the harness (database,
+//! Redis, in-process server, server process, WebSocket client, fault proxy). Every test drives
+//! the real service over HTTP/WebSocket, on SQLite + in-process holds and on PostgreSQL + Redis
+//! (`backends!`).
+#[macro_use]
+mod support;
+
+mod accounts;
+mod catalogue;
+mod checkout;
+mod config;
+mod crash;
+mod database_rules;
+mod examples;
+mod faults;
+mod holds;
+mod limits;
+mod live;
+mod metrics;
+mod parsers;
+mod schema;
+mod simulate;
