@@ -333,3 +333,61 @@ fn parse_key_prefix(s: &str) -> Result<String, String> {
         Err("REDIS_KEY_PREFIX must be 1–64 characters of letters, digits, - _ . :".into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Result<Config, String> {
+        let mut all = vec!["boxoffice", "--database-url", "sqlite://t.db?mode=rwc"];
+        all.extend_from_slice(args);
+        Config::try_from_args(all)
+    }
+
+    #[test]
+    fn hold_store_resolves_from_the_setting_and_redis_url() {
+        let kind = |args: &[&str]| config(args).expect("valid").hold_store().kind;
+        assert_eq!(kind(&[]), StoreKind::Memory);
+        assert_eq!(
+            kind(&["--redis-url", "redis://127.0.0.1:6379"]),
+            StoreKind::Redis
+        );
+        assert_eq!(
+            kind(&[
+                "--redis-url",
+                "redis://127.0.0.1:6379",
+                "--hold-store",
+                "memory"
+            ]),
+            StoreKind::Memory
+        );
+        assert!(config(&["--hold-store", "redis"])
+            .expect_err("needs REDIS_URL")
+            .contains("REDIS_URL"));
+        assert!(config(&["--hold-store", "pg-rowlock"])
+            .expect_err("needs PostgreSQL")
+            .contains("postgres"));
+        assert!(config(&["--hold-store", "mongo"]).is_err());
+    }
+
+    #[test]
+    fn log_format_is_an_enum() {
+        assert_eq!(config(&[]).expect("valid").log_format, LogFormat::Text);
+        assert_eq!(
+            config(&["--log-format", "json"]).expect("valid").log_format,
+            LogFormat::Json
+        );
+        assert!(config(&["--log-format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn hold_rules_come_from_their_settings() {
+        let r = config(&["--hold-ttl-seconds", "30", "--max-seats-per-hold", "4"])
+            .expect("valid")
+            .hold_rules();
+        assert_eq!(
+            (r.ttl, r.max_seats, r.max_holds),
+            (Duration::from_secs(30), 4, 2)
+        );
+    }
+}

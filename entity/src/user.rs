@@ -10,8 +10,35 @@ pub struct Model {
     pub email: String,
     pub password_hash: String,
     pub name: Option<String>,
-    pub role: String,
+    pub role: Role,
     pub created_at: DateTimeUtc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum Role {
+    #[sea_orm(string_value = "customer")]
+    Customer,
+    #[sea_orm(string_value = "admin")]
+    Admin,
+}
+
+impl Role {
+    /// As stored, and as tokens carry it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "customer" => Some(Role::Customer),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{anyhow, bail, Context};
+use entity::booking::BookingStatus;
 use entity::{booking, booking_seat, mock_gateway_ledger as ledger};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::Serialize;
@@ -174,7 +175,7 @@ pub async fn run(
         notes: Vec::new(),
     };
     for b in &bookings {
-        *report.bookings.entry(b.status.clone()).or_default() += 1;
+        *report.bookings.entry(b.status.to_string()).or_default() += 1;
     }
 
     // 1. No seat in two live bookings, and `active` exactly on confirmed bookings' seats.
@@ -222,13 +223,13 @@ pub async fn run(
     };
     let unpaid: Vec<i64> = bookings
         .iter()
-        .filter(|b| b.status == "CONFIRMED" && !captured(b))
+        .filter(|b| b.status == BookingStatus::Confirmed && !captured(b))
         .map(|b| b.id)
         .collect();
     let kept: Vec<(i64, String)> = bookings
         .iter()
-        .filter(|b| b.status != "CONFIRMED" && captured(b))
-        .map(|b| (b.id, b.status.clone()))
+        .filter(|b| b.status != BookingStatus::Confirmed && captured(b))
+        .map(|b| (b.id, b.status.to_string()))
         .collect();
     report.captured_unrefunded_charges = bookings.iter().filter(|b| captured(b)).count() as u64;
     report.check(
@@ -249,7 +250,10 @@ pub async fn run(
             &kept[..kept.len().min(5)]
         ),
     );
-    let pending = bookings.iter().filter(|b| b.status == "PENDING").count();
+    let pending = bookings
+        .iter()
+        .filter(|b| b.status == BookingStatus::Pending)
+        .count();
     report.check(
         "no booking left pending",
         pending == 0,

@@ -72,7 +72,7 @@ impl Accounts {
             email: Set(email),
             password_hash: Set(hash),
             name: Set(name),
-            role: Set(Role::Customer.as_str().into()),
+            role: Set(Role::Customer),
             created_at: Set(Utc::now()),
             ..Default::default()
         };
@@ -131,9 +131,9 @@ impl Accounts {
             Some(u) => {
                 let keeps_password =
                     password::verify(pwd.to_string(), u.password_hash.clone()).await?;
-                if u.role != Role::Admin.as_str() || !keeps_password {
+                if u.role != Role::Admin || !keeps_password {
                     let mut am: user::ActiveModel = u.into();
-                    am.role = Set(Role::Admin.as_str().into());
+                    am.role = Set(Role::Admin);
                     if !keeps_password {
                         am.password_hash = Set(password::hash(pwd.to_string()).await?);
                     }
@@ -145,7 +145,7 @@ impl Accounts {
                     email: Set(email),
                     password_hash: Set(password::hash(pwd.to_string()).await?),
                     name: Set(Some("Administrator".into())),
-                    role: Set(Role::Admin.as_str().into()),
+                    role: Set(Role::Admin),
                     created_at: Set(Utc::now()),
                     ..Default::default()
                 };
@@ -161,9 +161,7 @@ impl Accounts {
     }
 
     fn session(&self, user: user::Model) -> AppResult<Session> {
-        let role = Role::parse(&user.role).ok_or_else(|| {
-            AppError::internal(anyhow::anyhow!("user {} has role {}", user.id, user.role))
-        })?;
+        let role = user.role;
         let token = self
             .tokens
             .issue(user.id, role)

@@ -5,27 +5,8 @@ pub mod token;
 
 use crate::error::{AppError, AppResult};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Customer,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Customer => "customer",
-            Role::Admin => "admin",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "customer" => Some(Role::Customer),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-}
+/// A user's role, as stored (`entity::user::Role`).
+pub use entity::user::Role;
 
 /// Who is asking. Built once per request (or WebSocket connection) from the bearer token.
 /// A bad token does not fail the request outright: public fields still answer, and every field

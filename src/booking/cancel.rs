@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use super::settle::{insert_refund, refund_row};
-use super::{Bookings, CANCELLED, CONFIRMED, FAILED, PENDING};
+use super::{BookingStatus, Bookings, PaymentKind, PaymentStatus};
 use crate::auth::Viewer;
 use crate::error::{AppError, AppResult};
 
@@ -31,24 +31,19 @@ impl Bookings {
                 "this booking belongs to someone else".into(),
             ));
         }
-        match b.status.as_str() {
-            CANCELLED => return Ok(b),
-            PENDING => {
+        match b.status {
+            BookingStatus::Cancelled => return Ok(b),
+            BookingStatus::Pending => {
                 return Err(AppError::bad_input(
                     "the payment of this booking is still in progress; try again in a moment",
                 ))
             }
-            FAILED => {
+            BookingStatus::Failed => {
                 return Err(AppError::bad_input(
                     "this booking failed; there is nothing to cancel",
                 ))
             }
-            CONFIRMED => {}
-            other => {
-                return Err(AppError::internal(anyhow::anyhow!(
-                    "booking {booking_id} has status {other}"
-                )))
-            }
+            BookingStatus::Confirmed => {}
         }
         let show = show::Entity::find_by_id(b.show_id)
             .one(&self.db)
@@ -65,8 +60,8 @@ impl Bookings {
         // the database is found and finished by the reconciler (`finish_refunds`).
         let charge = payment::Entity::find()
             .filter(payment::Column::BookingId.eq(b.id))
-            .filter(payment::Column::Kind.eq("CHARGE"))
-            .filter(payment::Column::Status.eq("SUCCEEDED"))
+            .filter(payment::Column::Kind.eq(PaymentKind::Charge))
+            .filter(payment::Column::Status.eq(PaymentStatus::Succeeded))
             .one(&self.db)
             .await?
             .ok_or_else(|| {
@@ -91,10 +86,13 @@ impl Bookings {
         let txn = self.db.begin().await?;
         insert_refund(&txn, b, refund_ref).await?;
         let moved = booking::Entity::update_many()
-            .col_expr(booking::Column::Status, Expr::value(CANCELLED))
+            .col_expr(
+                booking::Column::Status,
+                Expr::value(BookingStatus::Cancelled),
+            )
             .col_expr(booking::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(booking::Column::Id.eq(b.id))
-            .filter(booking::Column::Status.eq(CONFIRMED))
+            .filter(booking::Column::Status.eq(BookingStatus::Confirmed))
             .exec(&txn)
             .await?;
         booking_seat::Entity::update_many()
@@ -120,13 +118,14 @@ impl Bookings {
 /// A `PENDING` refund attempt, written before the gateway is asked. A retried cancel after an
 /// interrupted one re-arms the attempt (back to `PENDING`, fresh timestamp) unless it succeeded.
 async fn record_refund_intent(db: &DatabaseConnection, b: &booking::Model) -> AppResult<()> {
-    let row = refund_row(b, None, PENDING);
+    let row = refund_row(b, None, PaymentStatus::Pending);
     payment::Entity::insert(row)
         .on_conflict(
             OnConflict::column(payment::Column::IdempotencyKey)
                 .update_columns([payment::Column::Status, payment::Column::UpdatedAt])
                 .action_and_where(
-                    Expr::col((payment::Entity, payment::Column::Status)).ne("SUCCEEDED"),
+                    Expr::col((payment::Entity, payment::Column::Status))
+                        .ne(PaymentStatus::Succeeded),
                 )
                 .to_owned(),
         )

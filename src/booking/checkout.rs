@@ -5,7 +5,7 @@ use chrono::Utc;
 use entity::{booking, booking_seat, payment};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
-use super::Bookings;
+use super::{BookingStatus, Bookings, PaymentKind, PaymentStatus};
 use crate::auth::Viewer;
 use crate::error::{AppError, AppResult};
 
@@ -99,7 +99,7 @@ impl Bookings {
             user_id: Set(user),
             show_id: Set(show_id),
             hold_id: Set(Some(hold_id.to_string())),
-            status: Set(super::PENDING.into()),
+            status: Set(BookingStatus::Pending),
             total_cents: Set(total),
             idempotency_key: Set(key.clone()),
             failure_reason: Set(None),
@@ -119,9 +119,9 @@ impl Bookings {
                     Some(b) => {
                         // The hold was still live, yet the booking is settled: the instance that
                         // settled it died before mirroring it in the store. Finish that here.
-                        match b.status.as_str() {
-                            super::CONFIRMED => self.mirror_booked(&b, None).await,
-                            super::PENDING => {}
+                        match b.status {
+                            BookingStatus::Confirmed => self.mirror_booked(&b, None).await,
+                            BookingStatus::Pending => {}
                             _ => self.release_hold(&b).await,
                         }
                         Ok(b)
@@ -146,11 +146,11 @@ impl Bookings {
             .await?;
         payment::ActiveModel {
             booking_id: Set(created.id),
-            kind: Set("CHARGE".into()),
+            kind: Set(PaymentKind::Charge),
             amount_cents: Set(total),
             idempotency_key: Set(charge_key(created.id)),
             provider_ref: Set(None),
-            status: Set("PENDING".into()),
+            status: Set(PaymentStatus::Pending),
             failure_reason: Set(None),
             created_at: Set(now),
             updated_at: Set(now),

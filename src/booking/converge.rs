@@ -15,7 +15,7 @@ use chrono::Utc;
 use entity::booking;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 
-use super::{Bookings, CANCELLED, CONFIRMED, FAILED, PENDING};
+use super::{BookingStatus, Bookings};
 use crate::catalogue::seatmap;
 use crate::error::AppResult;
 use crate::holds::ReleaseOutcome;
@@ -32,7 +32,11 @@ const LOOKBACK: chrono::Duration = chrono::Duration::minutes(15);
 const MAX_SHOWS: u64 = 200;
 /// Settled states. Queries name them (with `updated_at`) so that they use the
 /// `(status, updated_at)` index instead of scanning every booking.
-const SETTLED: [&str; 3] = [CONFIRMED, FAILED, CANCELLED];
+const SETTLED: [BookingStatus; 3] = [
+    BookingStatus::Confirmed,
+    BookingStatus::Failed,
+    BookingStatus::Cancelled,
+];
 
 /// One way the store disagrees with the database.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -147,14 +151,14 @@ impl Bookings {
         let mut settled = HashSet::new();
         let mut paying = HashSet::new();
         for chunk in ids.chunks(500) {
-            let rows: Vec<(Option<String>, String)> = booking::Entity::find()
+            let rows: Vec<(Option<String>, BookingStatus)> = booking::Entity::find()
                 .select_only()
                 .column(booking::Column::HoldId)
                 .column(booking::Column::Status)
                 .filter(booking::Column::HoldId.is_in(chunk.to_vec()))
                 .filter(
                     Condition::any()
-                        .add(booking::Column::Status.eq(PENDING))
+                        .add(booking::Column::Status.eq(BookingStatus::Pending))
                         .add(recently_settled.clone()),
                 )
                 .into_tuple()
@@ -162,7 +166,7 @@ impl Bookings {
                 .await?;
             for (hold, status) in rows {
                 let Some(hold) = hold else { continue };
-                if status == PENDING {
+                if status == BookingStatus::Pending {
                     paying.insert(hold);
                 } else {
                     settled.insert(hold);

@@ -36,10 +36,8 @@ async fn detached<T: Send + 'static>(
         .map_err(|e| AppError::internal(anyhow::anyhow!("booking step panicked: {e}")))?
 }
 
-pub const PENDING: &str = "PENDING";
-pub const CONFIRMED: &str = "CONFIRMED";
-pub const FAILED: &str = "FAILED";
-pub const CANCELLED: &str = "CANCELLED";
+pub use entity::booking::BookingStatus;
+pub use entity::payment::{PaymentKind, PaymentStatus};
 
 #[derive(Clone)]
 pub struct Bookings {

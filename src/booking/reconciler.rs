@@ -24,7 +24,7 @@ impl Bookings {
         let cutoff = Utc::now()
             - chrono::Duration::from_std(self.payment_timeout + MARGIN).unwrap_or_default();
         let stale = booking::Entity::find()
-            .filter(booking::Column::Status.eq(super::PENDING))
+            .filter(booking::Column::Status.eq(super::BookingStatus::Pending))
             .filter(booking::Column::UpdatedAt.lt(cutoff))
             .order_by_asc(booking::Column::UpdatedAt)
             .limit(200)
@@ -81,8 +81,8 @@ impl Bookings {
     /// never seen → the refund did not happen and the booking stands (the attempt is `DECLINED` or `ERROR`).
     async fn finish_refunds(&self, cutoff: chrono::DateTime<Utc>) -> AppResult<usize> {
         let stale = payment::Entity::find()
-            .filter(payment::Column::Kind.eq("REFUND"))
-            .filter(payment::Column::Status.eq(super::PENDING))
+            .filter(payment::Column::Kind.eq(super::PaymentKind::Refund))
+            .filter(payment::Column::Status.eq(super::PaymentStatus::Pending))
             .filter(payment::Column::UpdatedAt.lt(cutoff))
             .order_by_asc(payment::Column::UpdatedAt)
             .limit(200)
@@ -104,12 +104,13 @@ impl Bookings {
                         finished += 1;
                         continue;
                     }
-                    Outcome::Declined { reason } => {
-                        ("DECLINED", format!("refund declined: {reason}"))
-                    }
+                    Outcome::Declined { reason } => (
+                        super::PaymentStatus::Declined,
+                        format!("refund declined: {reason}"),
+                    ),
                 },
                 Ok(None) => (
-                    "ERROR",
+                    super::PaymentStatus::Error,
                     "the cancellation was interrupted before the refund; the booking stands".into(),
                 ),
                 Err(e) => {
@@ -123,7 +124,7 @@ impl Bookings {
                 .col_expr(payment::Column::FailureReason, Expr::value(reason))
                 .col_expr(payment::Column::UpdatedAt, Expr::value(Utc::now()))
                 .filter(payment::Column::Id.eq(p.id))
-                .filter(payment::Column::Status.eq(super::PENDING))
+                .filter(payment::Column::Status.eq(super::PaymentStatus::Pending))
                 .exec(&self.db)
                 .await?;
             finished += 1;

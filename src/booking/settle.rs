@@ -7,7 +7,7 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
 use super::checkout::{charge_key, refund_key};
-use super::{Bookings, CONFIRMED, FAILED, PENDING};
+use super::{BookingStatus, Bookings, PaymentKind, PaymentStatus};
 use crate::error::{AppError, AppResult};
 use crate::payment::Outcome;
 
@@ -35,8 +35,12 @@ impl Bookings {
     ) -> AppResult<booking::Model> {
         match outcome {
             Outcome::Declined { reason } => {
-                self.fail(&b, &format!("payment declined: {reason}"), "DECLINED")
-                    .await?;
+                self.fail(
+                    &b,
+                    &format!("payment declined: {reason}"),
+                    PaymentStatus::Declined,
+                )
+                .await?;
                 self.release_hold(&b).await;
             }
             Outcome::Succeeded { provider_ref } => match self.confirm(&b, &provider_ref).await? {
@@ -45,7 +49,7 @@ impl Bookings {
                     metrics::counter!("bookings_total", "outcome" => "confirmed").increment(1);
                     // This call moved it: its state is known without reading it back.
                     return Ok(booking::Model {
-                        status: CONFIRMED.into(),
+                        status: BookingStatus::Confirmed,
                         updated_at: at,
                         ..b
                     });
@@ -77,10 +81,13 @@ impl Bookings {
         let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
         let txn = self.db.begin().await?;
         let moved = booking::Entity::update_many()
-            .col_expr(booking::Column::Status, Expr::value(CONFIRMED))
+            .col_expr(
+                booking::Column::Status,
+                Expr::value(BookingStatus::Confirmed),
+            )
             .col_expr(booking::Column::UpdatedAt, Expr::value(now))
             .filter(booking::Column::Id.eq(b.id))
-            .filter(booking::Column::Status.eq(PENDING))
+            .filter(booking::Column::Status.eq(BookingStatus::Pending))
             .exec(&txn)
             .await?;
         if moved.rows_affected == 0 {
@@ -105,7 +112,15 @@ impl Bookings {
             }
             Err(e) => return Err(e.into()),
         }
-        mark_payment(&txn, b.id, "CHARGE", "SUCCEEDED", Some(provider_ref), None).await?;
+        mark_payment(
+            &txn,
+            b.id,
+            PaymentKind::Charge,
+            PaymentStatus::Succeeded,
+            Some(provider_ref),
+            None,
+        )
+        .await?;
         txn.commit().await?;
         Ok(Confirmed::Now(now))
     }
@@ -114,14 +129,22 @@ impl Bookings {
         let refund_ref = self.refund(b, charge_ref).await?;
         let now = Utc::now();
         let txn = self.db.begin().await?;
-        mark_payment(&txn, b.id, "CHARGE", "SUCCEEDED", Some(charge_ref), None).await?;
+        mark_payment(
+            &txn,
+            b.id,
+            PaymentKind::Charge,
+            PaymentStatus::Succeeded,
+            Some(charge_ref),
+            None,
+        )
+        .await?;
         insert_refund(&txn, b, &refund_ref).await?;
         booking::Entity::update_many()
-            .col_expr(booking::Column::Status, Expr::value(FAILED))
+            .col_expr(booking::Column::Status, Expr::value(BookingStatus::Failed))
             .col_expr(booking::Column::FailureReason, Expr::value(SOLD_MEANWHILE))
             .col_expr(booking::Column::UpdatedAt, Expr::value(now))
             .filter(booking::Column::Id.eq(b.id))
-            .filter(booking::Column::Status.eq(PENDING))
+            .filter(booking::Column::Status.eq(BookingStatus::Pending))
             .exec(&txn)
             .await?;
         txn.commit().await?;
@@ -152,20 +175,28 @@ impl Bookings {
         &self,
         b: &booking::Model,
         reason: &str,
-        payment_status: &str,
+        payment_status: PaymentStatus,
     ) -> AppResult<()> {
         let now = Utc::now();
         let txn = self.db.begin().await?;
         let moved = booking::Entity::update_many()
-            .col_expr(booking::Column::Status, Expr::value(FAILED))
+            .col_expr(booking::Column::Status, Expr::value(BookingStatus::Failed))
             .col_expr(booking::Column::FailureReason, Expr::value(reason))
             .col_expr(booking::Column::UpdatedAt, Expr::value(now))
             .filter(booking::Column::Id.eq(b.id))
-            .filter(booking::Column::Status.eq(PENDING))
+            .filter(booking::Column::Status.eq(BookingStatus::Pending))
             .exec(&txn)
             .await?;
         if moved.rows_affected > 0 {
-            mark_payment(&txn, b.id, "CHARGE", payment_status, None, Some(reason)).await?;
+            mark_payment(
+                &txn,
+                b.id,
+                PaymentKind::Charge,
+                payment_status,
+                None,
+                Some(reason),
+            )
+            .await?;
             metrics::counter!("bookings_total", "outcome" => "failed").increment(1);
         }
         txn.commit().await?;
@@ -234,15 +265,14 @@ impl Bookings {
 pub(super) async fn mark_payment<C: ConnectionTrait>(
     c: &C,
     booking_id: i64,
-    kind: &str,
-    status: &str,
+    kind: PaymentKind,
+    status: PaymentStatus,
     provider_ref: Option<&str>,
     reason: Option<&str>,
 ) -> AppResult<()> {
-    let key = if kind == "CHARGE" {
-        charge_key(booking_id)
-    } else {
-        refund_key(booking_id)
+    let key = match kind {
+        PaymentKind::Charge => charge_key(booking_id),
+        PaymentKind::Refund => refund_key(booking_id),
     };
     let mut q = payment::Entity::update_many()
         .col_expr(payment::Column::Status, Expr::value(status))
@@ -263,17 +293,17 @@ pub(super) async fn mark_payment<C: ConnectionTrait>(
 pub(super) fn refund_row(
     b: &booking::Model,
     provider_ref: Option<String>,
-    status: &str,
+    status: PaymentStatus,
 ) -> payment::ActiveModel {
     let now = Utc::now();
     payment::ActiveModel {
         id: sea_orm::ActiveValue::NotSet,
         booking_id: Set(b.id),
-        kind: Set("REFUND".into()),
+        kind: Set(PaymentKind::Refund),
         amount_cents: Set(b.total_cents),
         idempotency_key: Set(refund_key(b.id)),
         provider_ref: Set(provider_ref),
-        status: Set(status.into()),
+        status: Set(status),
         failure_reason: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
@@ -287,7 +317,7 @@ pub(super) async fn insert_refund<C: ConnectionTrait>(
     b: &booking::Model,
     refund_ref: &str,
 ) -> AppResult<()> {
-    let row = refund_row(b, Some(refund_ref.to_string()), "SUCCEEDED");
+    let row = refund_row(b, Some(refund_ref.to_string()), PaymentStatus::Succeeded);
     // ON CONFLICT rather than catching the violation: on PostgreSQL a failed statement would
     // abort the surrounding transaction.
     payment::Entity::insert(row)

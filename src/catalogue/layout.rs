@@ -40,6 +40,12 @@ impl Layout {
             index,
         }
     }
+    /// A layout built by hand (unit tests of what is computed from layouts).
+    #[cfg(test)]
+    pub(crate) fn for_tests(screen_id: i64, seats: Vec<SeatInfo>) -> Self {
+        Self::new(screen_id, seats)
+    }
+
     pub fn seat(&self, id: i64) -> Option<&SeatInfo> {
         self.index.get(&id).map(|&i| &self.seats[i])
     }

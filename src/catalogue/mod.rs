@@ -272,3 +272,67 @@ fn unique_as_bad_input(e: sea_orm::DbErr, msg: &str) -> AppError {
         e.into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(label: &str, seats: i32, category: Option<&str>) -> NewRow {
+        NewRow {
+            label: label.into(),
+            seats,
+            category: category.map(str::to_string),
+        }
+    }
+
+    fn refused(rows: Vec<NewRow>) -> String {
+        match validate_rows(rows) {
+            Err(AppError::BadInput(m)) => m,
+            other => panic!("expected BAD_USER_INPUT, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rows_are_normalised() {
+        let rows = validate_rows(vec![row(" a ", 10, Some("premium")), row("b2", 1, None)])
+            .expect("valid");
+        assert_eq!(rows[0].label, "A");
+        assert_eq!(rows[0].category.as_deref(), Some("PREMIUM"));
+        assert_eq!(
+            (rows[1].label.as_str(), rows[1].category.as_deref()),
+            ("B2", None)
+        );
+    }
+
+    #[test]
+    fn bad_layouts_are_refused_with_what_is_wrong() {
+        assert!(refused(vec![]).contains("at least one row"));
+        assert!(refused(vec![row("A", 1, None), row("a", 1, None)]).contains("twice"));
+        assert!(refused(vec![row("", 1, None)]).contains("row label"));
+        assert!(refused(vec![row("ABCDE", 1, None)]).contains("row label"));
+        assert!(refused(vec![row("A-1", 1, None)]).contains("row label"));
+        assert!(refused(vec![row("A", 0, None)]).contains("1 to 200"));
+        assert!(refused(vec![row("A", 201, None)]).contains("1 to 200"));
+        assert!(refused(vec![row("A", 5, Some("vip lounge"))]).contains("category"));
+        let many: Vec<NewRow> = (0..=MAX_ROWS)
+            .map(|i| row(&format!("R{i}"), 1, None))
+            .collect();
+        assert!(refused(many).contains("at most 100 rows"));
+        // The largest layout the row limits allow is exactly the seat limit, and is accepted.
+        let largest: Vec<NewRow> = (0..MAX_ROWS)
+            .map(|i| row(&format!("R{i}"), MAX_SEATS_PER_ROW, None))
+            .collect();
+        assert_eq!(
+            validate_rows(largest).expect("valid").len() * MAX_SEATS_PER_ROW as usize,
+            MAX_SEATS_PER_SCREEN
+        );
+    }
+
+    #[test]
+    fn text_is_trimmed_bounded_and_printable() {
+        assert_eq!(clean_text("  Odeon ", "name", 10).expect("ok"), "Odeon");
+        assert!(clean_text("   ", "name", 10).is_err());
+        assert!(clean_text("abcdefghijk", "name", 10).is_err());
+        assert!(clean_text("a\u{7}b", "name", 10).is_err());
+    }
+}

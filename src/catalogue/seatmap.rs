@@ -153,3 +153,100 @@ pub async fn booked_from_db(
 }
 
 pub type SharedState = Arc<ShowState>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::layout::Layout;
+
+    /// Three seats: A1 and A2 standard, B1 premium.
+    fn layout() -> Layout {
+        let seat = |id, row: &str, number, category: &str| SeatInfo {
+            id,
+            row: row.into(),
+            number,
+            category: category.into(),
+            row_index: 0,
+            col_index: number - 1,
+        };
+        Layout::for_tests(
+            1,
+            vec![
+                seat(10, "A", 1, "STANDARD"),
+                seat(11, "A", 2, "STANDARD"),
+                seat(12, "B", 1, "PREMIUM"),
+            ],
+        )
+    }
+
+    fn prices() -> Prices {
+        Prices::from([("STANDARD".to_string(), 900), ("PREMIUM".to_string(), 1500)])
+    }
+
+    fn state() -> ShowState {
+        ShowState {
+            version: 7,
+            held: HashMap::from([(
+                11,
+                Holder {
+                    hold_id: "1-aa".into(),
+                    user_id: 5,
+                },
+            )]),
+            booked: HashSet::from([12]),
+            holds_unknown: false,
+        }
+    }
+
+    #[test]
+    fn counts_are_derived_from_each_seat_status() {
+        let c = counts(&layout(), &state());
+        assert_eq!((c.total, c.available, c.held, c.booked), (3, 1, 1, 1));
+        // A booked seat that is also (stale) held counts once, as booked.
+        let mut s = state();
+        s.held.insert(
+            12,
+            Holder {
+                hold_id: "1-bb".into(),
+                user_id: 6,
+            },
+        );
+        let c = counts(&layout(), &s);
+        assert_eq!((c.available, c.held, c.booked), (1, 1, 1));
+    }
+
+    #[test]
+    fn seat_views_price_by_category_and_know_their_holder() {
+        let views = seat_views(&layout(), &prices(), &state(), Some(5));
+        let got: Vec<(i64, i64, SeatStatus, bool)> = views
+            .iter()
+            .map(|v| (v.info.id, v.price_cents, v.status, v.held_by_me))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (10, 900, SeatStatus::Available, false),
+                (11, 900, SeatStatus::Held, true),
+                (12, 1500, SeatStatus::Booked, false),
+            ]
+        );
+        // Anyone else (or nobody signed in) does not hold it.
+        assert!(!seat_views(&layout(), &prices(), &state(), Some(6))[1].held_by_me);
+        assert!(!seat_views(&layout(), &prices(), &state(), None)[1].held_by_me);
+        // A category without a price costs 0 rather than failing the map.
+        assert_eq!(
+            seat_views(&layout(), &Prices::new(), &state(), None)[0].price_cents,
+            0
+        );
+    }
+
+    #[test]
+    fn changed_seats_are_viewed_like_the_map() {
+        let (l, p) = (layout(), prices());
+        let v = changed_seat(&l, &p, 11, SeatStatus::Held, Some(5), Some(5)).expect("seat");
+        assert_eq!((v.price_cents, v.held_by_me), (900, true));
+        let v = changed_seat(&l, &p, 11, SeatStatus::Held, Some(5), None).expect("seat");
+        assert!(!v.held_by_me);
+        assert!(changed_seat(&l, &p, 99, SeatStatus::Held, None, None).is_none());
+    }
+}

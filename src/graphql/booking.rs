@@ -7,24 +7,14 @@ use super::loaders::{loaders, must, shared, show_parts, SeatsOfBooking, ShowId, 
 use super::types::{to_int, viewer, Seat, Show};
 use crate::catalogue::seatmap::{self, SeatView};
 
+// The schema's name for the stored `entity::booking::BookingStatus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "entity::booking::BookingStatus")]
 pub enum BookingStatus {
     Pending,
     Confirmed,
     Failed,
     Cancelled,
-}
-
-impl BookingStatus {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "PENDING" => Some(Self::Pending),
-            "CONFIRMED" => Some(Self::Confirmed),
-            "FAILED" => Some(Self::Failed),
-            "CANCELLED" => Some(Self::Cancelled),
-            _ => None,
-        }
-    }
 }
 
 pub struct Booking(pub booking::Model);
@@ -59,15 +49,8 @@ impl Booking {
             })
             .collect())
     }
-    async fn status(&self) -> Result<BookingStatus> {
-        BookingStatus::parse(&self.0.status).ok_or_else(|| {
-            crate::error::AppError::internal(anyhow::anyhow!(
-                "booking {} has status {}",
-                self.0.id,
-                self.0.status
-            ))
-            .into()
-        })
+    async fn status(&self) -> BookingStatus {
+        self.0.status.into()
     }
     async fn total_cents(&self) -> i32 {
         to_int(self.0.total_cents)

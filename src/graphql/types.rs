@@ -270,7 +270,7 @@ impl User {
     }
     /// `customer` or `admin`.
     async fn role(&self) -> &str {
-        &self.0.role
+        self.0.role.as_str()
     }
 }
 

@@ -382,3 +382,28 @@ pub async fn connect_store(
         (StoreKind::Memory, _) => Arc::new(memory::MemoryStore::new(db)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hold_ids_carry_their_show_and_parse_back_exactly() {
+        let id = new_hold_id(42);
+        assert_eq!(parse_hold_id(&id), Some(42));
+        assert_ne!(new_hold_id(42), id, "random part");
+        let (_, random) = id.split_once('-').expect("dash");
+        for bad in [
+            String::new(),
+            "42".into(),
+            format!("42-{}", &random[1..]),
+            format!("42-{}", random.to_uppercase()),
+            format!(" 42-{random}"),
+            format!("+42-{random}"),
+            format!("0-{random}"),
+            format!("x-{random}"),
+        ] {
+            assert_eq!(parse_hold_id(&bad), None, "{bad:?}");
+        }
+    }
+}

@@ -48,7 +48,12 @@ async fn payments_of(app: &TestApp, booking: &str) -> Vec<(String, String)> {
         .all(&app.state().db)
         .await
         .unwrap();
-    let mut out: Vec<_> = rows.into_iter().map(|p| (p.kind, p.status)).collect();
+    use sea_orm::ActiveEnum;
+    // As stored: the strings the enums map to.
+    let mut out: Vec<_> = rows
+        .into_iter()
+        .map(|p| (p.kind.to_value(), p.status.to_value()))
+        .collect();
     out.sort();
     out
 }
@@ -321,11 +326,11 @@ async fn interrupted_cancellation_is_finished_by_the_reconciler(b: Backend) {
     for id in &ids {
         payment::ActiveModel {
             booking_id: Set(*id),
-            kind: Set("REFUND".into()),
+            kind: Set(payment::PaymentKind::Refund),
             amount_cents: Set(1),
             idempotency_key: Set(format!("refund-{id}")),
             provider_ref: Set(None),
-            status: Set("PENDING".into()),
+            status: Set(payment::PaymentStatus::Pending),
             failure_reason: Set(None),
             created_at: Set(long_ago),
             updated_at: Set(long_ago),
@@ -467,15 +472,15 @@ async fn store_drift_left_by_a_crash_is_repaired_from_the_database(b: Backend) {
     let paying = hold(&app, t, &show, &[&seats[3]]).await;
     let now = chrono::Utc::now();
     for (h, key, status) in [
-        (&orphan, "o", "CANCELLED"),
-        (&paying, "p1", "FAILED"),
-        (&paying, "p2", "PENDING"),
+        (&orphan, "o", booking::BookingStatus::Cancelled),
+        (&paying, "p1", booking::BookingStatus::Failed),
+        (&paying, "p2", booking::BookingStatus::Pending),
     ] {
         booking::ActiveModel {
             user_id: Set(user),
             show_id: Set(show_id),
             hold_id: Set(Some(h.clone())),
-            status: Set(status.into()),
+            status: Set(status),
             total_cents: Set(0),
             idempotency_key: Set(key.into()),
             failure_reason: Set(None),

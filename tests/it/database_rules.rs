@@ -14,11 +14,21 @@ async fn one_seat_is_in_at_most_one_live_booking(b: Backend) {
     let (_, u1) = app.sign_up("one@example.com").await;
     let (_, u2) = app.sign_up("two@example.com").await;
     let b1 = app
-        .insert_booking(u1.parse().unwrap(), show, "k1", "CONFIRMED")
+        .insert_booking(
+            u1.parse().unwrap(),
+            show,
+            "k1",
+            entity::booking::BookingStatus::Confirmed,
+        )
         .await
         .expect("booking");
     let b2 = app
-        .insert_booking(u2.parse().unwrap(), show, "k2", "CONFIRMED")
+        .insert_booking(
+            u2.parse().unwrap(),
+            show,
+            "k2",
+            entity::booking::BookingStatus::Confirmed,
+        )
         .await
         .expect("booking");
 
@@ -33,7 +43,12 @@ async fn one_seat_is_in_at_most_one_live_booking(b: Backend) {
 
     // A cancelled (inactive) row does not block the seat, and the seat can be booked again.
     let b3 = app
-        .insert_booking(u2.parse().unwrap(), show, "k3", "CONFIRMED")
+        .insert_booking(
+            u2.parse().unwrap(),
+            show,
+            "k3",
+            entity::booking::BookingStatus::Confirmed,
+        )
         .await
         .expect("booking");
     app.insert_booking_seat(b3.id, show, seats[1].parse().unwrap(), false)
@@ -45,7 +60,12 @@ async fn one_seat_is_in_at_most_one_live_booking(b: Backend) {
 
     // The same user may not reuse an idempotency key.
     let dup = app
-        .insert_booking(u1.parse().unwrap(), show, "k1", "PENDING")
+        .insert_booking(
+            u1.parse().unwrap(),
+            show,
+            "k1",
+            entity::booking::BookingStatus::Pending,
+        )
         .await;
     assert!(matches!(&dup, Err(e) if is_unique_violation(e)), "{dup:?}");
 

@@ -394,7 +394,12 @@ async fn redis_flush_loses_holds_never_bookings() {
 /// A confirmed booking written to the database and mirrored in the store, as checkout does.
 async fn book_directly(app: &TestApp, user: i64, show: i64, seat: i64) {
     let b = app
-        .insert_booking(user, show, &format!("direct-{seat}"), "CONFIRMED")
+        .insert_booking(
+            user,
+            show,
+            &format!("direct-{seat}"),
+            entity::booking::BookingStatus::Confirmed,
+        )
         .await
         .unwrap();
     app.insert_booking_seat(b.id, show, seat, true)

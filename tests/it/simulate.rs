@@ -118,7 +118,7 @@ async fn simulated_rush_ends_with_a_clean_audit(b: Backend) {
         user_id: Set(user.id),
         show_id: Set(show),
         hold_id: Set(None),
-        status: Set("CONFIRMED".into()),
+        status: Set(entity::booking::BookingStatus::Confirmed),
         total_cents: Set(1200),
         idempotency_key: Set("forged".into()),
         failure_reason: Set(None),

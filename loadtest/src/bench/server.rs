@@ -116,7 +116,7 @@ pub(super) async fn people(
             email: Set(format!("{tag}-{i}@bench.test")),
             password_hash: Set("!".into()),
             name: Set(None),
-            role: Set("customer".into()),
+            role: Set(Role::Customer),
             created_at: Set(chrono::Utc::now()),
             ..Default::default()
         })
@@ -125,7 +125,7 @@ pub(super) async fn people(
         email: Set(format!("{tag}-admin@bench.test")),
         password_hash: Set("!".into()),
         name: Set(None),
-        role: Set("admin".into()),
+        role: Set(Role::Admin),
         created_at: Set(chrono::Utc::now()),
         ..Default::default()
     });
@@ -141,7 +141,7 @@ pub(super) async fn people(
         .all(db)
         .await?
     {
-        if u.role == "admin" {
+        if u.role == Role::Admin {
             admin = Some(tokens.issue(u.id, Role::Admin)?);
         } else {
             users.push(tokens.issue(u.id, Role::Customer)?);

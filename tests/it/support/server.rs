@@ -172,7 +172,7 @@ impl TestApp {
                 email: Set(format!("{tag}-{i}@load.test")),
                 password_hash: Set("$argon2id$v=19$m=19456,t=2,p=1$unused$unused".into()),
                 name: Set(None),
-                role: Set("customer".into()),
+                role: Set(boxoffice::auth::Role::Customer),
                 created_at: Set(chrono::Utc::now()),
                 ..Default::default()
             })
@@ -209,14 +209,14 @@ impl TestApp {
         user: i64,
         show: i64,
         key: &str,
-        status: &str,
+        status: entity::booking::BookingStatus,
     ) -> Result<entity::booking::Model, sea_orm::DbErr> {
         use sea_orm::{ActiveModelTrait, Set};
         entity::booking::ActiveModel {
             user_id: Set(user),
             show_id: Set(show),
             hold_id: Set(None),
-            status: Set(status.into()),
+            status: Set(status),
             total_cents: Set(1000),
             idempotency_key: Set(key.into()),
             failure_reason: Set(None),
