@@ -1,136 +1,337 @@
-//! The simulator's audit: after a run, read the database and the hold store directly (not through
-//! the server) and check the invariants the product promises. Any violation fails the command.
-use std::collections::{HashMap, HashSet};
+//! The audit: after a run (or on its own, `loadtest audit`), check the invariants the product
+//! promises from sources the server does not control — its database and its Redis, read
+//! directly and read-only (raw keys and Redis `TIME`; no store script, no cache refill, nothing
+//! expired on the way) — and compare what the API shows with them. Every count is derived from
+//! those raw reads and from the layout in the database, never from the API's own arithmetic.
+//!
+//! It refuses to run, loudly, when it cannot prove it is looking at the server's own data: the
+//! show must be in the database it reads, the server's hold store must be the one it reads
+//! (`/readyz` names it), and a show whose map has changed must have keys under the prefix.
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{anyhow, bail, Context};
 use entity::booking::BookingStatus;
-use entity::{booking, booking_seat, mock_gateway_ledger as ledger};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use serde::Serialize;
-use serde_json::json;
+use entity::{booking, booking_seat, mock_gateway_ledger as ledger, seat, show};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use crate::client::Http;
 use crate::target::Target;
-use boxoffice::booking::{charge_key, refund_key};
 
-#[derive(Debug, Serialize)]
-pub struct AuditReport {
-    pub show_id: i64,
-    pub version: i64,
-    pub total_seats: i64,
-    pub available: i64,
-    pub held: i64,
-    pub booked: i64,
-    pub bookings: HashMap<String, u64>,
-    pub captured_unrefunded_charges: u64,
-    pub hold_store: &'static str,
-    pub checks: Vec<Check>,
-    pub violations: Vec<String>,
-    pub notes: Vec<String>,
+/// The checks, in the order they run. A report always lists every one of them.
+pub const CHECKS: [&str; 13] = [
+    "no seat is in two confirmed bookings",
+    "seats are live exactly on confirmed bookings",
+    "every confirmed booking has one kept charge",
+    "every kept charge has a confirmed booking",
+    "no booking is left pending",
+    "every booking a client saw confirmed is confirmed",
+    "the hold store's booked seats are the database's",
+    "no hold outlived its TTL by more than 2 s",
+    "the hold store's seat index matches its hold records",
+    "the seat map's counts are the layout's and the hold store's",
+    "every live seat map shows the final seat map",
+    "every live seat map reached the show's version",
+    "a live seat map was kept by events alone",
+];
+
+/// How long past its expiry a hold may still be in the store (the sweeper's announcement bound).
+const EXPIRY_GRACE_MS: i64 = 2_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Violation,
+    /// The check cannot be made from what this audit can read (said so, never silently).
+    NotApplicable,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Check {
     pub name: &'static str,
-    pub ok: bool,
+    pub outcome: Outcome,
     pub detail: String,
 }
 
+/// Counts derived independently: the layout from the database, booked and held seats from the
+/// hold store's raw keys (or the database's bookings where the store cannot be read).
+#[derive(Debug, Default, Serialize)]
+pub struct Counts {
+    pub total: i64,
+    pub booked: i64,
+    pub held: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuditReport {
+    pub show_id: i64,
+    /// `redis (raw keys)` or `in-process (not readable from outside the server)`.
+    pub hold_store: String,
+    /// The API's version and counts of the show.
+    pub version: i64,
+    pub total_seats: i64,
+    pub available: i64,
+    pub held: i64,
+    pub booked: i64,
+    /// The same counts, derived without the API.
+    pub independent: Counts,
+    pub bookings: BTreeMap<String, u64>,
+    pub captured_unrefunded_charges: u64,
+    pub checks: Vec<Check>,
+    pub violations: Vec<String>,
+    pub notes: Vec<String>,
+}
+
 impl AuditReport {
-    fn check(&mut self, name: &'static str, ok: bool, detail: String) {
-        if !ok {
+    fn record(&mut self, name: &'static str, outcome: Outcome, detail: String) {
+        debug_assert!(CHECKS.contains(&name), "unlisted check {name}");
+        if outcome == Outcome::Violation {
             self.violations.push(format!("{name}: {detail}"));
         }
-        self.checks.push(Check { name, ok, detail });
+        self.checks.push(Check {
+            name,
+            outcome,
+            detail,
+        });
+    }
+    fn check(&mut self, name: &'static str, ok: bool, detail: String) {
+        let outcome = if ok { Outcome::Ok } else { Outcome::Violation };
+        self.record(name, outcome, detail);
+    }
+    fn not_applicable(&mut self, name: &'static str, why: &str) {
+        self.record(name, Outcome::NotApplicable, why.to_string());
     }
 }
 
-/// What one open seat map showed at the end: its version and its seats (id → status).
+/// What one open seat map showed at the end.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct View {
     pub version: i64,
+    /// Seat id → status.
     pub seats: HashMap<String, String>,
+    /// Events applied since the map was last read in full (0: it is only as right as a read).
+    #[serde(default)]
+    pub applied_since_read: u64,
 }
 
-/// Where the audit reads: the server's database and, when it keeps holds in Redis, its Redis.
-/// Opened before a run so that a wrong or missing setting fails at once, not after the rush.
+/// Where the audit reads: the server's database and, when the server keeps its holds in Redis,
+/// that Redis. Opened before a run, so that a wrong or missing setting fails at once.
 pub struct Source {
     config: Target,
     db: sea_orm::DatabaseConnection,
+    redis: Option<redis::aio::MultiplexedConnection>,
 }
 
 impl Source {
     pub async fn open(config: &Target) -> anyhow::Result<Source> {
         let db = config.database().await?;
-        if let Some(url) = &config.redis_url {
-            let ping = async {
-                let mut c = redis::Client::open(url.as_str())?
-                    .get_multiplexed_async_connection()
-                    .await?;
-                redis::cmd("PING").query_async::<String>(&mut c).await
-            };
-            match tokio::time::timeout(config.dependency_timeout(), ping).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => bail!(
-                    "the audit reads the hold store: REDIS_URL ({}) does not answer: {e}",
-                    boxoffice::db::redact(url)
-                ),
-                Err(_) => bail!(
-                    "the audit reads the hold store: REDIS_URL ({}) did not answer in time",
-                    boxoffice::db::redact(url)
-                ),
+        let redis = match &config.redis_url {
+            None => None,
+            Some(url) => {
+                let shown = boxoffice::db::redact(url);
+                let connect = async {
+                    let mut c = redis::Client::open(url.as_str())?
+                        .get_multiplexed_async_connection()
+                        .await?;
+                    redis::cmd("PING").query_async::<String>(&mut c).await?;
+                    Ok::<_, redis::RedisError>(c)
+                };
+                match tokio::time::timeout(config.dependency_timeout(), connect).await {
+                    Ok(Ok(c)) => Some(c),
+                    Ok(Err(e)) => bail!(
+                        "the audit reads the hold store: REDIS_URL ({shown}) does not answer: {e}"
+                    ),
+                    Err(_) => bail!(
+                        "the audit reads the hold store: REDIS_URL ({shown}) did not answer in time"
+                    ),
+                }
             }
-        }
+        };
         Ok(Source {
             config: config.clone(),
             db,
+            redis,
         })
     }
 
-    /// The show the run drives must be in the database the audit reads: otherwise the server
-    /// uses another database and every check would pass on nothing.
-    pub async fn check_show(&self, show: &str) -> anyhow::Result<()> {
+    /// The server must keep its holds where the audit reads them: Redis iff REDIS_URL is given.
+    pub async fn check_server(&self, http: &mut Http) -> anyhow::Result<()> {
+        let kind = http
+            .get_json("/readyz")
+            .await
+            .context("the audit asks the server's /readyz which hold store it uses")?;
+        let kind = kind["holdStoreKind"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string();
+        match (kind.as_str(), self.redis.is_some()) {
+            ("redis", true) | ("memory", false) => Ok(()),
+            ("redis", false) => bail!(
+                "the server keeps its holds in Redis but REDIS_URL is not set: the audit would \
+                 not see them. Set REDIS_URL and REDIS_KEY_PREFIX as the server has them, or \
+                 pass --no-audit"
+            ),
+            ("memory", true) => bail!(
+                "the server keeps its holds in its own memory, but REDIS_URL is set: unset it \
+                 (the audit cannot read an in-process store), or point at the right server"
+            ),
+            (other, _) => bail!(
+                "the server's hold store is {other:?}: the audit reads Redis or nothing; pass \
+                 --no-audit"
+            ),
+        }
+    }
+
+    /// The show the run drives must be in the database the audit reads.
+    pub async fn check_show(&self, show: &str) -> anyhow::Result<show::Model> {
         let id: i64 = show
             .parse()
             .map_err(|_| anyhow!("show id {show} is not a number"))?;
-        let found = entity::show::Entity::find_by_id(id).one(&self.db).await?;
-        if found.is_none() {
-            bail!(
+        match show::Entity::find_by_id(id).one(&self.db).await? {
+            Some(s) => Ok(s),
+            None => bail!(
                 "show {id} is not in DATABASE_URL ({}): the server uses another database; set \
                  DATABASE_URL to the server's, or pass --no-audit",
                 boxoffice::db::redact(self.config.database_url.as_deref().unwrap_or_default())
-            );
+            ),
         }
-        Ok(())
     }
 }
 
-/// Audit one show. `views`: each open seat map at the end; `client_confirmed`: the bookings
-/// clients were told are confirmed (and did not cancel).
+/// One show's keys in Redis, read raw in one MULTI (a consistent snapshot), with Redis's clock.
+#[derive(Default)]
+struct RawStore {
+    now_ms: i64,
+    /// Seat → hold.
+    seats: HashMap<i64, String>,
+    /// Hold → expiry (ms).
+    expiries: HashMap<String, i64>,
+    /// Hold → (user, expiry, seats).
+    records: HashMap<String, (i64, i64, Vec<i64>)>,
+    booked: HashSet<i64>,
+    version: i64,
+    loaded: bool,
+    keys_exist: bool,
+}
+
+async fn read_raw(
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    show: i64,
+) -> anyhow::Result<RawStore> {
+    let key = |k: &str| format!("{prefix}:{{show:{show}}}:{k}");
+    type Reply = (
+        (String, String),
+        HashMap<String, String>,
+        Vec<(String, f64)>,
+        HashMap<String, String>,
+        Vec<String>,
+        HashMap<String, String>,
+        i64,
+    );
+    let (time, seats, holds, recs, booked, meta, exist): Reply = redis::pipe()
+        .atomic()
+        .cmd("TIME")
+        .hgetall(key("seats"))
+        .zrange_withscores(key("holds"), 0, -1)
+        .hgetall(key("holdrec"))
+        .smembers(key("booked"))
+        .hgetall(key("meta"))
+        .exists(
+            ["seats", "holds", "holdrec", "uholds", "booked", "meta"]
+                .iter()
+                .map(|k| key(k))
+                .collect::<Vec<_>>(),
+        )
+        .query_async(conn)
+        .await
+        .context("reading the show's keys in Redis")?;
+    let int = |s: &str, what: &str| -> anyhow::Result<i64> {
+        s.parse()
+            .map_err(|_| anyhow!("malformed {what} in Redis: {s:?}"))
+    };
+    let now_ms = int(&time.0, "TIME")? * 1000 + int(&time.1, "TIME")? / 1000;
+    let mut raw = RawStore {
+        now_ms,
+        version: meta
+            .get("ver")
+            .map(|v| int(v, "ver"))
+            .transpose()?
+            .unwrap_or(0),
+        loaded: meta.get("loaded").map(String::as_str) == Some("1"),
+        keys_exist: exist > 0,
+        ..RawStore::default()
+    };
+    for (s, h) in seats {
+        raw.seats.insert(int(&s, "seat id")?, h);
+    }
+    for (h, exp) in holds {
+        raw.expiries.insert(h, exp as i64);
+    }
+    for (h, rec) in recs {
+        let mut parts = rec.splitn(4, '|');
+        let (user, exp, _created, list) =
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some(u), Some(e), Some(c), Some(l)) => (u, e, c, l),
+                _ => bail!("malformed hold record in Redis: {rec:?}"),
+            };
+        let seats = list
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| int(s, "seat id"))
+            .collect::<anyhow::Result<Vec<i64>>>()?;
+        raw.records
+            .insert(h, (int(user, "user id")?, int(exp, "expiry")?, seats));
+    }
+    for s in booked {
+        raw.booked.insert(int(&s, "seat id")?);
+    }
+    Ok(raw)
+}
+
+/// Audit one show. `views`: each open seat map at the end (`None`: no live maps were kept);
+/// `client_confirmed`: the bookings clients were told are confirmed (and did not cancel).
 pub async fn run(
     source: &Source,
     base_url: &str,
     show: &str,
-    views: &[View],
+    views: Option<&[View]>,
     client_confirmed: &[i64],
 ) -> anyhow::Result<AuditReport> {
-    let show_id: i64 = show
-        .parse()
-        .map_err(|_| anyhow!("show id {show} is not a number"))?;
     let (config, db) = (&source.config, &source.db);
+    let mut http = Http::new(base_url)?;
+    source.check_server(&mut http).await?;
+    let show_row = source.check_show(show).await?;
+    let show_id = show_row.id;
 
-    // The database's view: bookings, their seats, the gateway's ledger.
+    // 1. The hold store's raw keys, first: the API read below may expire due holds.
+    let raw = match &source.redis {
+        Some(conn) => {
+            let mut conn = conn.clone();
+            Some(read_raw(&mut conn, &config.redis_key_prefix, show_id).await?)
+        }
+        None => None,
+    };
+
+    // 2. The database: bookings, their seats, the gateway's ledger, the layout.
     let bookings = booking::Entity::find()
         .filter(booking::Column::ShowId.eq(show_id))
         .all(db)
         .await?;
-    let seats = booking_seat::Entity::find()
+    let seat_rows = booking_seat::Entity::find()
         .filter(booking_seat::Column::ShowId.eq(show_id))
         .all(db)
         .await?;
+    let layout_seats = seat::Entity::find()
+        .filter(seat::Column::ScreenId.eq(show_row.screen_id))
+        .count(db)
+        .await? as i64;
     let mut keys = Vec::new();
     for b in &bookings {
-        keys.push(charge_key(b.id));
-        keys.push(refund_key(b.id));
+        keys.push(boxoffice::booking::charge_key(b.id));
+        keys.push(boxoffice::booking::refund_key(b.id));
     }
     let mut entries = HashMap::new();
     for chunk in keys.chunks(500) {
@@ -143,8 +344,7 @@ pub async fn run(
         }
     }
 
-    // The server's view (what clients see), then the hold store's own when it is Redis.
-    let mut http = Http::new(base_url)?;
+    // 3. What clients see.
     let api = http
         .gql(
             None,
@@ -155,225 +355,7 @@ pub async fn run(
         .data()?;
     let api = &api["show"];
     let int = |k: &str| api[k].as_i64().unwrap_or(-1);
-
-    let mut report = AuditReport {
-        show_id,
-        version: int("version"),
-        total_seats: int("totalSeats"),
-        available: int("availableSeats"),
-        held: int("heldSeats"),
-        booked: int("bookedSeats"),
-        bookings: HashMap::new(),
-        captured_unrefunded_charges: 0,
-        hold_store: if config.redis_url.is_some() {
-            "redis (read directly)"
-        } else {
-            "in-process (read through the API)"
-        },
-        checks: Vec::new(),
-        violations: Vec::new(),
-        notes: Vec::new(),
-    };
-    for b in &bookings {
-        *report.bookings.entry(b.status.to_string()).or_default() += 1;
-    }
-
-    // 1. No seat in two live bookings, and `active` exactly on confirmed bookings' seats.
-    let status: HashMap<i64, &str> = bookings.iter().map(|b| (b.id, b.status.as_str())).collect();
-    let mut owners: HashMap<i64, Vec<i64>> = HashMap::new();
-    let mut wrong_active = Vec::new();
-    for s in &seats {
-        let confirmed = status.get(&s.booking_id) == Some(&"CONFIRMED");
-        if confirmed {
-            owners.entry(s.seat_id).or_default().push(s.booking_id);
-        }
-        if s.active != confirmed {
-            wrong_active.push(s.booking_id);
-        }
-    }
-    let doubles: Vec<_> = owners.iter().filter(|(_, b)| b.len() > 1).collect();
-    report.check(
-        "no seat in two live bookings",
-        doubles.is_empty(),
-        format!(
-            "{} seats booked by more than one confirmed booking {:?}",
-            doubles.len(),
-            doubles.iter().take(5).collect::<Vec<_>>()
-        ),
-    );
-    report.check(
-        "seat rows active exactly while their booking is confirmed",
-        wrong_active.is_empty(),
-        format!(
-            "{} seat rows disagree with their booking",
-            wrong_active.len()
-        ),
-    );
-
-    // 2. Money: each confirmed booking has one captured, unrefunded charge; each captured,
-    // unrefunded charge belongs to a confirmed booking; nothing is left pending.
-    let captured = |b: &booking::Model| {
-        let charged = entries
-            .get(&charge_key(b.id))
-            .is_some_and(|e| e.kind == "CHARGE" && e.status == "SUCCEEDED");
-        let refunded = entries
-            .get(&refund_key(b.id))
-            .is_some_and(|e| e.kind == "REFUND" && e.status == "SUCCEEDED");
-        charged && !refunded
-    };
-    let unpaid: Vec<i64> = bookings
-        .iter()
-        .filter(|b| b.status == BookingStatus::Confirmed && !captured(b))
-        .map(|b| b.id)
-        .collect();
-    let kept: Vec<(i64, String)> = bookings
-        .iter()
-        .filter(|b| b.status != BookingStatus::Confirmed && captured(b))
-        .map(|b| (b.id, b.status.to_string()))
-        .collect();
-    report.captured_unrefunded_charges = bookings.iter().filter(|b| captured(b)).count() as u64;
-    report.check(
-        "every confirmed booking has one captured, unrefunded charge",
-        unpaid.is_empty(),
-        format!(
-            "{} confirmed bookings without a kept charge {:?}",
-            unpaid.len(),
-            &unpaid[..unpaid.len().min(5)]
-        ),
-    );
-    report.check(
-        "every captured, unrefunded charge has a confirmed booking",
-        kept.is_empty(),
-        format!(
-            "{} charges kept for bookings that are not confirmed {:?}",
-            kept.len(),
-            &kept[..kept.len().min(5)]
-        ),
-    );
-    let pending = bookings
-        .iter()
-        .filter(|b| b.status == BookingStatus::Pending)
-        .count();
-    report.check(
-        "no booking left pending",
-        pending == 0,
-        format!("{pending} bookings still PENDING"),
-    );
-
-    // Nothing a client was told is confirmed got lost.
-    let lost: Vec<i64> = client_confirmed
-        .iter()
-        .copied()
-        .filter(|id| status.get(id) != Some(&"CONFIRMED"))
-        .collect();
-    report.check(
-        "every booking clients saw confirmed is confirmed",
-        lost.is_empty(),
-        format!(
-            "{} of {} bookings lost {:?}",
-            lost.len(),
-            client_confirmed.len(),
-            &lost[..lost.len().min(5)]
-        ),
-    );
-
-    // 3. Counts add up, and booked seats agree between the database and the seat map.
-    report.check(
-        "total = available + held + booked",
-        report.total_seats == report.available + report.held + report.booked,
-        format!(
-            "{} = {} + {} + {}",
-            report.total_seats, report.available, report.held, report.booked
-        ),
-    );
-    let db_booked: HashSet<i64> = seats
-        .iter()
-        .filter(|s| s.active)
-        .map(|s| s.seat_id)
-        .collect();
-    let api_booked: HashSet<i64> = api["seats"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|s| s["status"] == "BOOKED")
-                .filter_map(|s| s["id"].as_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    report.check(
-        "the seat map's booked seats are the database's",
-        db_booked == api_booked,
-        format!(
-            "database {} booked, seat map {} booked, {} differ",
-            db_booked.len(),
-            api_booked.len(),
-            db_booked.symmetric_difference(&api_booked).count()
-        ),
-    );
-
-    // 4. After the TTL nothing is held (the simulator waits TTL + 2 s before auditing).
-    let (held, version, which) = match &config.redis_url {
-        Some(url) => {
-            let store = boxoffice::holds::redis::RedisStore::connect(
-                url,
-                &config.redis_key_prefix,
-                config.dependency_timeout(),
-                db.clone(),
-            )
-            .await
-            .context("the audit reads the hold store: cannot connect to REDIS_URL")?;
-            use boxoffice::holds::HoldStore;
-            let state = store
-                .snapshot(&[show_id])
-                .await
-                .map_err(|e| anyhow!("hold store: {e}"))?
-                .remove(&show_id)
-                .unwrap_or_default();
-            report.check(
-                "the hold store's booked seats are the database's",
-                state.booked == db_booked,
-                format!(
-                    "store {} booked, database {}",
-                    state.booked.len(),
-                    db_booked.len()
-                ),
-            );
-            let mut which: Vec<String> = state
-                .held
-                .iter()
-                .map(|(seat, h)| {
-                    let of_hold = bookings
-                        .iter()
-                        .filter(|b| b.hold_id.as_deref() == Some(h.hold_id.as_str()))
-                        .map(|b| format!("booking {} {}", b.id, b.status))
-                        .collect::<Vec<_>>();
-                    format!(
-                        "seat {seat} by user {} ({}; {})",
-                        h.user_id,
-                        h.hold_id,
-                        if of_hold.is_empty() {
-                            "no booking".to_string()
-                        } else {
-                            of_hold.join(", ")
-                        }
-                    )
-                })
-                .collect();
-            which.sort();
-            (state.held.len() as i64, state.version, which)
-        }
-        None => (report.held, report.version, Vec::new()),
-    };
-    report.check(
-        "no seat held after the TTL",
-        held == 0,
-        format!("{held} seats still held {which:?}"),
-    );
-
-    // 5. Every open seat map shows the truth, at the show's version. After the hold store lost
-    // its data its versions restart lower; a map that heard no event since cannot know, so it
-    // is then held to its content only.
-    let truth: HashMap<String, String> = api["seats"]
+    let api_seats: HashMap<String, String> = api["seats"]
         .as_array()
         .map(|a| {
             a.iter()
@@ -386,74 +368,408 @@ pub async fn run(
                 .collect()
         })
         .unwrap_or_default();
-    let wrong_content = views.iter().filter(|v| v.seats != truth).count();
-    // A few of the differences of the first map that differs, to say what went wrong.
-    let sample: Vec<String> = views
+
+    // The audit must be looking at the server's keys: a show whose map has changed has keys.
+    if let Some(raw) = &raw {
+        if !raw.keys_exist && int("version") > 0 {
+            bail!(
+                "show {show_id} has changed (version {}) but Redis has no key of it under \
+                 REDIS_KEY_PREFIX={:?}: the prefix (or REDIS_URL) is not the server's. Set them \
+                 as the server has them, or pass --no-audit",
+                int("version"),
+                config.redis_key_prefix
+            );
+        }
+    }
+
+    let mut report = AuditReport {
+        show_id,
+        hold_store: if raw.is_some() {
+            "redis (raw keys)".into()
+        } else {
+            "in-process (not readable from outside the server)".into()
+        },
+        version: int("version"),
+        total_seats: int("totalSeats"),
+        available: int("availableSeats"),
+        held: int("heldSeats"),
+        booked: int("bookedSeats"),
+        independent: Counts::default(),
+        bookings: BTreeMap::new(),
+        captured_unrefunded_charges: 0,
+        checks: Vec::new(),
+        violations: Vec::new(),
+        notes: Vec::new(),
+    };
+    for b in &bookings {
+        *report.bookings.entry(b.status.to_string()).or_default() += 1;
+    }
+    let status: HashMap<i64, BookingStatus> = bookings.iter().map(|b| (b.id, b.status)).collect();
+    let confirmed = |id: &i64| status.get(id) == Some(&BookingStatus::Confirmed);
+
+    // Seats of confirmed bookings: the database's booked seats, by the bookings' own status.
+    let mut owners: HashMap<i64, Vec<i64>> = HashMap::new();
+    for s in seat_rows.iter().filter(|s| confirmed(&s.booking_id)) {
+        owners.entry(s.seat_id).or_default().push(s.booking_id);
+    }
+    let db_booked: HashSet<i64> = owners.keys().copied().collect();
+    let doubles: Vec<(i64, Vec<i64>)> = owners
         .iter()
-        .find(|v| v.seats != truth)
-        .map(|v| {
-            let mut d: Vec<String> = truth
-                .iter()
-                .filter(|(id, st)| v.seats.get(*id) != Some(*st))
-                .map(|(id, st)| {
+        .filter(|(_, b)| b.len() > 1)
+        .map(|(s, b)| (*s, b.clone()))
+        .collect();
+    report.check(
+        CHECKS[0],
+        doubles.is_empty(),
+        format!(
+            "{} seats in more than one confirmed booking {:?}",
+            doubles.len(),
+            first(&doubles)
+        ),
+    );
+    let wrong_live: Vec<(i64, i64, bool)> = seat_rows
+        .iter()
+        .filter(|s| s.active != confirmed(&s.booking_id))
+        .map(|s| (s.booking_id, s.seat_id, s.active))
+        .collect();
+    report.check(
+        CHECKS[1],
+        wrong_live.is_empty(),
+        format!(
+            "{} seat rows whose `active` disagrees with their booking's status (booking, seat, active) {:?}",
+            wrong_live.len(),
+            first(&wrong_live)
+        ),
+    );
+
+    // Money: each confirmed booking has exactly one captured, unrefunded charge at the gateway,
+    // and every such charge belongs to a confirmed booking.
+    let kept = |b: &booking::Model| {
+        let charged = entries
+            .get(&boxoffice::booking::charge_key(b.id))
+            .is_some_and(|e| e.kind == "CHARGE" && e.status == "SUCCEEDED");
+        let refunded = entries
+            .get(&boxoffice::booking::refund_key(b.id))
+            .is_some_and(|e| e.kind == "REFUND" && e.status == "SUCCEEDED");
+        charged && !refunded
+    };
+    let unpaid: Vec<i64> = bookings
+        .iter()
+        .filter(|b| b.status == BookingStatus::Confirmed && !kept(b))
+        .map(|b| b.id)
+        .collect();
+    let stray: Vec<(i64, String)> = bookings
+        .iter()
+        .filter(|b| b.status != BookingStatus::Confirmed && kept(b))
+        .map(|b| (b.id, b.status.to_string()))
+        .collect();
+    report.captured_unrefunded_charges = bookings.iter().filter(|b| kept(b)).count() as u64;
+    report.check(
+        CHECKS[2],
+        unpaid.is_empty(),
+        format!(
+            "{} confirmed bookings without a kept charge {:?}",
+            unpaid.len(),
+            first(&unpaid)
+        ),
+    );
+    report.check(
+        CHECKS[3],
+        stray.is_empty(),
+        format!(
+            "{} kept charges of bookings that are not confirmed {:?}",
+            stray.len(),
+            first(&stray)
+        ),
+    );
+    let pending: Vec<i64> = bookings
+        .iter()
+        .filter(|b| b.status == BookingStatus::Pending)
+        .map(|b| b.id)
+        .collect();
+    report.check(
+        CHECKS[4],
+        pending.is_empty(),
+        format!(
+            "{} bookings still pending {:?}",
+            pending.len(),
+            first(&pending)
+        ),
+    );
+    let lost: Vec<i64> = client_confirmed
+        .iter()
+        .copied()
+        .filter(|id| !confirmed(id))
+        .collect();
+    report.check(
+        CHECKS[5],
+        lost.is_empty(),
+        format!(
+            "{} of {} bookings clients saw confirmed are not confirmed now {:?}",
+            lost.len(),
+            client_confirmed.len(),
+            first(&lost)
+        ),
+    );
+
+    // The hold store, from its raw keys.
+    let held_api = api_seats.values().filter(|s| *s == "HELD").count() as i64;
+    let truth_version;
+    match &raw {
+        Some(raw) => {
+            if raw.loaded {
+                let diff: Vec<i64> = raw
+                    .booked
+                    .symmetric_difference(&db_booked)
+                    .copied()
+                    .collect();
+                report.check(
+                    CHECKS[6],
+                    diff.is_empty(),
                     format!(
-                        "seat {id}: map {} (v{}), truth {st}",
-                        v.seats.get(id).map_or("missing", String::as_str),
-                        v.version
-                    )
+                        "store {} booked, database {}; differ on {:?}",
+                        raw.booked.len(),
+                        db_booked.len(),
+                        first(&diff)
+                    ),
+                );
+            } else {
+                report.check(
+                    CHECKS[6],
+                    raw.booked.is_empty() && raw.seats.is_empty(),
+                    format!(
+                        "the store has not loaded this show (it reloads from the database on next use) yet holds {} booked and {} held seats",
+                        raw.booked.len(),
+                        raw.seats.len()
+                    ),
+                );
+            }
+            let overdue: Vec<(String, i64)> = raw
+                .expiries
+                .iter()
+                .filter(|(_, exp)| **exp + EXPIRY_GRACE_MS < raw.now_ms)
+                .map(|(h, exp)| {
+                    let owner = bookings
+                        .iter()
+                        .filter(|b| b.hold_id.as_deref() == Some(h.as_str()))
+                        .map(|b| format!("booking {} {}", b.id, b.status))
+                        .collect::<Vec<_>>();
+                    (format!("{h} ({owner:?})"), raw.now_ms - exp)
                 })
                 .collect();
-            d.sort();
-            d.truncate(5);
-            d
-        })
-        .unwrap_or_default();
-    let behind = views
-        .iter()
-        .filter(|v| v.version != version && v.version < version)
-        .count();
-    let reset = views.iter().filter(|v| v.version > version).count();
-    report.check(
-        "every live seat map shows the final seat map",
-        wrong_content == 0,
-        format!(
-            "{wrong_content} of {} maps differ from the show's seats {sample:?}",
-            views.len()
-        ),
-    );
-    report.check(
-        "every live seat map reached the show's version",
-        behind == 0,
-        format!(
-            "{behind} of {} maps behind version {version} (lowest {:?})",
-            views.len(),
-            views.iter().map(|v| v.version).min()
-        ),
-    );
-    if reset > 0 {
-        report.notes.push(format!(
-            "{reset} maps are above the store's version {version}: the hold store restarted its versions after their last event (their content matches)"
-        ));
+            report.check(
+                CHECKS[7],
+                overdue.is_empty(),
+                format!(
+                    "{} holds still in the store past their expiry + 2 s (hold, ms overdue) {:?}",
+                    overdue.len(),
+                    first(&overdue)
+                ),
+            );
+            let mut broken = Vec::new();
+            for (seat, hold) in &raw.seats {
+                match raw.records.get(hold) {
+                    None => broken.push(format!("seat {seat} → hold {hold} without a record")),
+                    Some((_, _, seats)) if !seats.contains(seat) => {
+                        broken.push(format!("seat {seat} → hold {hold} whose record omits it"))
+                    }
+                    Some(_) => {}
+                }
+                if !raw.expiries.contains_key(hold) {
+                    broken.push(format!("seat {seat} → hold {hold} with no expiry entry"));
+                }
+                if raw.booked.contains(seat) {
+                    broken.push(format!("seat {seat} both held ({hold}) and booked"));
+                }
+            }
+            for hold in raw.records.keys() {
+                if !raw.expiries.contains_key(hold) {
+                    broken.push(format!("hold {hold} has a record but no expiry entry"));
+                }
+            }
+            for hold in raw.expiries.keys() {
+                if !raw.records.contains_key(hold) {
+                    broken.push(format!("hold {hold} has an expiry entry but no record"));
+                }
+            }
+            broken.sort();
+            report.check(
+                CHECKS[8],
+                broken.is_empty(),
+                format!("{} inconsistencies {:?}", broken.len(), first(&broken)),
+            );
+            // Held seats as the store has them: live holds (by Redis's clock) of seats not booked.
+            // A hold due within the next seconds may be expired by the API's own read.
+            let live = |margin: i64| {
+                raw.seats
+                    .iter()
+                    .filter(|(s, h)| {
+                        !raw.booked.contains(s)
+                            && raw
+                                .expiries
+                                .get(*h)
+                                .is_some_and(|e| *e > raw.now_ms + margin)
+                    })
+                    .count() as i64
+            };
+            let (sure, all) = (live(5_000), live(0));
+            // A store that has not loaded the show loads it from the database on the API's read.
+            let store_booked = if raw.loaded {
+                raw.booked.len() as i64
+            } else {
+                db_booked.len() as i64
+            };
+            report.independent = Counts {
+                total: layout_seats,
+                booked: store_booked,
+                held: all,
+            };
+            let api_held = report.held;
+            let available_ok = (report.total_seats - report.booked - api_held) == report.available;
+            report.check(
+                CHECKS[9],
+                report.total_seats == layout_seats
+                    && report.booked == store_booked
+                    && (sure..=all).contains(&api_held)
+                    && available_ok
+                    && held_api == api_held,
+                format!(
+                    "API total {} / booked {} / held {} (seats marked held: {held_api}) / available {}; layout {layout_seats} seats, store {store_booked} booked and {sure}–{all} held",
+                    report.total_seats,
+                    report.booked,
+                    api_held,
+                    report.available,
+                ),
+            );
+            truth_version = raw.version;
+        }
+        None => {
+            let why = "the server keeps its holds in its own memory: only the server can read them";
+            for name in &CHECKS[6..9] {
+                report.not_applicable(name, why);
+            }
+            report.independent = Counts {
+                total: layout_seats,
+                booked: db_booked.len() as i64,
+                held: held_api,
+            };
+            report.check(
+                CHECKS[9],
+                report.total_seats == layout_seats
+                    && report.booked == db_booked.len() as i64
+                    && report.held == held_api
+                    && report.total_seats - report.booked - report.held == report.available,
+                format!(
+                    "API total {} / booked {} / held {} (seats marked held: {held_api}) / available {}; layout {layout_seats} seats, database {} booked (held seats: the API's own, the store being in-process)",
+                    report.total_seats,
+                    report.booked,
+                    report.held,
+                    report.available,
+                    db_booked.len()
+                ),
+            );
+            truth_version = report.version;
+        }
+    }
+
+    // Live maps: each must show the final map, at the store's version; and at least one must
+    // have got there by events (a map right only because it was re-read proves nothing of them).
+    match views {
+        None | Some([]) => {
+            for name in &CHECKS[10..13] {
+                report.not_applicable(name, "no live seat map was kept");
+            }
+        }
+        Some(views) => {
+            let wrong: Vec<&View> = views.iter().filter(|v| v.seats != api_seats).collect();
+            let sample: Vec<String> = wrong
+                .first()
+                .map(|v| {
+                    let mut d: Vec<String> = api_seats
+                        .iter()
+                        .filter(|(id, st)| v.seats.get(*id) != Some(*st))
+                        .map(|(id, st)| {
+                            format!(
+                                "seat {id}: map {} (v{}), truth {st}",
+                                v.seats.get(id).map_or("missing", String::as_str),
+                                v.version
+                            )
+                        })
+                        .collect();
+                    d.sort();
+                    d.truncate(5);
+                    d
+                })
+                .unwrap_or_default();
+            report.check(
+                CHECKS[10],
+                wrong.is_empty(),
+                format!(
+                    "{} of {} maps differ from the final map {sample:?}",
+                    wrong.len(),
+                    views.len()
+                ),
+            );
+            let behind = views.iter().filter(|v| v.version < truth_version).count();
+            let above = views.iter().filter(|v| v.version > truth_version).count();
+            report.check(
+                CHECKS[11],
+                behind == 0,
+                format!(
+                    "{behind} of {} maps behind version {truth_version} (lowest {:?})",
+                    views.len(),
+                    views.iter().map(|v| v.version).min()
+                ),
+            );
+            if above > 0 {
+                report.notes.push(format!(
+                    "{above} maps are above the store's version {truth_version}: the store restarted its versions after their last event (their content is checked all the same)"
+                ));
+            }
+            let by_events = views
+                .iter()
+                .filter(|v| v.applied_since_read > 0 && v.seats == api_seats)
+                .count();
+            report.check(
+                CHECKS[12],
+                by_events > 0,
+                format!(
+                    "{by_events} of {} maps equal the final map having applied events since their last full read",
+                    views.len()
+                ),
+            );
+        }
     }
     Ok(report)
 }
 
+/// The first few items, for a detail line.
+fn first<T>(items: &[T]) -> &[T] {
+    &items[..items.len().min(5)]
+}
+
 pub fn print(a: &AuditReport) {
     println!(
-        "audit of show {} (version {}, hold store {}): {} seats = {} available + {} held + {} booked; bookings {:?}",
-        a.show_id, a.version, a.hold_store, a.total_seats, a.available, a.held, a.booked, a.bookings
+        "audit of show {} (hold store {}): API {} seats = {} available + {} held + {} booked at version {}; independently {} seats, {} booked, {} held; bookings {:?}",
+        a.show_id,
+        a.hold_store,
+        a.total_seats,
+        a.available,
+        a.held,
+        a.booked,
+        a.version,
+        a.independent.total,
+        a.independent.booked,
+        a.independent.held,
+        a.bookings
     );
     for c in &a.checks {
-        println!(
-            "  [{}] {}{}",
-            if c.ok { "ok" } else { "VIOLATION" },
-            c.name,
-            if c.ok {
-                String::new()
-            } else {
-                format!(": {}", c.detail)
-            }
-        );
+        let (tag, detail) = match c.outcome {
+            Outcome::Ok => ("ok", String::new()),
+            Outcome::Violation => ("VIOLATION", format!(": {}", c.detail)),
+            Outcome::NotApplicable => ("n/a", format!(": {}", c.detail)),
+        };
+        println!("  [{tag}] {}{detail}", c.name);
     }
     for n in &a.notes {
         println!("  note: {n}");
@@ -466,4 +782,48 @@ pub fn print(a: &AuditReport) {
             format!("{} violations", a.violations.len())
         }
     );
+}
+
+/// `loadtest audit`: audit a show without a run (live maps and confirmed bookings from files).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuditArgs {
+    /// The server whose show is audited.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    #[arg(long)]
+    pub show: String,
+    /// JSON file: the live maps clients kept, `[{"version": N, "seats": {"id": "STATUS"}, "applied_since_read": N}]`.
+    #[arg(long)]
+    pub views: Option<std::path::PathBuf>,
+    /// JSON file: ids of the bookings clients were told are confirmed, `[1, 2, …]`.
+    #[arg(long)]
+    pub confirmed: Option<std::path::PathBuf>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run `loadtest audit`; `Ok(false)` when it found violations.
+pub async fn command(config: &Target, args: AuditArgs) -> anyhow::Result<bool> {
+    let read = |p: &std::path::Path| -> anyhow::Result<Value> {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))
+    };
+    let views: Option<Vec<View>> = match &args.views {
+        Some(p) => Some(serde_json::from_value(read(p)?).context("--views: a list of maps")?),
+        None => None,
+    };
+    let confirmed: Vec<i64> = match &args.confirmed {
+        Some(p) => serde_json::from_value(read(p)?).context("--confirmed: a list of ids")?,
+        None => Vec::new(),
+    };
+    let source = Source::open(config).await?;
+    let report = run(&source, &args.url, &args.show, views.as_deref(), &confirmed).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print(&report);
+    }
+    Ok(report.violations.is_empty())
 }

@@ -152,6 +152,43 @@ impl Http {
         self.request
             .extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
         self.request.extend_from_slice(body);
+        self.send().await
+    }
+
+    /// `GET path` on the current server, its body as JSON (whatever the status: `/readyz`
+    /// answers 503 with a body).
+    pub async fn get_json(&mut self, path: &str) -> anyhow::Result<Value> {
+        let mut last = None;
+        for _ in 0..self.authorities.len() {
+            match self.get_json_once(path).await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    last = Some(e);
+                    self.current = (self.current + 1) % self.authorities.len();
+                    self.authority = self.authorities[self.current].clone();
+                    self.conn = None;
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow!("no server")))
+    }
+
+    async fn get_json_once(&mut self, path: &str) -> anyhow::Result<Value> {
+        self.request.clear();
+        self.request.extend_from_slice(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n\r\n",
+                self.authority
+            )
+            .as_bytes(),
+        );
+        let (status, body) = self.send().await?;
+        serde_json::from_slice(&body)
+            .with_context(|| format!("GET {path}: HTTP {status}, not JSON"))
+    }
+
+    /// Send the request in `self.request` on the kept-alive connection.
+    async fn send(&mut self) -> anyhow::Result<(u16, Vec<u8>)> {
         let timeout = self.timeout;
         // A kept-alive connection the server closed in the meantime fails on first use: retry
         // once on a fresh one. (Only requests that never reached the server are retried — a
@@ -290,6 +327,10 @@ pub struct Watch {
     pub gaps: AtomicU64,
     /// The stream ended with an error (e.g. dropped as too slow) and was reopened.
     pub reopened: AtomicU64,
+    /// Full reads of the map (the first, and every re-read after a gap or a reopening).
+    pub reads: AtomicU64,
+    /// Events applied since the last full read: a map kept right by events, not by re-reading.
+    pub applied_since_read: AtomicU64,
 }
 
 /// Seat-map subscribers: a task that keeps `seatUpdates(show)` open until `stop`, re-reading the
@@ -442,6 +483,7 @@ async fn watch_once(
                             }
                         }
                         watch.version.store(version, Ordering::SeqCst);
+                        watch.applied_since_read.fetch_add(1, Ordering::Relaxed);
                     }
                     // Already in our last re-read, or older: events that waited in the socket
                     // while we re-read. (A hold store that lost its data restarts its versions,
@@ -470,6 +512,8 @@ const STALE_WINDOW: i64 = 4096;
 
 /// Re-read the map (its version, and its seats when the watcher keeps a copy).
 async fn resync(http: &mut Http, show: &str, watch: &Watch) -> anyhow::Result<()> {
+    watch.reads.fetch_add(1, Ordering::Relaxed);
+    watch.applied_since_read.store(0, Ordering::Relaxed);
     if !watch.tracking {
         let current = show_version(http, show).await?;
         watch.version.store(current, Ordering::SeqCst);

@@ -31,6 +31,9 @@ enum Command {
     /// Race many simulated users for the best seats of one show through the public API, then
     /// audit the database and the hold store (exit code 1 on any violation).
     Simulate(simulate::SimulateArgs),
+    /// Audit one show as `simulate` does after a run: the server's database and Redis read
+    /// directly, every check listed (exit code 1 on any violation).
+    Audit(audit::AuditArgs),
     /// Benchmark holds (Redis, in-process, PostgreSQL row-lock baseline), ceilings, checkout and
     /// live-map fan-out on this machine, side by side.
     Bench(bench::BenchArgs),
@@ -60,7 +63,14 @@ fn main() -> ExitCode {
             Command::Simulate(args) => match simulate::run(&cli.target, args).await {
                 Ok(true) => Ok(()),
                 Ok(false) => Err(anyhow::anyhow!(
-                    "the simulation's audit found violations (see the report)"
+                    "the simulation failed its verdict (see the report)"
+                )),
+                Err(e) => Err(e),
+            },
+            Command::Audit(args) => match audit::command(&cli.target, args).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(anyhow::anyhow!(
+                    "the audit found violations (see the report)"
                 )),
                 Err(e) => Err(e),
             },

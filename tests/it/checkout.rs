@@ -16,32 +16,6 @@ const CHECKOUT: &str =
     id status totalCents failureReason seats { id status } show { id } } }";
 const CANCEL: &str = "mutation($id: ID!) { cancelBooking(bookingId: $id) { id status } }";
 
-async fn hold(app: &TestApp, token: &str, show: &str, seats: &[&String]) -> String {
-    app.ok(Some(token), HOLD, json!({ "show": show, "seats": seats }))
-        .await["holdSeats"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-/// Hold and pay for each seat on its own; the confirmed bookings' ids.
-async fn book_each(app: &TestApp, token: &str, show: &str, seats: &[String]) -> Vec<i64> {
-    let mut ids = Vec::new();
-    for (i, s) in seats.iter().enumerate() {
-        let h = hold(app, token, show, &[s]).await;
-        let d = app
-            .ok(
-                Some(token),
-                CHECKOUT,
-                json!({ "hold": h, "key": format!("k{i}") }),
-            )
-            .await;
-        assert_eq!(d["checkout"]["status"], "CONFIRMED");
-        ids.push(d["checkout"]["id"].as_str().unwrap().parse().unwrap());
-    }
-    ids
-}
-
 async fn payments_of(app: &TestApp, booking: &str) -> Vec<(String, String)> {
     let rows = payment::Entity::find()
         .filter(payment::Column::BookingId.eq(booking.parse::<i64>().unwrap()))
@@ -72,7 +46,7 @@ async fn checkout_books_the_seats(b: Backend) {
     let (show, seats) = app.create_show(2, 4).await;
     let users = app.users(1).await;
     let t = &users[0].0;
-    let h = hold(&app, t, &show, &[&seats[0], &seats[7]]).await;
+    let h = app.hold(t, &show, &[&seats[0], &seats[7]]).await;
     let (v_before, _) = app.seat_map(None, &show).await;
     let d = app
         .ok(Some(t), CHECKOUT, json!({ "hold": h, "key": "k-1" }))
@@ -133,7 +107,7 @@ async fn declined_payment_frees_the_seats(b: Backend) {
     let (show, seats) = app.create_show(1, 4).await;
     let users = app.users(1).await;
     let t = &users[0].0;
-    let h = hold(&app, t, &show, &[&seats[0], &seats[1]]).await;
+    let h = app.hold(t, &show, &[&seats[0], &seats[1]]).await;
     let d = app
         .ok(Some(t), CHECKOUT, json!({ "hold": h, "key": "declined" }))
         .await;
@@ -168,7 +142,7 @@ async fn one_key_charges_once_under_concurrency(b: Backend) {
     let (show, seats) = app.create_show(1, 4).await;
     let users = app.users(1).await;
     let t = users[0].0.clone();
-    let h = hold(&app, &t, &show, &[&seats[0]]).await;
+    let h = app.hold(&t, &show, &[&seats[0]]).await;
     let barrier = Arc::new(tokio::sync::Barrier::new(10));
     let mut tasks = Vec::new();
     for _ in 0..10 {
@@ -213,7 +187,7 @@ async fn checkout_needs_a_live_hold_of_ones_own(b: Backend) {
     let app = TestApp::spawn_with(b, &["--hold-ttl-seconds", "1"]).await;
     let (show, seats) = app.create_show(1, 4).await;
     let users = app.users(2).await;
-    let h = hold(&app, &users[0].0, &show, &[&seats[0]]).await;
+    let h = app.hold(&users[0].0, &show, &[&seats[0]]).await;
     assert_eq!(
         app.err_code(
             Some(&users[1].0),
@@ -259,7 +233,7 @@ async fn cancel_refunds_and_frees(b: Backend) {
     let (show, seats) = app.create_show(1, 4).await;
     let users = app.users(2).await;
     let t = &users[0].0;
-    let h = hold(&app, t, &show, &[&seats[2]]).await;
+    let h = app.hold(t, &show, &[&seats[2]]).await;
     let id = app
         .ok(Some(t), CHECKOUT, json!({ "hold": h, "key": "c" }))
         .await["checkout"]["id"]
@@ -298,7 +272,7 @@ async fn cancel_refunds_and_frees(b: Backend) {
         "NOT_FOUND"
     );
     // The seat can be bought again.
-    let h2 = hold(&app, &users[1].0, &show, &[&seats[2]]).await;
+    let h2 = app.hold(&users[1].0, &show, &[&seats[2]]).await;
     assert_eq!(
         app.ok(
             Some(&users[1].0),
@@ -319,7 +293,7 @@ async fn interrupted_cancellation_is_finished_by_the_reconciler(b: Backend) {
     let (show, seats) = app.create_show(1, 4).await;
     let users = app.users(1).await;
     let t = &users[0].0;
-    let ids = book_each(&app, t, &show, &seats[..2]).await;
+    let ids = app.book_each(t, &show, &seats[..2]).await;
     let db = &app.state().db;
     let long_ago = chrono::Utc::now() - chrono::Duration::hours(1);
     use sea_orm::{ActiveModelTrait, Set};
@@ -444,7 +418,7 @@ async fn store_drift_left_by_a_crash_is_repaired_from_the_database(b: Backend) {
     let (t, user) = (&users[0].0, users[0].1);
     let show_id: i64 = show.parse().unwrap();
     let seat = |i: usize| seats[i].parse::<i64>().unwrap();
-    let ids = book_each(&app, t, &show, &seats[..2]).await;
+    let ids = app.book_each(t, &show, &seats[..2]).await;
     let state = app.state();
     let holds = &state.holds;
     let db = &state.db;
@@ -468,8 +442,8 @@ async fn store_drift_left_by_a_crash_is_repaired_from_the_database(b: Backend) {
         .unwrap();
     // 2: a hold whose booking was settled (here: cancelled) while the hold lived on.
     // 3: a hold whose first checkout failed and which is paying again under another key.
-    let orphan = hold(&app, t, &show, &[&seats[2]]).await;
-    let paying = hold(&app, t, &show, &[&seats[3]]).await;
+    let orphan = app.hold(t, &show, &[&seats[2]]).await;
+    let paying = app.hold(t, &show, &[&seats[3]]).await;
     let now = chrono::Utc::now();
     for (h, key, status) in [
         (&orphan, "o", booking::BookingStatus::Cancelled),
@@ -519,7 +493,7 @@ async fn store_drift_left_by_a_crash_is_repaired_from_the_database(b: Backend) {
     assert!(found.is_empty(), "nothing left: {found:?}");
     // The repaired seats behave: the freed ones can be held by someone else.
     let other = &users[1].0;
-    hold(&app, other, &show, &[&seats[1], &seats[2]]).await;
+    app.hold(other, &show, &[&seats[1], &seats[2]]).await;
 }
 
 backends!(
@@ -551,7 +525,7 @@ async fn lost_hold_never_sells_a_seat_twice() {
     let (show, seats) = app.create_show(1, 4).await;
     let users = app.users(2).await;
     let (a, b) = (users[0].0.clone(), users[1].0.clone());
-    let ha = hold(&app, &a, &show, &[&seats[0]]).await;
+    let ha = app.hold(&a, &show, &[&seats[0]]).await;
     let first = {
         let (app, a, ha) = (app.clone(), a.clone(), ha.clone());
         tokio::spawn(async move {
@@ -561,7 +535,7 @@ async fn lost_hold_never_sells_a_seat_twice() {
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     redis.cmd(&["FLUSHALL"]).await;
-    let hb = hold(&app, &b, &show, &[&seats[0]]).await;
+    let hb = app.hold(&b, &show, &[&seats[0]]).await;
     let second = app
         .ok(Some(&b), CHECKOUT, json!({ "hold": hb, "key": "b" }))
         .await;

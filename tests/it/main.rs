@@ -6,6 +6,7 @@
 mod support;
 
 mod accounts;
+mod audit;
 mod catalogue;
 mod checkout;
 mod config;

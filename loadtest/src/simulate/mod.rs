@@ -64,6 +64,11 @@ pub struct SimulateArgs {
     /// Skip the audit (it needs DATABASE_URL, and REDIS_URL when the server uses Redis).
     #[arg(long)]
     pub no_audit: bool,
+    /// Largest share of a kind of client operation (sign up, seat map, hold, checkout, cancel)
+    /// that may end in an error before the run fails. Expected outcomes (seats taken, declined
+    /// payments) are not errors.
+    #[arg(long, default_value_t = 0.01, value_parser = parse_share)]
+    pub max_error_share: f64,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -182,8 +187,76 @@ pub struct SimReport {
     pub watcher_events: u64,
     pub watcher_gaps: u64,
     pub watcher_reopened: u64,
+    /// Full reads of live maps (first reads and re-reads after gaps or reopenings).
+    pub watcher_reads: u64,
+    /// Watchers whose final map was reached by applying events after their last full read.
+    pub watchers_kept_by_events: u64,
     pub errors: BTreeMap<String, u64>,
     pub audit: Option<AuditReport>,
+    pub verdict: Verdict,
+}
+
+/// Whether the run passes: the audit is clean, nothing outlived its TTL, the run did real work,
+/// and clients met no more errors than allowed.
+#[derive(Debug, Default, Serialize)]
+pub struct Verdict {
+    pub clean: bool,
+    /// Why it failed (empty when clean).
+    pub reasons: Vec<String>,
+}
+
+/// Kinds of client operation whose errors are allowed up to a share of their attempts; an error
+/// of any other kind (the client itself, a watcher, the audit's own requests) always fails.
+const COUNTED_KINDS: [&str; 5] = ["sign up", "seat map", "hold", "checkout", "cancel"];
+
+fn verdict(
+    r: &SimReport,
+    ops: &BTreeMap<&'static str, u64>,
+    available_at_start: i64,
+    max_error_share: f64,
+) -> Verdict {
+    let mut reasons = Vec::new();
+    if let Some(a) = &r.audit {
+        for v in &a.violations {
+            reasons.push(format!("audit: {v}"));
+        }
+    }
+    if r.abandoned_holds_still_live > 0 {
+        reasons.push(format!(
+            "{} abandoned holds were still live after TTL + 2 s",
+            r.abandoned_holds_still_live
+        ));
+    }
+    if r.bookings_confirmed == 0 && available_at_start > 0 {
+        reasons.push(format!(
+            "no booking was confirmed although {available_at_start} seats were available"
+        ));
+    }
+    let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
+    for (key, n) in &r.errors {
+        let kind = key.split(':').next().unwrap_or(key).trim().to_string();
+        *by_kind.entry(kind).or_default() += n;
+    }
+    for (kind, n) in by_kind {
+        match COUNTED_KINDS.iter().find(|k| **k == kind) {
+            Some(k) => {
+                let attempts = ops.get(k).copied().unwrap_or(0) + n;
+                let share = n as f64 / attempts.max(1) as f64;
+                if share > max_error_share {
+                    reasons.push(format!(
+                        "{n} {kind} errors in {attempts} attempts ({:.1}% > {:.1}%)",
+                        share * 100.0,
+                        max_error_share * 100.0
+                    ));
+                }
+            }
+            None => reasons.push(format!("{n} {kind} errors (none are allowed)")),
+        }
+    }
+    Verdict {
+        clean: reasons.is_empty(),
+        reasons,
+    }
 }
 
 const MAP: &str =
@@ -201,13 +274,25 @@ pub async fn run(config: &Target, args: SimulateArgs) -> anyhow::Result<bool> {
         Some(audit::Source::open(config).await?)
     };
     let mut http = Http::new(&args.url)?;
+    if let Some(source) = &audit_db {
+        source.check_server(&mut http).await?;
+    }
     let show = match &args.show {
         Some(id) => id.clone(),
         None => create_show(&mut http, config, args.show_seats).await?,
     };
-    client::show_version(&mut http, &show)
+    let available_at_start = http
+        .gql(
+            None,
+            "query($id: ID!) { show(id: $id) { availableSeats } }",
+            json!({ "id": show }),
+        )
         .await
-        .with_context(|| format!("cannot read show {show} from {}", args.url))?;
+        .and_then(|r| r.data())
+        .with_context(|| format!("cannot read show {show} from {}", args.url))?["show"]
+        ["availableSeats"]
+        .as_i64()
+        .unwrap_or(0);
     if let Some(source) = &audit_db {
         source.check_show(&show).await?;
     }
@@ -360,14 +445,20 @@ pub async fn run(config: &Target, args: SimulateArgs) -> anyhow::Result<bool> {
         .map(|(w, _)| audit::View {
             version: w.version.load(Ordering::SeqCst),
             seats: w.map.lock().map(|m| m.clone()).unwrap_or_default(),
+            applied_since_read: w.applied_since_read.load(Ordering::Relaxed),
         })
         .collect();
     let sum = |f: fn(&Watch) -> u64| watch_list.iter().map(|(w, _)| f(w)).sum::<u64>();
-    let (events, gaps, reopened) = (
+    let (events, gaps, reopened, reads) = (
         sum(|w| w.events.load(Ordering::Relaxed)),
         sum(|w| w.gaps.load(Ordering::Relaxed)),
         sum(|w| w.reopened.load(Ordering::Relaxed)),
+        sum(|w| w.reads.load(Ordering::Relaxed)),
     );
+    let kept_by_events = watch_list
+        .iter()
+        .filter(|(w, _)| w.applied_since_read.load(Ordering::Relaxed) > 0)
+        .count() as u64;
     let watcher_count = watch_list.len() as u64;
     stop_watchers.cancel();
     for (_, h) in watch_list {
@@ -382,10 +473,18 @@ pub async fn run(config: &Target, args: SimulateArgs) -> anyhow::Result<bool> {
     let audit = match &audit_db {
         None => None,
         Some(source) => {
-            Some(audit::run(source, &args.url, &show, &watch_views, &tally.kept).await?)
+            let views = (!watch_views.is_empty()).then_some(&watch_views[..]);
+            Some(audit::run(source, &args.url, &show, views, &tally.kept).await?)
         }
     };
     let per_sec = |n: u64| n as f64 / seconds.max(1e-9);
+    let tally_ops: BTreeMap<&'static str, u64> = BTreeMap::from([
+        ("sign up", tally.signup.count()),
+        ("seat map", tally.map.count()),
+        ("hold", tally.hold.count()),
+        ("checkout", tally.checkout.count()),
+        ("cancel", tally.cancel.count()),
+    ]);
     let report = SimReport {
         show_id: show,
         users: users_done,
@@ -426,14 +525,20 @@ pub async fn run(config: &Target, args: SimulateArgs) -> anyhow::Result<bool> {
         watcher_events: events,
         watcher_gaps: gaps,
         watcher_reopened: reopened,
+        watcher_reads: reads,
+        watchers_kept_by_events: kept_by_events,
         errors: tally.errors,
         audit,
+        verdict: Verdict::default(),
     };
-    let clean = report
-        .audit
-        .as_ref()
-        .is_none_or(|a| a.violations.is_empty())
-        && report.abandoned_holds_still_live == 0;
+    let mut report = report;
+    report.verdict = verdict(
+        &report,
+        &tally_ops,
+        available_at_start,
+        args.max_error_share,
+    );
+    let clean = report.verdict.clean;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -468,8 +573,8 @@ fn print_report(r: &SimReport) {
         r.abandoned_holds, r.abandoned_holds_expired, r.abandoned_holds_still_live
     );
     println!(
-        "live maps: {} watchers, {} events, {} gaps re-read, {} streams reopened",
-        r.watchers, r.watcher_events, r.watcher_gaps, r.watcher_reopened
+        "live maps: {} watchers, {} events, {} gaps re-read, {} streams reopened, {} full reads; {} kept by events since their last read",
+        r.watchers, r.watcher_events, r.watcher_gaps, r.watcher_reopened, r.watcher_reads, r.watchers_kept_by_events
     );
     if r.errors.is_empty() {
         println!("errors: none");
@@ -481,5 +586,13 @@ fn print_report(r: &SimReport) {
     }
     if let Some(a) = &r.audit {
         audit::print(a);
+    }
+    if r.verdict.clean {
+        println!("verdict: pass");
+    } else {
+        println!("verdict: FAIL");
+        for reason in &r.verdict.reasons {
+            println!("  {reason}");
+        }
     }
 }

@@ -182,4 +182,41 @@ impl Api {
             .collect();
         (d["show"]["version"].as_i64().unwrap(), seats)
     }
+
+    /// Hold these seats; the hold's id.
+    pub async fn hold(&self, token: &str, show: &str, seats: &[&String]) -> String {
+        self.ok(
+            Some(token),
+            "mutation($show: ID!, $seats: [ID!]!) { holdSeats(showId: $show, seatIds: $seats) { id } }",
+            json!({ "show": show, "seats": seats }),
+        )
+        .await["holdSeats"]["id"]
+            .as_str()
+            .expect("hold id")
+            .to_string()
+    }
+
+    /// Hold and pay for each seat on its own; the confirmed bookings' ids.
+    pub async fn book_each(&self, token: &str, show: &str, seats: &[String]) -> Vec<i64> {
+        let mut ids = Vec::new();
+        for (i, s) in seats.iter().enumerate() {
+            let h = self.hold(token, show, &[s]).await;
+            let d = self
+                .ok(
+                    Some(token),
+                    "mutation($h: ID!, $k: String!) { checkout(holdId: $h, idempotencyKey: $k) { id status } }",
+                    json!({ "h": h, "k": format!("k{i}-{h}") }),
+                )
+                .await;
+            assert_eq!(d["checkout"]["status"], "CONFIRMED", "{d}");
+            ids.push(
+                d["checkout"]["id"]
+                    .as_str()
+                    .expect("id")
+                    .parse()
+                    .expect("id"),
+            );
+        }
+        ids
+    }
 }
