@@ -56,13 +56,39 @@ pub struct BenchArgs {
     /// Print the figures as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Fail (exit 1) when any figure has more than 1% errors.
+    #[arg(long)]
+    pub strict: bool,
 }
+
+/// What an answer counts as. Throughput counts correct answers: successes and expected domain
+/// outcomes (a seat taken under contention, a declined payment). Errors are counted apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Class {
+    Success,
+    Expected,
+    Error,
+}
+
+/// Past this share of errors a figure is flagged (and `--strict` fails).
+const MAX_ERROR_SHARE: f64 = 0.01;
 
 /// One measured workload.
 #[derive(Debug, Clone, Serialize)]
 pub struct Figure {
     pub name: String,
+    /// Correct answers (successes + expected outcomes) per second of the window.
     pub per_second: f64,
+    /// Every answer, errors included, per second: how this bench counted before 2026-12-01
+    /// (kept to show the difference; not a throughput).
+    pub all_answers_per_second: f64,
+    pub successes: u64,
+    pub expected: u64,
+    pub errors: u64,
+    /// errors / (successes + expected + errors).
+    pub error_share: f64,
+    /// More than 1% errors: the figure is not a measurement of the workload as intended.
+    pub flagged: bool,
     pub latency: Summary,
     pub outcomes: BTreeMap<String, u64>,
     /// Server CPU per operation (user + system of the server process), microseconds.
@@ -94,22 +120,59 @@ pub struct BenchReport {
 }
 
 /// Counts and latencies of one client; merged at the end. Only operations that start inside the
-/// measurement window are recorded.
+/// measurement window are recorded; latencies are those of correct answers.
 #[derive(Default)]
 pub(super) struct Meter {
     latency: Latency,
     outcomes: BTreeMap<String, u64>,
+    successes: u64,
+    expected: u64,
+    errors: u64,
 }
 
 impl Meter {
-    fn count(&mut self, outcome: &str) {
+    /// An outcome that is not an answer to a timed request (e.g. the workload ran out of seats).
+    pub(super) fn count(&mut self, outcome: &str) {
         *self.outcomes.entry(outcome.to_string()).or_default() += 1;
     }
+
+    /// The answer to a request started at `t`: counted when `t` is inside the window, an error
+    /// during warm-up is still listed (it explains what follows) but not counted.
+    pub(super) fn answer(&mut self, w: &Window, t: Instant, outcome: &str, class: Class) {
+        if !w.counts(t) {
+            if class == Class::Error {
+                self.count(&format!("warm-up {outcome}"));
+            }
+            return;
+        }
+        match class {
+            Class::Success => self.successes += 1,
+            Class::Expected => self.expected += 1,
+            Class::Error => self.errors += 1,
+        }
+        if class != Class::Error {
+            self.latency.record(t.elapsed());
+        }
+        self.count(outcome);
+    }
+
+    /// A follow-up request that failed (e.g. a release after a won hold): an error of the
+    /// operation it follows, counted when that operation was.
+    pub(super) fn follow_up_failed(&mut self, w: &Window, t: Instant, what: &str) {
+        if w.counts(t) {
+            self.errors += 1;
+            self.count(what);
+        }
+    }
+
     fn merge(&mut self, o: Meter) {
         self.latency.add(&o.latency);
         for (k, v) in o.outcomes {
             *self.outcomes.entry(k).or_default() += v;
         }
+        self.successes += o.successes;
+        self.expected += o.expected;
+        self.errors += o.errors;
     }
 }
 
@@ -128,10 +191,10 @@ impl Window {
             end: start + Duration::from_secs(seconds),
         }
     }
-    fn running(&self) -> bool {
+    pub(super) fn running(&self) -> bool {
         Instant::now() < self.end
     }
-    fn counts(&self, t: Instant) -> bool {
+    pub(super) fn counts(&self, t: Instant) -> bool {
         t >= self.start && t < self.end
     }
 }
@@ -197,33 +260,73 @@ async fn live_holds(
     Some(total)
 }
 
+#[derive(Clone, Copy)]
 struct Probe {
     server_cpu: Option<f64>,
     redis_cpu: Option<f64>,
 }
 
-async fn probe(
-    server: Option<&Server>,
-    redis: &mut Option<redis::aio::MultiplexedConnection>,
-) -> Probe {
+async fn probe(pid: Option<u32>, redis: &mut Option<redis::aio::MultiplexedConnection>) -> Probe {
     Probe {
-        server_cpu: server.and_then(Server::cpu_seconds),
+        server_cpu: pid.and_then(server::cpu_seconds),
         redis_cpu: redis_cpu(redis).await,
     }
 }
 
-/// A figure from a meter: operations per second over the window, CPU per operation from the
-/// probes taken around it (they include the warm-up second, so CPU per op is scaled by it).
-fn figure(name: &str, m: Meter, seconds: u64, before: Probe, after: Probe, warm: f64) -> Figure {
-    let ops = m.latency.count() as f64;
-    let total_ops = ops * (seconds as f64 + warm) / seconds as f64;
+/// Sample the server's and Redis's CPU exactly at the window's edges (while the workload runs).
+fn sample_window(
+    pid: Option<u32>,
+    redis: &Option<redis::aio::MultiplexedConnection>,
+    w: Window,
+) -> tokio::task::JoinHandle<(Probe, Probe)> {
+    let mut redis = redis.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep_until(w.start.into()).await;
+        let before = probe(pid, &mut redis).await;
+        tokio::time::sleep_until(w.end.into()).await;
+        let after = probe(pid, &mut redis).await;
+        (before, after)
+    })
+}
+
+/// Run one workload over a fresh window with the CPU sampled at its edges; its figure.
+async fn measure<F, Fut>(
+    name: &str,
+    seconds: u64,
+    pid: Option<u32>,
+    redis: &Option<redis::aio::MultiplexedConnection>,
+    workload: F,
+) -> anyhow::Result<Figure>
+where
+    F: FnOnce(Window) -> Fut,
+    Fut: Future<Output = anyhow::Result<Meter>>,
+{
+    let w = Window::new(seconds);
+    let sampler = sample_window(pid, redis, w);
+    let m = workload(w).await?;
+    let (before, after) = sampler.await.context("the CPU sampler failed")?;
+    Ok(figure(name, m, seconds, before, after))
+}
+
+/// A figure from a meter: correct answers per second over the window, CPU per correct answer
+/// from the samples taken at the window's edges.
+fn figure(name: &str, m: Meter, seconds: u64, before: Probe, after: Probe) -> Figure {
+    let answered = (m.successes + m.expected) as f64;
+    let all = m.successes + m.expected + m.errors;
+    let error_share = m.errors as f64 / all.max(1) as f64;
     let per = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if total_ops > 0.0 => Some((b - a) * 1e6 / total_ops),
+        (Some(a), Some(b)) if answered > 0.0 => Some((b - a) * 1e6 / answered),
         _ => None,
     };
     Figure {
         name: name.to_string(),
-        per_second: ops / seconds as f64,
+        per_second: answered / seconds as f64,
+        all_answers_per_second: all as f64 / seconds as f64,
+        successes: m.successes,
+        expected: m.expected,
+        errors: m.errors,
+        error_share,
+        flagged: error_share > MAX_ERROR_SHARE,
         latency: m.latency.summary(),
         outcomes: m.outcomes,
         server_cpu_us_per_op: per(before.server_cpu, after.server_cpu),
@@ -299,84 +402,63 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
                 let mut seats = vec![hot[0].0.clone()];
                 seats.extend(hot[0].1.iter().cloned());
                 say(&format!("  holdSeats, hot contention, {s} store…"));
-                let before = probe(Some(server), &mut redis_info).await;
-                let m = hold_hot(
-                    &server.base,
-                    &people.users,
-                    &seats,
-                    args.hot_clients,
-                    Window::new(secs),
+                let f = measure(
+                    &format!("holdSeats hot ({s})"),
+                    secs,
+                    Some(server.pid()),
+                    &redis_info,
+                    |w| hold_hot(&server.base, &people.users, &seats, args.hot_clients, w),
                 )
                 .await?;
-                let after = probe(Some(server), &mut redis_info).await;
-                report.figures.push(figure(
-                    &format!("holdSeats hot ({s})"),
-                    m,
-                    secs,
-                    before,
-                    after,
-                    1.0,
-                ));
+                report.figures.push(f);
 
                 // Enough fresh 20,000-seat shows for the fastest store's rate.
                 let n_shows = ((secs + 1) * 20_000 / 5000 + 2) as usize;
                 let low = shows(&server.base, &people.admin, 20_000, n_shows).await?;
                 say(&format!("  holdSeats, low contention, {s} store…"));
-                let before = probe(Some(server), &mut redis_info).await;
-                let m = hold_low(
-                    &server.base,
-                    &people.users,
-                    &low,
-                    args.clients,
-                    Window::new(secs),
+                let f = measure(
+                    &format!("holdSeats low ({s})"),
+                    secs,
+                    Some(server.pid()),
+                    &redis_info,
+                    |w| hold_low(&server.base, &people.users, &low, args.clients, w),
                 )
                 .await?;
-                let after = probe(Some(server), &mut redis_info).await;
-                report.figures.push(figure(
-                    &format!("holdSeats low ({s})"),
-                    m,
-                    secs,
-                    before,
-                    after,
-                    1.0,
-                ));
+                report.figures.push(f);
             }
         }
     }
     if wants("ceiling") {
         let server = &servers[stores[0]];
         say("  ceiling: trivial query through the same stack…");
-        let before = probe(Some(server), &mut redis_info).await;
-        let m = trivial(&server.base, args.clients, Window::new(secs)).await?;
-        let after = probe(Some(server), &mut redis_info).await;
-        report.figures.push(figure(
+        let f = measure(
             "trivial query { __typename }",
-            m,
             secs,
-            before,
-            after,
-            1.0,
-        ));
-        let map = shows(&server.base, &people.admin, 500, 1).await?;
-        say("  seat map read (500 seats)…");
-        let before = probe(Some(server), &mut redis_info).await;
-        let m = reads(
-            &server.base,
-            args.clients,
-            Window::new(secs),
-            "query($id: ID!) { show(id: $id) { version availableSeats seats { id status } } }",
-            serde_json::json!({ "id": map[0].0 }),
+            Some(server.pid()),
+            &redis_info,
+            |w| trivial(&server.base, args.clients, w),
         )
         .await?;
-        let after = probe(Some(server), &mut redis_info).await;
-        report.figures.push(figure(
+        report.figures.push(f);
+        let map = shows(&server.base, &people.admin, 500, 1).await?;
+        say("  seat map read (500 seats)…");
+        let f = measure(
             "seat map read, 500 seats",
-            m,
             secs,
-            before,
-            after,
-            1.0,
-        ));
+            Some(server.pid()),
+            &redis_info,
+            |w| {
+                reads(
+                    &server.base,
+                    args.clients,
+                    w,
+                    "query($id: ID!) { show(id: $id) { version availableSeats seats { id status } } }",
+                    serde_json::json!({ "id": map[0].0 }),
+                )
+            },
+        )
+        .await?;
+        report.figures.push(f);
         if let Some(url) = &config.redis_url {
             let store: Arc<dyn HoldStore> = Arc::new(
                 boxoffice::holds::redis::RedisStore::connect(
@@ -395,17 +477,14 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
                     args.clients
                 };
                 let memory_before = redis_memory(&mut redis_info).await;
-                let before = probe(None, &mut redis_info).await;
-                let m = raw_redis(store.clone(), clients, hot, Window::new(secs)).await?;
-                let after = probe(None, &mut redis_info).await;
-                let mut f = figure(
+                let mut f = measure(
                     &format!("store hold straight on Redis ({label})"),
-                    m,
                     secs,
-                    before,
-                    after,
-                    1.0,
-                );
+                    None,
+                    &redis_info,
+                    |w| raw_redis(store.clone(), clients, hot, w),
+                )
+                .await?;
                 if hot.is_none() {
                     // Every hold won here is still live (10-minute TTL): Redis memory per hold.
                     let live = live_holds(&mut redis_info, &format!("{prefix}raw")).await;
@@ -429,24 +508,22 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
             let server = &servers[s];
             let show = shows(&server.base, &people.admin, 20_000, 1).await?;
             say(&format!("  checkout, {s} store…"));
-            let before = probe(Some(server), &mut redis_info).await;
-            let m = checkouts(
-                &server.base,
-                &people.users,
-                &show[0],
-                args.checkout_clients,
-                Window::new(secs),
+            let mut f = measure(
+                &format!("hold + checkout ({s})"),
+                secs,
+                Some(server.pid()),
+                &redis_info,
+                |w| {
+                    checkouts(
+                        &server.base,
+                        &people.users,
+                        &show[0],
+                        args.checkout_clients,
+                        w,
+                    )
+                },
             )
             .await?;
-            let after = probe(Some(server), &mut redis_info).await;
-            let mut f = figure(
-                &format!("hold + checkout ({s})"),
-                m,
-                secs,
-                before,
-                after,
-                1.0,
-            );
             let confirmed = f.outcomes.get("CONFIRMED").copied().unwrap_or(0);
             f.outcomes
                 .insert("confirmed per second".into(), confirmed / secs);
@@ -474,6 +551,15 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print(&report);
+    }
+    let flagged: Vec<&str> = report
+        .figures
+        .iter()
+        .filter(|f| f.flagged)
+        .map(|f| f.name.as_str())
+        .collect();
+    if args.strict && !flagged.is_empty() {
+        anyhow::bail!("--strict: more than 1% errors in {}", flagged.join(", "));
     }
     Ok(())
 }
@@ -518,10 +604,17 @@ fn ratios(r: &mut BenchReport) {
             "store hold straight on Redis (hot)",
         ),
     ];
+    let flagged = |name: &str| r.figures.iter().any(|f| f.name == name && f.flagged);
     for (label, a, b) in pairs {
-        if let (Some(a), Some(b)) = (rate(a), rate(b)) {
-            if b > 0.0 {
-                out.insert(label.to_string(), a / b);
+        if let (Some(ra), Some(rb)) = (rate(a), rate(b)) {
+            if rb > 0.0 {
+                // A ratio of a figure with more than 1% errors says so in its name.
+                let label = if flagged(a) || flagged(b) {
+                    format!("{label} (FLAGGED: errors > 1%)")
+                } else {
+                    label.to_string()
+                };
+                out.insert(label, ra / rb);
             }
         }
     }
@@ -550,19 +643,32 @@ fn print(r: &BenchReport) {
     println!("machine: {}", r.machine);
     println!(
         "{:<44} {:>10}  {:>8} {:>8} {:>8}  {:>9} {:>9}",
-        "workload", "ops/s", "p50 ms", "p99 ms", "max ms", "srv µs/op", "redis µs"
+        "workload", "answers/s", "p50 ms", "p99 ms", "max ms", "srv µs/op", "redis µs"
     );
     for f in &r.figures {
         let us = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into());
         println!(
-            "{:<44} {:>10.0}  {:>8.2} {:>8.2} {:>8.2}  {:>9} {:>9}",
+            "{:<44} {:>10.0}  {:>8.2} {:>8.2} {:>8.2}  {:>9} {:>9}{}",
             f.name,
             f.per_second,
             f.latency.p50_ms,
             f.latency.p99_ms,
             f.latency.max_ms,
             us(f.server_cpu_us_per_op),
-            us(f.redis_cpu_us_per_op)
+            us(f.redis_cpu_us_per_op),
+            if f.flagged {
+                format!("  FLAGGED: {:.1}% errors", f.error_share * 100.0)
+            } else {
+                String::new()
+            }
+        );
+        println!(
+            "    {} successes, {} expected outcomes, {} errors ({:.2}%); {:.0} answers/s counting errors",
+            f.successes,
+            f.expected,
+            f.errors,
+            f.error_share * 100.0,
+            f.all_answers_per_second
         );
         let outcomes: Vec<String> = f
             .outcomes

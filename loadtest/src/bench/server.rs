@@ -78,11 +78,11 @@ impl Server {
 
     /// User + system CPU seconds of the server so far.
     pub(super) fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
-        let after = stat.rsplit_once(')')?.1;
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-        Some(ticks / 100.0)
+        cpu_seconds(self.pid)
+    }
+
+    pub(super) fn pid(&self) -> u32 {
+        self.pid
     }
 
     pub(super) fn rss_mib(&self) -> Option<f64> {
@@ -184,4 +184,28 @@ pub(super) async fn shows(
         out.push((id, seat_ids));
     }
     Ok(out)
+}
+
+/// User + system CPU seconds of process `pid` so far (`/proc/<pid>/stat`, in clock ticks).
+pub(super) fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / clock_ticks()? as f64)
+}
+
+/// The kernel's clock ticks per second (`AT_CLKTCK` in this process's auxiliary vector, what
+/// `sysconf(_SC_CLK_TCK)` reads), instead of assuming 100.
+pub(super) fn clock_ticks() -> Option<u64> {
+    static TICKS: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        const AT_CLKTCK: u64 = 17;
+        let auxv = std::fs::read("/proc/self/auxv").ok()?;
+        auxv.chunks_exact(16).find_map(|pair| {
+            let key = u64::from_ne_bytes(pair[..8].try_into().ok()?);
+            let value = u64::from_ne_bytes(pair[8..].try_into().ok()?);
+            (key == AT_CLKTCK && value > 0).then_some(value)
+        })
+    })
 }

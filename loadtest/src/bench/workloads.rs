@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use super::{run_clients, Meter, Window};
+use super::{run_clients, Class, Meter, Window};
 use crate::client::{Http, Reply};
 use boxoffice::holds::HoldStore;
 
@@ -54,21 +54,25 @@ pub(super) async fn hold_hot(
                 let r = http
                     .gql(Some(token), HOLD, json!({ "s": show, "seats": pick }))
                     .await;
-                let counted = w.counts(t);
-                if counted {
-                    m.latency.record(t.elapsed());
-                }
-                let outcome = match r {
+                match r {
                     Ok(Reply::Data(d)) => {
+                        m.answer(&w, t, "won (then released)", Class::Success);
                         let hold = d["holdSeats"]["id"].clone();
-                        let _ = http.gql(Some(token), RELEASE, json!({ "h": hold })).await;
-                        "won (then released)".to_string()
+                        let released = http.gql(Some(token), RELEASE, json!({ "h": hold })).await;
+                        // A release that fails leaves the seats held: the contest shrinks.
+                        if !matches!(released, Ok(Reply::Data(ref d)) if d["releaseHold"] == true) {
+                            m.follow_up_failed(&w, t, "release failed");
+                        }
                     }
-                    Ok(Reply::Error { code, .. }) => code,
-                    Err(e) => format!("transport error: {e}"),
-                };
-                if counted {
-                    m.count(&outcome);
+                    Ok(Reply::Error { code, .. }) => {
+                        let class = if code == "SEATS_UNAVAILABLE" {
+                            Class::Expected
+                        } else {
+                            Class::Error
+                        };
+                        m.answer(&w, t, &code, class);
+                    }
+                    Err(e) => m.answer(&w, t, &format!("transport error: {e}"), Class::Error),
                 }
             }
             m
@@ -110,13 +114,13 @@ pub(super) async fn hold_low(
                 let r = http
                     .gql(Some(token), HOLD, json!({ "s": show, "seats": [seat] }))
                     .await;
-                if w.counts(t) {
-                    m.latency.record(t.elapsed());
-                    m.count(&match r {
-                        Ok(Reply::Data(_)) => "won".to_string(),
-                        Ok(Reply::Error { code, .. }) => code,
-                        Err(e) => format!("transport error: {e}"),
-                    });
+                match r {
+                    Ok(Reply::Data(_)) => m.answer(&w, t, "won", Class::Success),
+                    Ok(Reply::Error { code, .. }) if code == "SEATS_UNAVAILABLE" => {
+                        m.answer(&w, t, &code, Class::Expected)
+                    }
+                    Ok(Reply::Error { code, .. }) => m.answer(&w, t, &code, Class::Error),
+                    Err(e) => m.answer(&w, t, &format!("transport error: {e}"), Class::Error),
                 }
             }
             m
@@ -152,7 +156,7 @@ pub(super) async fn checkouts(
                     break;
                 };
                 let t = Instant::now();
-                let outcome = match http
+                let (outcome, class) = match http
                     .gql(Some(token), HOLD, json!({ "s": show.0, "seats": [seat] }))
                     .await
                 {
@@ -170,23 +174,22 @@ pub(super) async fn checkouts(
                             let _ = http.gql(Some(token), RELEASE, json!({ "h": hold })).await;
                         }
                         match paid {
-                            Ok(Reply::Data(d)) => {
-                                d["checkout"]["status"].as_str().unwrap_or("?").to_string()
+                            Ok(Reply::Data(d)) => match d["checkout"]["status"].as_str() {
+                                Some("CONFIRMED") => ("CONFIRMED".to_string(), Class::Success),
+                                // A declined payment is a correct answer (the mock declines 1%).
+                                Some("FAILED") => ("FAILED".to_string(), Class::Expected),
+                                other => (format!("checkout status {other:?}"), Class::Error),
+                            },
+                            Ok(Reply::Error { code, .. }) => {
+                                (format!("checkout {code}"), Class::Error)
                             }
-                            Ok(Reply::Error { code, .. }) => format!("checkout {code}"),
-                            Err(e) => format!("transport error: {e}"),
+                            Err(e) => (format!("transport error: {e}"), Class::Error),
                         }
                     }
-                    Ok(Reply::Error { code, .. }) => format!("hold {code}"),
-                    Err(e) => format!("transport error: {e}"),
+                    Ok(Reply::Error { code, .. }) => (format!("hold {code}"), Class::Error),
+                    Err(e) => (format!("transport error: {e}"), Class::Error),
                 };
-                if w.counts(t) {
-                    m.latency.record(t.elapsed());
-                    m.count(&outcome);
-                } else if outcome != "CONFIRMED" && outcome != "FAILED" {
-                    // Not timed, but not hidden: a failure while warming up explains what follows.
-                    m.count(&format!("warm-up {outcome}"));
-                }
+                m.answer(&w, t, &outcome, class);
             }
             m
         }
@@ -217,13 +220,10 @@ pub(super) async fn reads(
             };
             while w.running() {
                 let t = Instant::now();
-                let r = http.gql(None, query, variables.clone()).await;
-                if w.counts(t) {
-                    m.latency.record(t.elapsed());
-                    m.count(match r {
-                        Ok(Reply::Data(_)) => "ok",
-                        _ => "error",
-                    });
+                match http.gql(None, query, variables.clone()).await {
+                    Ok(Reply::Data(_)) => m.answer(&w, t, "ok", Class::Success),
+                    Ok(Reply::Error { code, .. }) => m.answer(&w, t, &code, Class::Error),
+                    Err(e) => m.answer(&w, t, &format!("transport error: {e}"), Class::Error),
                 }
             }
             m
@@ -280,22 +280,26 @@ pub(super) async fn raw_redis(
                         max_holds: 2,
                     })
                     .await;
-                if w.counts(t) {
-                    m.latency.record(t.elapsed());
-                }
-                let outcome = match r {
+                match r {
                     Ok(boxoffice::holds::HoldOutcome::Granted { .. }) => {
+                        m.answer(&w, t, "won", Class::Success);
                         if hot.is_some() {
-                            let _ = store.release(show, &hold_id, user).await;
+                            let released = store.release(show, &hold_id, user).await;
+                            if !matches!(
+                                released,
+                                Ok(boxoffice::holds::ReleaseOutcome::Released { .. })
+                            ) {
+                                m.follow_up_failed(&w, t, "release failed");
+                            }
                         }
-                        "won"
                     }
-                    Ok(boxoffice::holds::HoldOutcome::Unavailable(_)) => "SEATS_UNAVAILABLE",
-                    Ok(boxoffice::holds::HoldOutcome::TooManyHolds) => "LIMIT_EXCEEDED",
-                    Err(_) => "store error",
-                };
-                if w.counts(t) {
-                    m.count(outcome);
+                    Ok(boxoffice::holds::HoldOutcome::Unavailable(_)) => {
+                        m.answer(&w, t, "SEATS_UNAVAILABLE", Class::Expected)
+                    }
+                    Ok(boxoffice::holds::HoldOutcome::TooManyHolds) => {
+                        m.answer(&w, t, "LIMIT_EXCEEDED", Class::Error)
+                    }
+                    Err(e) => m.answer(&w, t, &format!("store error: {e}"), Class::Error),
                 }
             }
             m
