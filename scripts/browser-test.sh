@@ -33,3 +33,6 @@ done
 mkdir -p artifacts/browser
 BASE_URL="http://127.0.0.1:$port" ARTIFACTS="$PWD/artifacts/browser" CHROMIUM="$(command -v chromium)" \
   timeout 180 node tests/browser/booking.test.mjs || { echo "--- server log"; cat "$tmp/server.log"; exit 1; }
+if grep -E 'panicked| ERROR ' "$tmp/server.log"; then
+  echo "browser test: the server logged errors or panicked (above)" >&2; exit 1
+fi

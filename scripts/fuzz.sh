@@ -40,7 +40,8 @@ PY
 if ! kill -0 "$server" 2>/dev/null; then
   echo "fuzz: the server died" >&2; cat "$tmp/server.log" >&2; exit 1
 fi
-if grep -q '"level":"ERROR"' "$tmp/server.log"; then
-  echo "fuzz: the server logged errors:" >&2; grep '"level":"ERROR"' "$tmp/server.log" | head -20 >&2; exit 1
+if grep -qE '"level":"ERROR"|panicked' "$tmp/server.log"; then
+  echo "fuzz: the server logged errors or panicked:" >&2
+  grep -E '"level":"ERROR"|panicked' "$tmp/server.log" | head -20 >&2; exit 1
 fi
 echo "fuzz: no 5xx, no uncoded or internal error, no logged error, server alive"

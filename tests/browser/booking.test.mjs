@@ -19,11 +19,16 @@ const browser = await chromium.launch({
 });
 const shot = (page, name) => page.screenshot({ path: `${ARTIFACTS}/${name}.png`, fullPage: true });
 const stamp = Date.now();
+// Every uncaught error of a page fails the test (a page that throws may still look right).
+const pageErrors = [];
 
 async function user(name) {
   const ctx = await browser.newContext({ viewport: { width: 1200, height: 900 } });
   const page = await ctx.newPage();
-  page.on('pageerror', (e) => console.error(`[${name}] page error:`, e.message));
+  page.on('pageerror', (e) => {
+    console.error(`[${name}] page error:`, e.message);
+    pageErrors.push(`[${name}] ${e.message}`);
+  });
   await page.goto(BASE + '/');
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.fill('#email', `${name}-${stamp}@example.com`);
@@ -89,12 +94,14 @@ try {
 
   // The GraphQL IDE renders from the binary's own assets (no CDN).
   const ide = await browser.newPage({ viewport: { width: 1300, height: 800 } });
+  ide.on('pageerror', (e) => pageErrors.push(`[ide] ${e.message}`));
   const failed = [];
   ide.on('requestfailed', (r) => failed.push(r.url()));
   await ide.goto(BASE + '/graphql');
   await ide.waitForSelector('.graphiql-container', { timeout: 15000 });
   assert.deepEqual(failed, []);
   await shot(ide, '6-graphiql');
+  assert.deepEqual(pageErrors, [], 'no uncaught error on any page');
   console.log('browser test passed; screenshots in', ARTIFACTS);
 } finally {
   await browser.close();

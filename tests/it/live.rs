@@ -233,11 +233,8 @@ async fn instances_agree(
     let e = ws.next(WAIT).await;
     let elapsed = started.elapsed();
     assert_eq!(statuses(event(&e))[0].0, seats[0]);
+    // A figure, not a test: speed is measured by the benchmarks.
     println!("hold on {what} B heard on {what} A after {elapsed:?}");
-    assert!(
-        elapsed < Duration::from_secs(1),
-        "cross-{what} event took {elapsed:?}"
-    );
 
     let apis = [
         Arc::new(crate::support::Api::new(a.base.clone())),

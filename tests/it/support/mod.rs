@@ -11,6 +11,7 @@ mod process;
 mod proxy;
 mod redis_env;
 mod server;
+mod watchdog;
 mod ws;
 
 pub use api::*;
@@ -43,12 +44,31 @@ pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// True when the user opted out of the PostgreSQL/Redis half of the suite.
+/// True when the user opted out of the PostgreSQL/Redis half of the suite. A test that skips
+/// itself for it says so in `BOXOFFICE_TEST_SKIP_LOG` (scripts/test.sh counts those lines and
+/// fails when tests were skipped without the opt-out).
 pub fn served_skipped() -> bool {
-    matches!(
+    let skipped = matches!(
         std::env::var("BOXOFFICE_TEST_EMBEDDED_ONLY").as_deref(),
         Ok("1") | Ok("true")
-    )
+    );
+    if skipped {
+        if let Some(path) = std::env::var_os("BOXOFFICE_TEST_SKIP_LOG") {
+            use std::io::Write;
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("a test")
+                .to_string();
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                let _ = writeln!(f, "{test}: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
+            }
+        }
+    }
+    skipped
 }
 
 pub fn unique(tag: &str) -> String {

@@ -7,6 +7,8 @@ use super::*;
 pub struct ServerProcess {
     pub api: Api,
     child: std::process::Child,
+    /// Its stderr (logs): a panic or an ERROR line there fails the test.
+    log: tempfile::NamedTempFile,
 }
 
 impl ServerProcess {
@@ -29,10 +31,13 @@ impl ServerProcess {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        cmd.stderr(log.reopen().expect("log file"));
         let child = cmd.spawn().expect("spawn boxoffice");
         let server = ServerProcess {
             api: Api::new(format!("http://127.0.0.1:{port}")),
             child,
+            log,
         };
         for _ in 0..200 {
             if let Ok(r) = server
@@ -62,6 +67,22 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
+        let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        let faults: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains("panicked") || l.contains(" ERROR ") || l.contains("\"level\":\"ERROR\"")
+            })
+            .collect();
+        if !faults.is_empty() && !std::thread::panicking() {
+            panic!(
+                "the server process logged errors or panicked:\n{}",
+                faults.join("\n")
+            );
+        }
+        if !log.is_empty() {
+            eprintln!("--- server log\n{log}");
+        }
     }
 }
 
@@ -96,10 +117,42 @@ pub async fn process_env(
 pub fn loadtest_bin() -> std::path::PathBuf {
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_boxoffice"))
         .with_file_name(format!("loadtest{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p loadtest` first (scripts/test.sh does)",
-        bin.display()
-    );
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run `cargo build --workspace` first (scripts/test.sh does)",
+                bin.display()
+            )
+        });
+    // `cargo test`/`nextest` build test targets, not this binary: refuse a stale one rather
+    // than test old code.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let newest = ["loadtest/src", "src", "entity/src", "migration/src"]
+        .iter()
+        .filter_map(|d| newest_file(&root.join(d)))
+        .max();
+    if let Some(newest) = newest {
+        assert!(
+            newest <= built,
+            "{} is older than its sources: run `cargo build --workspace` (scripts/test.sh does)",
+            bin.display()
+        );
+    }
     bin
+}
+
+/// The latest modification time of any file below `dir`.
+fn newest_file(dir: &std::path::Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let t = if path.is_dir() {
+            newest_file(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(t);
+    }
+    newest
 }

@@ -92,9 +92,7 @@ impl TestApp {
         database_url: String,
         redis_prefix: Option<String>,
     ) -> TestApp {
-        if std::env::var_os("RUST_LOG").is_some() {
-            boxoffice::telemetry::init_logs(boxoffice::config::LogFormat::Text, "info");
-        }
+        super::watchdog::install();
         let app = boxoffice::app::build(config)
             .await
             .unwrap_or_else(|e| panic!("app failed to build: {e:#}"));
@@ -253,6 +251,14 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.app.state.shutdown.cancel();
+        // A server that logged an error or panicked in a task failed, whatever the test saw.
+        if !std::thread::panicking() {
+            let faults = super::watchdog::take();
+            assert!(
+                faults.is_empty(),
+                "the server logged errors or panicked: {faults:#?}"
+            );
+        }
     }
 }
 
