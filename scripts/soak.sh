@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/boxoffice-target}"
 duration="${SOAK_SECONDS:-600}"
 PG_ADMIN="${SOAK_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 DB=boxoffice_soak
-cargo build --release --locked --bin boxoffice --bin loadtest
+cargo build --release --locked -p boxoffice -p loadtest --bins
 bin="$CARGO_TARGET_DIR/release/boxoffice"
 tmp="$(mktemp -d)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
