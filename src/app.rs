@@ -20,18 +20,14 @@ use crate::state::AppState;
 
 const JWT_SECRET_SETTING: &str = "jwt_secret";
 
+/// Connections of the mock payment gateway's own pool.
+const GATEWAY_POOL_SIZE: u32 = 8;
+
 pub use crate::http::App;
 
 /// `boxoffice migrate`: apply pending migrations and exit.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let (db, _) = crate::db::connect(&config.database_url, config.dependency_timeout())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to DATABASE_URL ({})",
-                redact(&config.database_url)
-            )
-        })?;
+    let (db, _) = connect_database(config, 2).await?;
     crate::db::migrate(&db).await.context("migration failed")?;
     println!("migrations applied");
     Ok(())
@@ -57,14 +53,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     // Metrics count from the first request on, not from the first scrape.
     crate::telemetry::metrics();
     let config = Arc::new(config);
-    let (db, db_stats) = crate::db::connect(&config.database_url, config.dependency_timeout())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to DATABASE_URL ({})",
-                redact(&config.database_url)
-            )
-        })?;
+    let (db, db_stats) = connect_database(&config, config.pool_size()).await?;
     crate::db::migrate(&db)
         .await
         .context("database migration failed")?;
@@ -109,8 +98,11 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let shutdown = CancellationToken::new();
     crate::holds::sweeper::spawn(holds.clone(), shutdown.clone());
     let live = crate::live::Hub::start(&holds, shutdown.clone());
+    // The mock gateway stands for an external service: connections of its own, so that it never
+    // competes with the service's pool (a busy service must not make its gateway look down).
+    let (gateway_db, _) = connect_database(&config, GATEWAY_POOL_SIZE).await?;
     let gateway = Arc::new(crate::payment::mock::MockGateway::new(
-        db.clone(),
+        gateway_db,
         config.payment_failure_rate,
         config.payment_latency(),
         config.payment_seed,
@@ -121,6 +113,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         holds.clone(),
         gateway,
         config.payment_timeout(),
+        config.checkout_admission(),
     );
     // Settle what a previous crash left behind, then keep watching.
     if let Err(e) = bookings.reconcile_once().await {
@@ -152,6 +145,21 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     };
     let schema = build_schema(state.clone());
     Ok(App { state, schema })
+}
+
+/// A pool of `size` connections to `DATABASE_URL`, or an error that names the setting.
+async fn connect_database(
+    config: &Config,
+    size: u32,
+) -> anyhow::Result<(DatabaseConnection, Arc<crate::db::DbStats>)> {
+    crate::db::connect_sized(&config.database_url, config.dependency_timeout(), size)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to DATABASE_URL ({})",
+                redact(&config.database_url)
+            )
+        })
 }
 
 /// A Redis connection for the shared rate-limit counters (reconnects by itself).

@@ -112,6 +112,26 @@ pub struct Config {
     #[arg(long, env = "DEPENDENCY_TIMEOUT_MS", default_value_t = 5_000, value_parser = parse_dependency_timeout, global = true)]
     pub dependency_timeout_ms: u64,
 
+    /// Connections in the service's database pool (default: 32 on PostgreSQL, 8 on SQLite).
+    #[arg(long, env = "DATABASE_POOL_SIZE", value_parser = parse_pool_size, global = true)]
+    pub database_pool_size: Option<u32>,
+
+    /// Checkouts and cancellations that run at once; more wait in a fair queue. Each uses a
+    /// database connection only for short transactions around the gateway's answer, so the
+    /// default is 8 per pooled connection (a smaller number caps throughput at concurrency ÷
+    /// checkout time: 16 gave 270 checkouts/s where 740/s were possible).
+    #[arg(long, env = "CHECKOUT_CONCURRENCY", value_parser = parse_pool_size, global = true)]
+    pub checkout_concurrency: Option<u32>,
+
+    /// Checkouts and cancellations that may wait for their turn; past it, new ones are refused
+    /// at once with SERVICE_UNAVAILABLE (before any money moves).
+    #[arg(long, env = "CHECKOUT_QUEUE_LIMIT", default_value_t = 1000, value_parser = parse_queue_limit, global = true)]
+    pub checkout_queue_limit: u32,
+
+    /// Longest wait in that queue, in milliseconds; then SERVICE_UNAVAILABLE with a retry hint.
+    #[arg(long, env = "CHECKOUT_QUEUE_TIMEOUT_MS", default_value_t = 3_000, value_parser = parse_queue_timeout, global = true)]
+    pub checkout_queue_timeout_ms: u64,
+
     /// Mutations one signed-in user may run per minute (0: no limit).
     #[arg(long, env = "RATE_LIMIT_USER_PER_MINUTE", default_value_t = 120, value_parser = parse_rate, global = true)]
     pub rate_limit_user_per_minute: u64,
@@ -220,6 +240,23 @@ impl Config {
     pub fn payment_timeout(&self) -> Duration {
         Duration::from_millis(self.payment_timeout_ms)
     }
+    /// Connections of the service's database pool.
+    pub fn pool_size(&self) -> u32 {
+        self.database_pool_size
+            .unwrap_or(if self.is_postgres() { 32 } else { 8 })
+    }
+
+    /// How checkouts and cancellations are admitted to the database.
+    pub fn checkout_admission(&self) -> crate::booking::AdmissionRules {
+        crate::booking::AdmissionRules {
+            concurrency: self
+                .checkout_concurrency
+                .unwrap_or_else(|| self.pool_size().saturating_mul(8)),
+            queue_limit: self.checkout_queue_limit,
+            queue_timeout: Duration::from_millis(self.checkout_queue_timeout_ms),
+        }
+    }
+
     pub fn payment_latency(&self) -> Duration {
         Duration::from_millis(self.payment_latency_ms)
     }
@@ -298,6 +335,15 @@ fn parse_ws_ping(s: &str) -> Result<u64, String> {
 }
 fn parse_payment_seed(s: &str) -> Result<u64, String> {
     ranged_u64(s, "PAYMENT_SEED", 0, u64::MAX)
+}
+fn parse_pool_size(s: &str) -> Result<u32, String> {
+    ranged_u64(s, "pool size", 1, 1_000).map(|v| v as u32)
+}
+fn parse_queue_limit(s: &str) -> Result<u32, String> {
+    ranged_u64(s, "CHECKOUT_QUEUE_LIMIT", 0, 1_000_000).map(|v| v as u32)
+}
+fn parse_queue_timeout(s: &str) -> Result<u64, String> {
+    ranged_u64(s, "CHECKOUT_QUEUE_TIMEOUT_MS", 1, 600_000)
 }
 fn parse_dependency_timeout(s: &str) -> Result<u64, String> {
     ranged_u64(s, "DEPENDENCY_TIMEOUT_MS", 10, 600_000)

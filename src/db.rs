@@ -31,12 +31,22 @@ pub async fn connect(
     url: &str,
     timeout: Duration,
 ) -> Result<(DatabaseConnection, Arc<DbStats>), DbErr> {
+    let size = if url.starts_with("sqlite:") { 8 } else { 32 };
+    connect_sized(url, timeout, size).await
+}
+
+/// `connect` with a pool of `size` connections.
+pub async fn connect_sized(
+    url: &str,
+    timeout: Duration,
+    size: u32,
+) -> Result<(DatabaseConnection, Arc<DbStats>), DbErr> {
     let mut opt = ConnectOptions::new(url.to_string());
     opt.connect_timeout(timeout)
         .acquire_timeout(timeout)
         .sqlx_logging(false);
     if url.starts_with("sqlite:") {
-        opt.max_connections(8).min_connections(1);
+        opt.max_connections(size).min_connections(1);
         opt.map_sqlx_sqlite_opts(|o| {
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
@@ -44,7 +54,7 @@ pub async fn connect(
                 .foreign_keys(true)
         });
     } else {
-        opt.max_connections(32).min_connections(2);
+        opt.max_connections(size).min_connections(2.min(size));
     }
     let mut db = Database::connect(opt).await?;
     let stats = Arc::new(DbStats::default());
@@ -91,6 +101,21 @@ pub fn is_unavailable(e: &DbErr) -> bool {
         ),
         _ => false,
     }
+}
+
+/// True when the database refused a transaction because it conflicted with another one, and a
+/// retry of the whole transaction may succeed: PostgreSQL's serialization failure (`40001`) and
+/// deadlock (`40P01`), SQLite's busy database. Never the client's fault, never an internal error.
+pub fn is_conflict(e: &DbErr) -> bool {
+    let code = match e {
+        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(se))
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(se)) => se
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned()),
+        _ => None,
+    };
+    matches!(code.as_deref(), Some("40001" | "40P01" | "5" | "517"))
 }
 
 /// The unique constraint (or index) an insert or update ran into, named as the database names it

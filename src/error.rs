@@ -29,6 +29,9 @@ pub enum AppError {
     BadInput(String),
     #[error("{0} is unavailable, retry later")]
     Unavailable(&'static str),
+    /// Too many checkouts or cancellations are waiting: refused before any money moved.
+    #[error("too many purchases are in progress; retry in {} s", retry_after.as_secs().max(1))]
+    Busy { retry_after: std::time::Duration },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -43,7 +46,7 @@ impl AppError {
             AppError::HoldExpired => "HOLD_EXPIRED",
             AppError::LimitExceeded(_) => "LIMIT_EXCEEDED",
             AppError::BadInput(_) => "BAD_USER_INPUT",
-            AppError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            AppError::Unavailable(_) | AppError::Busy { .. } => "SERVICE_UNAVAILABLE",
             AppError::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -66,6 +69,12 @@ impl From<DbErr> for AppError {
         if crate::db::is_unavailable(&e) {
             tracing::warn!(error = %e, "database unavailable");
             AppError::Unavailable("the database")
+        } else if crate::db::is_conflict(&e) {
+            // A serialization failure or deadlock: the transaction rolled back whole; the
+            // client's retry (same idempotency key for a checkout) is safe.
+            tracing::warn!(error = %e, "database transaction conflict");
+            metrics::counter!("db_conflicts_total").increment(1);
+            AppError::Unavailable("the database (a conflicting transaction)")
         } else {
             AppError::Internal(anyhow::Error::new(e))
         }

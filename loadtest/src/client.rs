@@ -51,6 +51,18 @@ pub fn authority(base: &str) -> anyhow::Result<String> {
     ))
 }
 
+/// A request `Http` sends.
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    Post {
+        token: Option<&'a str>,
+        body: &'a [u8],
+    },
+    Get {
+        path: &'a str,
+    },
+}
+
 /// One kept-alive connection to `POST /graphql`; reconnects once when the server closed it.
 pub struct Http {
     /// The servers, tried in turn (as a load balancer would) when one cannot be reached.
@@ -85,9 +97,18 @@ impl Http {
         token: Option<&str>,
         body: &[u8],
     ) -> anyhow::Result<(u16, Vec<u8>)> {
+        self.with_failover(Request::Post { token, body }).await
+    }
+
+    /// Send `request` to the current server; when it cannot be reached, to the next (each once).
+    async fn with_failover(&mut self, request: Request<'_>) -> anyhow::Result<(u16, Vec<u8>)> {
         let mut last = None;
         for _ in 0..self.authorities.len() {
-            match self.post_once(token, body).await {
+            let sent = match request {
+                Request::Post { token, body } => self.post_once(token, body).await,
+                Request::Get { path } => self.get_once(path).await,
+            };
+            match sent {
                 Ok(r) => return Ok(r),
                 Err(e) => {
                     last = Some(e);
@@ -158,22 +179,12 @@ impl Http {
     /// `GET path` on the current server, its body as JSON (whatever the status: `/readyz`
     /// answers 503 with a body).
     pub async fn get_json(&mut self, path: &str) -> anyhow::Result<Value> {
-        let mut last = None;
-        for _ in 0..self.authorities.len() {
-            match self.get_json_once(path).await {
-                Ok(v) => return Ok(v),
-                Err(e) => {
-                    last = Some(e);
-                    self.current = (self.current + 1) % self.authorities.len();
-                    self.authority = self.authorities[self.current].clone();
-                    self.conn = None;
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| anyhow!("no server")))
+        let (status, body) = self.with_failover(Request::Get { path }).await?;
+        serde_json::from_slice(&body)
+            .with_context(|| format!("GET {path}: HTTP {status}, not JSON"))
     }
 
-    async fn get_json_once(&mut self, path: &str) -> anyhow::Result<Value> {
+    async fn get_once(&mut self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
         self.request.clear();
         self.request.extend_from_slice(
             format!(
@@ -182,9 +193,7 @@ impl Http {
             )
             .as_bytes(),
         );
-        let (status, body) = self.send().await?;
-        serde_json::from_slice(&body)
-            .with_context(|| format!("GET {path}: HTTP {status}, not JSON"))
+        self.send().await
     }
 
     /// Send the request in `self.request` on the kept-alive connection.

@@ -16,8 +16,14 @@ impl Bookings {
     /// Cancel a confirmed booking: refund, then free its seats. Runs to its end even if the
     /// caller stops waiting (see `detached`); cancelling again returns the cancelled booking.
     pub async fn cancel(&self, viewer: &Viewer, booking_id: i64) -> AppResult<booking::Model> {
+        viewer.require_user()?;
+        let turn = self.admission.admit().await?;
         let (this, viewer) = (self.clone(), viewer.clone());
-        super::detached(async move { this.cancel_now(&viewer, booking_id).await }).await
+        super::detached(async move {
+            let _turn = turn;
+            this.cancel_now(&viewer, booking_id).await
+        })
+        .await
     }
 
     async fn cancel_now(&self, viewer: &Viewer, booking_id: i64) -> AppResult<booking::Model> {

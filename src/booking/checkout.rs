@@ -50,13 +50,19 @@ impl Bookings {
         hold_id: &str,
         key: &str,
     ) -> AppResult<booking::Model> {
+        viewer.require_user()?;
+        let turn = self.admission.admit().await?;
         let (this, viewer, hold_id, key) = (
             self.clone(),
             viewer.clone(),
             hold_id.to_string(),
             key.to_string(),
         );
-        super::detached(async move { this.checkout_now(&viewer, &hold_id, &key).await }).await
+        super::detached(async move {
+            let _turn = turn;
+            this.checkout_now(&viewer, &hold_id, &key).await
+        })
+        .await
     }
 
     async fn checkout_now(

@@ -48,6 +48,85 @@ pub struct Bookings {
     /// Longest we wait for the gateway in a request; a checkout older than this (plus a margin)
     /// and still pending was interrupted, and the reconciler settles it.
     payment_timeout: Duration,
+    /// The fair queue in front of the database for checkouts and cancellations.
+    admission: Arc<Admission>,
+}
+
+/// How checkouts and cancellations are admitted (`CHECKOUT_*` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct AdmissionRules {
+    /// How many run at once.
+    pub concurrency: u32,
+    /// How many may wait for their turn.
+    pub queue_limit: u32,
+    /// How long one may wait.
+    pub queue_timeout: Duration,
+}
+
+/// Backpressure: at most `concurrency` money steps use the database at once; the others wait in
+/// a fair (first come, first served) queue of bounded length for a bounded time; past either
+/// bound they are refused at once with `SERVICE_UNAVAILABLE` and a retry hint — before any money
+/// moves, instead of timing out deep inside a payment on an exhausted connection pool.
+pub struct Admission {
+    permits: Arc<tokio::sync::Semaphore>,
+    waiting: std::sync::atomic::AtomicU32,
+    rules: AdmissionRules,
+}
+
+impl Admission {
+    pub fn new(rules: AdmissionRules) -> Self {
+        Admission {
+            permits: Arc::new(tokio::sync::Semaphore::new(rules.concurrency as usize)),
+            waiting: std::sync::atomic::AtomicU32::new(0),
+            rules,
+        }
+    }
+
+    /// A turn, or a refusal. The permit is held until the step ends (it moves into the step).
+    pub async fn admit(&self) -> AppResult<tokio::sync::OwnedSemaphorePermit> {
+        use std::sync::atomic::Ordering;
+        if let Ok(p) = self.permits.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _leave = Leave(&self.waiting);
+        if waiting >= self.rules.queue_limit {
+            metrics::counter!("checkout_admission_total", "outcome" => "queue_full").increment(1);
+            return Err(self.busy());
+        }
+        metrics::gauge!("checkout_queue_length").set(f64::from(waiting + 1));
+        let started = std::time::Instant::now();
+        let turn = tokio::time::timeout(
+            self.rules.queue_timeout,
+            self.permits.clone().acquire_owned(),
+        )
+        .await;
+        metrics::histogram!("checkout_queue_wait_seconds").record(started.elapsed().as_secs_f64());
+        match turn {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(AppError::internal(anyhow::anyhow!("checkout queue closed"))),
+            Err(_) => {
+                metrics::counter!("checkout_admission_total", "outcome" => "timed_out")
+                    .increment(1);
+                Err(self.busy())
+            }
+        }
+    }
+
+    fn busy(&self) -> AppError {
+        AppError::Busy {
+            retry_after: self.rules.queue_timeout,
+        }
+    }
+}
+
+/// Leaves the queue's count when the wait ends, however it ends (a client gone mid-wait too).
+struct Leave<'a>(&'a std::sync::atomic::AtomicU32);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Bookings {
@@ -57,6 +136,7 @@ impl Bookings {
         holds: Holds,
         gateway: Arc<dyn PaymentGateway>,
         payment_timeout: Duration,
+        admission: AdmissionRules,
     ) -> Self {
         Bookings {
             db,
@@ -64,6 +144,7 @@ impl Bookings {
             holds,
             gateway,
             payment_timeout,
+            admission: Arc::new(Admission::new(admission)),
         }
     }
 

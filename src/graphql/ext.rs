@@ -132,12 +132,42 @@ impl Extension for ObserveExt {
 }
 
 /// The one place a public error gets its `extensions.code` (and, for `SEATS_UNAVAILABLE`, its
-/// `seatIds`).
-fn stamp(e: &mut ServerError, code: &str, seat_ids: Option<Vec<String>>) {
+/// `seatIds`; for a refusal under load, `retryAfterSeconds`).
+fn stamp(e: &mut ServerError, public: Public) {
     let ext = e.extensions.get_or_insert_with(Default::default);
-    ext.set("code", code);
-    if let Some(ids) = seat_ids {
+    ext.set("code", public.code);
+    if let Some(ids) = public.seat_ids {
         ext.set("seatIds", ids);
+    }
+    if let Some(secs) = public.retry_after_seconds {
+        ext.set("retryAfterSeconds", secs);
+    }
+}
+
+/// What a client is told of an error.
+struct Public {
+    code: &'static str,
+    seat_ids: Option<Vec<String>>,
+    retry_after_seconds: Option<u64>,
+}
+
+impl Public {
+    fn of(app: &AppError) -> Public {
+        Public {
+            code: app.code(),
+            seat_ids: app.seat_ids(),
+            retry_after_seconds: match app {
+                AppError::Busy { retry_after } => Some(retry_after.as_secs().max(1)),
+                _ => None,
+            },
+        }
+    }
+    fn code(code: &'static str) -> Public {
+        Public {
+            code,
+            seat_ids: None,
+            retry_after_seconds: None,
+        }
     }
 }
 
@@ -145,7 +175,7 @@ fn stamp(e: &mut ServerError, code: &str, seat_ids: Option<Vec<String>>) {
 /// an extension).
 pub fn error_of(app: &AppError) -> ServerError {
     let mut e = ServerError::new(app.to_string(), None);
-    stamp(&mut e, app.code(), app.seat_ids());
+    stamp(&mut e, Public::of(app));
     e
 }
 
@@ -160,9 +190,9 @@ pub fn publish(e: &mut ServerError) {
         if let AppError::Internal(cause) = app {
             tracing::error!(path = ?e.path, error = ?cause, "internal error");
         }
-        let (code, message, seats) = (app.code(), app.to_string(), app.seat_ids());
+        let (message, public) = (app.to_string(), Public::of(app));
         e.message = message;
-        stamp(e, code, seats);
+        stamp(e, public);
         return;
     }
     if e.extensions.as_ref().and_then(|x| x.get("code")).is_some() {
@@ -185,5 +215,5 @@ pub fn publish(e: &mut ServerError) {
         e.message = "internal error".into();
         "INTERNAL_SERVER_ERROR"
     };
-    stamp(e, code, None);
+    stamp(e, Public::code(code));
 }

@@ -114,7 +114,7 @@ impl From<StoreError> for AppError {
 
 impl From<sea_orm::DbErr> for StoreError {
     fn from(e: sea_orm::DbErr) -> Self {
-        if crate::db::is_unavailable(&e) {
+        if crate::db::is_unavailable(&e) || crate::db::is_conflict(&e) {
             StoreError::Unavailable(format!("database: {e}"))
         } else {
             StoreError::Internal(format!("database: {e}"))

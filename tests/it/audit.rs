@@ -38,7 +38,6 @@ struct Scene {
     confirmed: Vec<i64>,
     cancelled: i64,
     user: i64,
-    dir: tempfile::TempDir,
 }
 
 async fn scene(b: Backend) -> Scene {
@@ -64,7 +63,6 @@ async fn scene(b: Backend) -> Scene {
         confirmed: ids,
         cancelled,
         user,
-        dir: tempfile::tempdir().expect("temp dir"),
     }
 }
 
@@ -99,13 +97,48 @@ impl Scene {
     /// Run `loadtest audit` with these live maps and confirmed bookings (and, by default, the
     /// server's own database and Redis); the exit code, the JSON report and stderr.
     async fn audit(&self, views: Value, confirmed: &[i64], env: &[(&str, &str)]) -> Audited {
-        let views_file = self.dir.path().join("views.json");
-        let confirmed_file = self.dir.path().join("confirmed.json");
+        audit_show(&self.app, &self.show, Some(views), confirmed, env).await
+    }
+
+    /// The audit with a correct live map and the confirmed bookings clients saw.
+    async fn audit_as_is(&self) -> Audited {
+        let views = json!([self.view().await]);
+        self.audit(views, &self.confirmed, &[]).await
+    }
+}
+
+/// Run `loadtest audit` on a show of `app` with these live maps (none: `None`) and confirmed
+/// bookings, against the server's own database and Redis unless `env` says otherwise.
+pub async fn audit_show(
+    app: &TestApp,
+    show: &str,
+    views: Option<Value>,
+    confirmed: &[i64],
+    env: &[(&str, &str)],
+) -> Audited {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let confirmed_file = dir.path().join("confirmed.json");
+    std::fs::write(&confirmed_file, json!(confirmed).to_string()).expect("confirmed file");
+    let mut args: Vec<String> = vec![
+        "audit".into(),
+        "--url".into(),
+        app.base.clone(),
+        "--show".into(),
+        show.to_string(),
+        "--confirmed".into(),
+        confirmed_file.display().to_string(),
+        "--json".into(),
+    ];
+    if let Some(views) = views {
+        let views_file = dir.path().join("views.json");
         std::fs::write(&views_file, views.to_string()).expect("views file");
-        std::fs::write(&confirmed_file, json!(confirmed).to_string()).expect("confirmed file");
+        args.push("--views".into());
+        args.push(views_file.display().to_string());
+    }
+    {
         let mut vars: Vec<(String, String)> =
-            vec![("DATABASE_URL".into(), self.app.database_url.clone())];
-        if let Some(p) = &self.app.redis_prefix {
+            vec![("DATABASE_URL".into(), app.database_url.clone())];
+        if let Some(p) = &app.redis_prefix {
             vars.push(("REDIS_URL".into(), redis_url()));
             vars.push(("REDIS_KEY_PREFIX".into(), p.clone()));
         }
@@ -115,18 +148,6 @@ impl Scene {
                 vars.push((k.to_string(), v.to_string()));
             }
         }
-        let args: Vec<String> = vec![
-            "audit".into(),
-            "--url".into(),
-            self.app.base.clone(),
-            "--show".into(),
-            self.show.clone(),
-            "--views".into(),
-            views_file.display().to_string(),
-            "--confirmed".into(),
-            confirmed_file.display().to_string(),
-            "--json".into(),
-        ];
         let out = tokio::task::spawn_blocking(move || {
             std::process::Command::new(crate::support::loadtest_bin())
                 .env_clear()
@@ -145,18 +166,12 @@ impl Scene {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
-
-    /// The audit with a correct live map and the confirmed bookings clients saw.
-    async fn audit_as_is(&self) -> Audited {
-        let views = json!([self.view().await]);
-        self.audit(views, &self.confirmed, &[]).await
-    }
 }
 
-struct Audited {
-    code: i32,
-    report: Value,
-    stderr: String,
+pub struct Audited {
+    pub code: i32,
+    pub report: Value,
+    pub stderr: String,
 }
 
 impl Audited {

@@ -18,6 +18,7 @@ mod holds;
 mod limits;
 mod live;
 mod metrics;
+mod overload;
 mod parsers;
 mod schema;
 mod simulate;

@@ -21,7 +21,7 @@ use boxoffice::auth::token::Tokens;
 use boxoffice::holds::HoldStore;
 use fanout::fan_out;
 use server::{people, shows, Server};
-use workloads::{checkouts, hold_hot, hold_low, raw_redis, reads, trivial};
+use workloads::{checkouts, commits, hold_hot, hold_low, raw_redis, reads, trivial};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -37,9 +37,18 @@ pub struct BenchArgs {
     /// Seats they fight over.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(2..=20_000))]
     pub hot_seats: u64,
-    /// Concurrent clients of the checkout workload (each waits for the gateway's latency).
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=5000))]
-    pub checkout_clients: u64,
+    /// Concurrent buyers of the checkout workload (each waits for the gateway's latency),
+    /// comma-separated: one measurement each.
+    #[arg(long, default_value = "200,400", value_delimiter = ',')]
+    pub checkout_clients: Vec<u64>,
+    /// Buyers of the overload measurement (Redis store): far more than the checkout queue
+    /// admits, where a fast `SERVICE_UNAVAILABLE` with a retry hint is a correct answer.
+    #[arg(long, default_value_t = 2000)]
+    pub overload_clients: u64,
+    /// Clients of the one-commit transaction measurement on the same PostgreSQL (the database's
+    /// own commit rate, the reference for checkout).
+    #[arg(long, default_value_t = 64)]
+    pub commit_clients: u64,
     /// Subscriber counts of the fan-out benchmark, comma-separated.
     #[arg(long, default_value = "1000,5000", value_delimiter = ',')]
     pub subscribers: Vec<usize>,
@@ -385,7 +394,8 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
         &db,
         &tokens,
         5000.max(args.hot_clients as usize)
-            .max(args.checkout_clients as usize),
+            .max(args.checkout_clients.iter().copied().max().unwrap_or(0) as usize)
+            .max(args.overload_clients as usize),
     )
     .await?;
     say(&format!(
@@ -504,25 +514,45 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     if wants("checkout") {
+        if config.is_postgres() {
+            say(&format!(
+                "  PostgreSQL one-commit transactions, {} clients…",
+                args.commit_clients
+            ));
+            let url = config.database_url()?;
+            let f = measure(
+                "PostgreSQL one-commit transactions",
+                secs,
+                None,
+                &redis_info,
+                |w| commits(url.clone(), args.commit_clients, w),
+            )
+            .await?;
+            report.figures.push(f);
+        } else {
+            report
+                .skipped
+                .push("one-commit transactions: DATABASE_URL is not PostgreSQL".into());
+        }
+        let mut runs: Vec<(&str, u64, bool)> = Vec::new();
         for s in stores.iter().filter(|s| **s != "pg-rowlock") {
+            for n in &args.checkout_clients {
+                runs.push((s, *n, false));
+            }
+        }
+        runs.push((stores[0], args.overload_clients, true));
+        for (s, buyers, overload) in runs {
             let server = &servers[s];
             let show = shows(&server.base, &people.admin, 20_000, 1).await?;
-            say(&format!("  checkout, {s} store…"));
-            let mut f = measure(
-                &format!("hold + checkout ({s})"),
-                secs,
-                Some(server.pid()),
-                &redis_info,
-                |w| {
-                    checkouts(
-                        &server.base,
-                        &people.users,
-                        &show[0],
-                        args.checkout_clients,
-                        w,
-                    )
-                },
-            )
+            say(&format!("  checkout, {s} store, {buyers} buyers…"));
+            let name = if overload {
+                format!("hold + checkout ({s}, {buyers} buyers, overload)")
+            } else {
+                format!("hold + checkout ({s}, {buyers} buyers)")
+            };
+            let mut f = measure(&name, secs, Some(server.pid()), &redis_info, |w| {
+                checkouts(&server.base, &people.users, &show[0], buyers, overload, w)
+            })
             .await?;
             let confirmed = f.outcomes.get("CONFIRMED").copied().unwrap_or(0);
             f.outcomes
@@ -605,6 +635,24 @@ fn ratios(r: &mut BenchReport) {
         ),
     ];
     let flagged = |name: &str| r.figures.iter().any(|f| f.name == name && f.flagged);
+    // Checkout against the database's own commit rate: confirmed bookings per second.
+    let commit_rate = rate("PostgreSQL one-commit transactions");
+    let mut extra = Vec::new();
+    for f in &r.figures {
+        if f.name.starts_with("hold + checkout") && !f.name.contains("overload") {
+            let confirmed = f.outcomes.get("CONFIRMED").copied().unwrap_or(0) as f64;
+            let window = f.successes + f.expected + f.errors;
+            if let (Some(c), true) = (commit_rate, window > 0) {
+                let per_second =
+                    f.per_second * confirmed / (f.successes + f.expected).max(1) as f64;
+                extra.push((
+                    format!("confirmed checkouts / one-commit transactions: {}", f.name),
+                    per_second / c,
+                    f.flagged,
+                ));
+            }
+        }
+    }
     for (label, a, b) in pairs {
         if let (Some(ra), Some(rb)) = (rate(a), rate(b)) {
             if rb > 0.0 {
@@ -617,6 +665,14 @@ fn ratios(r: &mut BenchReport) {
                 out.insert(label, ra / rb);
             }
         }
+    }
+    for (label, v, flagged) in extra {
+        let label = if flagged {
+            format!("{label} (FLAGGED: errors > 1%)")
+        } else {
+            label
+        };
+        out.insert(label, v);
     }
     r.ratios = out;
 }
@@ -680,7 +736,7 @@ fn print(r: &BenchReport) {
     if !r.ratios.is_empty() {
         println!("ratios:");
         for (k, v) in &r.ratios {
-            println!("  {k:<44} {v:>8.1}×");
+            println!("  {k:<44} {v:>8.3}");
         }
     }
     for f in &r.fan_out {

@@ -136,6 +136,7 @@ pub(super) async fn checkouts(
     users: &[String],
     show: &(String, Vec<String>),
     clients: u64,
+    overload: bool,
     w: Window,
 ) -> anyhow::Result<Meter> {
     let (users, show) = (Arc::new(users.to_vec()), Arc::new(show.clone()));
@@ -180,6 +181,12 @@ pub(super) async fn checkouts(
                                 Some("FAILED") => ("FAILED".to_string(), Class::Expected),
                                 other => (format!("checkout status {other:?}"), Class::Error),
                             },
+                            // Under overload a fast refusal is the designed answer.
+                            Ok(Reply::Error { code, .. })
+                                if overload && code == "SERVICE_UNAVAILABLE" =>
+                            {
+                                (format!("checkout {code} (refused)"), Class::Expected)
+                            }
                             Ok(Reply::Error { code, .. }) => {
                                 (format!("checkout {code}"), Class::Error)
                             }
@@ -300,6 +307,44 @@ pub(super) async fn raw_redis(
                         m.answer(&w, t, "LIMIT_EXCEEDED", Class::Error)
                     }
                     Err(e) => m.answer(&w, t, &format!("store error: {e}"), Class::Error),
+                }
+            }
+            m
+        }
+    })
+    .await
+}
+
+/// The database's own commit rate: each client commits one-statement transactions
+/// (`UPDATE … SET n = n + 1` on its own row of a scratch table) as fast as it can — the
+/// reference checkout is measured against (like `pgbench -N`, one commit per transaction).
+pub(super) async fn commits(url: String, clients: u64, w: Window) -> anyhow::Result<Meter> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let (db, _) =
+        boxoffice::db::connect_sized(&url, Duration::from_secs(10), clients as u32).await?;
+    db.execute_unprepared(
+        "CREATE TABLE IF NOT EXISTS bench_commits (id INT PRIMARY KEY, n BIGINT NOT NULL DEFAULT 0)",
+    )
+    .await?;
+    db.execute_unprepared(&format!(
+        "INSERT INTO bench_commits (id) SELECT g FROM generate_series(0, {}) g ON CONFLICT DO NOTHING",
+        clients
+    ))
+    .await?;
+    run_clients(clients, move |c| {
+        let db = db.clone();
+        async move {
+            let mut m = Meter::default();
+            let update = Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE bench_commits SET n = n + 1 WHERE id = $1",
+                [(c as i32).into()],
+            );
+            while w.running() {
+                let t = Instant::now();
+                match db.execute_raw(update.clone()).await {
+                    Ok(_) => m.answer(&w, t, "committed", Class::Success),
+                    Err(e) => m.answer(&w, t, &format!("database error: {e}"), Class::Error),
                 }
             }
             m
