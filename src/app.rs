@@ -144,7 +144,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         shutdown,
     };
     let schema = build_schema(state.clone());
-    Ok(App { state, schema })
+    Ok(App::new(state, schema))
 }
 
 /// A pool of `size` connections to `DATABASE_URL`, or an error that names the setting.

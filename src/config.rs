@@ -153,6 +153,15 @@ pub struct Config {
     #[arg(long, env = "WS_PING_INTERVAL_SECONDS", default_value_t = 30, value_parser = parse_ws_ping, global = true)]
     pub ws_ping_interval_seconds: u64,
 
+    /// Live subscriptions one WebSocket connection may hold at once; more are refused with
+    /// `LIMIT_EXCEEDED` (a page needs one or two).
+    #[arg(long, env = "WS_SUBSCRIPTIONS_PER_CONNECTION", default_value_t = 20, value_parser = parse_ws_cap, global = true)]
+    pub ws_subscriptions_per_connection: u32,
+
+    /// WebSocket connections one client address may hold at once; more are refused (HTTP 429).
+    #[arg(long, env = "WS_CONNECTIONS_PER_ADDRESS", default_value_t = 200, value_parser = parse_ws_cap, global = true)]
+    pub ws_connections_per_address: u32,
+
     /// Answer GraphQL introspection queries (the IDE needs it).
     #[arg(long, env = "GRAPHQL_INTROSPECTION", default_value_t = true, value_parser = parse_bool_setting, action = clap::ArgAction::Set, global = true)]
     pub graphql_introspection: bool,
@@ -335,6 +344,9 @@ fn parse_ws_ping(s: &str) -> Result<u64, String> {
 }
 fn parse_payment_seed(s: &str) -> Result<u64, String> {
     ranged_u64(s, "PAYMENT_SEED", 0, u64::MAX)
+}
+fn parse_ws_cap(s: &str) -> Result<u32, String> {
+    ranged_u64(s, "WebSocket limit", 1, 1_000_000).map(|v| v as u32)
 }
 fn parse_pool_size(s: &str) -> Result<u32, String> {
     ranged_u64(s, "pool size", 1, 1_000).map(|v| v as u32)

@@ -119,6 +119,23 @@ pub async fn get_graphql(State(app): State<App>, req: Request) -> Response {
         &parts.headers,
         parts.extensions.get::<ConnectInfo<SocketAddr>>(),
     );
+    // A bounded number of sockets per client address: each costs memory for as long as it lives.
+    let Some(socket_slot) = app
+        .sockets
+        .open(ip.map(|c| c.0), app.state.config.ws_connections_per_address)
+    else {
+        metrics::counter!("websocket_refusals_total", "reason" => "connections_per_address")
+            .increment(1);
+        let err = crate::graphql::ext::error_of(&AppError::LimitExceeded(format!(
+            "at most {} live connections from one address",
+            app.state.config.ws_connections_per_address
+        )));
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(serde_json::json!({ "errors": [err] })),
+        )
+            .into_response();
+    };
     let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &app).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
@@ -140,6 +157,7 @@ pub async fn get_graphql(State(app): State<App>, req: Request) -> Response {
         .max_frame_size(64 * 1024)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |stream| async move {
+            let _slot = socket_slot;
             let shutdown = app.state.shutdown.clone();
             let initialised = Arc::new(AtomicBool::new(false));
             let (init_app, flag) = (app.clone(), initialised.clone());
@@ -148,12 +166,16 @@ pub async fn get_graphql(State(app): State<App>, req: Request) -> Response {
             // sends (pongs included) counts as a sign of life.
             let (socket_tx, socket_rx) = stream.split();
             let (tx, rx) = tokio::sync::mpsc::channel::<Message>(32);
+            let refusals = tx.clone();
             let tx = tokio_util::sync::PollSender::new(tx);
             let (born, seen) = (Instant::now(), Arc::new(AtomicU64::new(0)));
             let alive = seen.clone();
-            let socket_rx = socket_rx.inspect(move |_| {
-                alive.store(born.elapsed().as_millis() as u64, Ordering::Relaxed)
-            });
+            let live = Arc::new(LiveIds::default());
+            let cap = app.state.config.ws_subscriptions_per_connection as usize;
+            let incoming = live.clone();
+            let socket_rx = socket_rx
+                .inspect(move |_| alive.store(born.elapsed().as_millis() as u64, Ordering::Relaxed))
+                .filter(move |m| std::future::ready(incoming.admit(m, cap, &refusals)));
             let serve = GraphQLWebSocket::new_with_pair(tx, socket_rx, schema, protocol)
                 .on_connection_init(move |payload| async move {
                     let data = connection_data(&init_app, payload).map(|mut d| {
@@ -167,7 +189,7 @@ pub async fn get_graphql(State(app): State<App>, req: Request) -> Response {
                 })
                 .serve();
             let ping_every = Duration::from_secs(app.state.config.ws_ping_interval_seconds);
-            let pump = heartbeat(socket_tx, rx, ping_every, born, seen);
+            let pump = heartbeat(socket_tx, rx, ping_every, born, seen, live);
             let ws = async move {
                 match futures_util::future::select(Box::pin(serve), Box::pin(pump)).await {
                     // The protocol ended: let the last messages (complete, close) go out.
@@ -209,6 +231,7 @@ async fn heartbeat(
     every: Duration,
     born: Instant,
     seen: Arc<AtomicU64>,
+    live: Arc<LiveIds>,
 ) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let limit = every.as_millis() as u64 * 5 / 2;
@@ -216,6 +239,7 @@ async fn heartbeat(
         tokio::select! {
             m = rx.recv() => match m {
                 Some(m) => {
+                    live.sent(&m);
                     if socket.send(m).await.is_err() {
                         return;
                     }
@@ -242,6 +266,114 @@ async fn heartbeat(
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Open WebSocket connections per client address (`WS_CONNECTIONS_PER_ADDRESS`).
+#[derive(Default)]
+pub struct Sockets {
+    open: std::sync::Mutex<std::collections::HashMap<Option<std::net::IpAddr>, u32>>,
+}
+
+impl Sockets {
+    /// A slot for one more connection from `ip`, or `None` past `cap`; the slot frees on drop.
+    pub fn open(self: &Arc<Self>, ip: Option<std::net::IpAddr>, cap: u32) -> Option<SocketSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_default();
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(SocketSlot {
+            sockets: self.clone(),
+            ip,
+        })
+    }
+}
+
+pub struct SocketSlot {
+    sockets: Arc<Sockets>,
+    ip: Option<std::net::IpAddr>,
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut open = self.sockets.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The operation ids a connection has live (`WS_SUBSCRIPTIONS_PER_CONNECTION`): a `subscribe`
+/// (graphql-transport-ws) or `start` (graphql-ws) adds one, the client's `complete`/`stop` or the
+/// server's `complete`/`error` ends it. A subscribe past the cap never reaches the engine: the
+/// client gets an `error` for that id with `LIMIT_EXCEEDED`.
+#[derive(Default)]
+struct LiveIds(std::sync::Mutex<std::collections::HashSet<String>>);
+
+fn text_of(m: &Message) -> Option<serde_json::Value> {
+    match m {
+        Message::Text(t) => serde_json::from_str(t.as_str()).ok(),
+        _ => None,
+    }
+}
+
+impl LiveIds {
+    /// Whether a message from the client goes on to the engine.
+    fn admit(
+        &self,
+        m: &Result<Message, axum::Error>,
+        cap: usize,
+        refusals: &tokio::sync::mpsc::Sender<Message>,
+    ) -> bool {
+        let Some(v) = m.as_ref().ok().and_then(text_of) else {
+            return true;
+        };
+        let (kind, id) = (v["type"].as_str().unwrap_or(""), v["id"].as_str());
+        let mut live = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match (kind, id) {
+            ("subscribe" | "start", Some(id)) => {
+                if live.contains(id) || live.len() < cap {
+                    live.insert(id.to_string());
+                    return true;
+                }
+                metrics::counter!("websocket_refusals_total", "reason" => "subscriptions_per_connection")
+                    .increment(1);
+                let err = crate::graphql::ext::error_of(&AppError::LimitExceeded(format!(
+                    "at most {cap} live subscriptions on one connection"
+                )));
+                let refusal = serde_json::json!({ "type": "error", "id": id, "payload": [err] });
+                // The queue is the connection's own; a client that floods it loses refusals, not
+                // the server's memory.
+                let _ = refusals.try_send(Message::Text(refusal.to_string().into()));
+                false
+            }
+            ("complete" | "stop", Some(id)) => {
+                live.remove(id);
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// A message to the client: a `complete` or `error` ends its operation.
+    fn sent(&self, m: &Message) {
+        // Most messages are `next` events: skip them without parsing (fan-out sends many).
+        let ends = matches!(m, Message::Text(t)
+            if t.as_str().contains("\"complete\"") || t.as_str().contains("\"error\""));
+        if !ends {
+            return;
+        }
+        let Some(v) = text_of(m) else { return };
+        if let ("complete" | "error", Some(id)) =
+            (v["type"].as_str().unwrap_or(""), v["id"].as_str())
+        {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
         }
     }
 }

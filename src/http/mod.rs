@@ -1,8 +1,9 @@
 //! HTTP surface: `/graphql` (POST JSON; GET = IDE or WebSocket), `/`, `/assets/*`,
 //! `/healthz`, `/readyz`, `/metrics`.
 mod assets;
-mod graphql;
+pub mod graphql;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -26,6 +27,18 @@ use crate::state::AppState;
 pub struct App {
     pub state: AppState,
     pub schema: AppSchema,
+    /// Open WebSocket connections per client address.
+    pub sockets: Arc<graphql::Sockets>,
+}
+
+impl App {
+    pub fn new(state: AppState, schema: AppSchema) -> App {
+        App {
+            state,
+            schema,
+            sockets: Arc::default(),
+        }
+    }
 }
 
 /// Largest request body we read: a GraphQL document with variables fits easily.

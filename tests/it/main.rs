@@ -22,3 +22,4 @@ mod overload;
 mod parsers;
 mod schema;
 mod simulate;
+mod sockets;

@@ -69,6 +69,17 @@ impl WsClient {
             .expect("send subscribe");
     }
 
+    /// End a subscription from the client's side.
+    pub async fn complete(&mut self, id: &str) {
+        use futures_util::SinkExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let msg = json!({ "id": id, "type": "complete" });
+        self.socket
+            .send(Message::Text(msg.to_string().into()))
+            .await
+            .expect("send complete");
+    }
+
     /// Every frame that arrives within `wait` (pings answered by the library as they are read),
     /// as `ping`, `text`, `close:<code>`; stops at a close or the end of the stream.
     pub async fn frames(&mut self, wait: Duration) -> Vec<String> {
