@@ -184,6 +184,20 @@ impl Source {
         }
     }
 
+    /// Before a run on an existing show: when its map has changed, its keys must be under the
+    /// prefix the audit reads (a fresh show has none yet: the audit checks again after the run).
+    pub async fn check_prefix(&self, show: &str, version: i64) -> anyhow::Result<()> {
+        let Some(conn) = &self.redis else {
+            return Ok(());
+        };
+        let show_id: i64 = show
+            .parse()
+            .map_err(|_| anyhow!("show id {show} is not a number"))?;
+        let mut conn = conn.clone();
+        let raw = read_raw(&mut conn, &self.config.redis_key_prefix, show_id).await?;
+        prefix_is_the_servers(&self.config, show_id, raw.keys_exist, version)
+    }
+
     /// The show the run drives must be in the database the audit reads.
     pub async fn check_show(&self, show: &str) -> anyhow::Result<show::Model> {
         let id: i64 = show
@@ -198,6 +212,25 @@ impl Source {
             ),
         }
     }
+}
+
+/// A show whose map has changed (version above 0, as the API says) has keys under the server's
+/// prefix: none under ours means ours is not the server's.
+fn prefix_is_the_servers(
+    config: &Target,
+    show_id: i64,
+    keys_exist: bool,
+    version: i64,
+) -> anyhow::Result<()> {
+    if !keys_exist && version > 0 {
+        bail!(
+            "show {show_id} has changed (version {version}) but Redis has no key of it under \
+             REDIS_KEY_PREFIX={:?}: the prefix (or REDIS_URL) is not the server's. Set them as \
+             the server has them, or pass --no-audit",
+            config.redis_key_prefix
+        );
+    }
+    Ok(())
 }
 
 /// One show's keys in Redis, read raw in one MULTI (a consistent snapshot), with Redis's clock.
@@ -371,15 +404,7 @@ pub async fn run(
 
     // The audit must be looking at the server's keys: a show whose map has changed has keys.
     if let Some(raw) = &raw {
-        if !raw.keys_exist && int("version") > 0 {
-            bail!(
-                "show {show_id} has changed (version {}) but Redis has no key of it under \
-                 REDIS_KEY_PREFIX={:?}: the prefix (or REDIS_URL) is not the server's. Set them \
-                 as the server has them, or pass --no-audit",
-                int("version"),
-                config.redis_key_prefix
-            );
-        }
+        prefix_is_the_servers(config, show_id, raw.keys_exist, int("version"))?;
     }
 
     let mut report = AuditReport {

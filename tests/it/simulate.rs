@@ -226,6 +226,45 @@ async fn a_run_where_every_checkout_fails_does_not_pass(b: Backend) {
 
 backends!(a_run_where_every_checkout_fails_does_not_pass);
 
+/// Pointed at the server's Redis under another key prefix, `simulate` refuses: before the run
+/// when the show has changed already, after it otherwise — never a clean audit of nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn simulate_refuses_a_key_prefix_that_is_not_the_servers() {
+    if crate::support::served_skipped() {
+        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
+        return;
+    }
+    let (_db, env) = process_env(Backend::Served, &[("HOLD_TTL_SECONDS", "2")]).await;
+    let server = ServerProcess::start(&env).await;
+    let mut wrong = env.clone();
+    wrong.retain(|(k, _)| k != "REDIS_KEY_PREFIX");
+    wrong.push(("REDIS_KEY_PREFIX".into(), "not-the-servers".into()));
+    let base = server.api.base.clone();
+    let (code, report, stderr) = tokio::task::spawn_blocking(move || {
+        simulate(
+            &wrong,
+            &[
+                "--url",
+                &base,
+                "--users",
+                "10",
+                "--concurrency",
+                "4",
+                "--show-seats",
+                "20",
+            ],
+        )
+    })
+    .await
+    .expect("simulate");
+    assert_eq!(code, 1, "{stderr}\n{report:#}");
+    assert!(
+        report.is_null(),
+        "no report from a refused audit: {report:#}"
+    );
+    assert!(stderr.contains("REDIS_KEY_PREFIX"), "{stderr}");
+}
+
 /// Pointed at a server without saying where its database is, `simulate` stops before it
 /// creates anything — before a single user signs up — naming the settings, and without leaving
 /// a database file behind.

@@ -295,6 +295,8 @@ pub async fn run(config: &Target, args: SimulateArgs) -> anyhow::Result<bool> {
         .unwrap_or(0);
     if let Some(source) = &audit_db {
         source.check_show(&show).await?;
+        let version = client::show_version(&mut http, &show).await?;
+        source.check_prefix(&show, version).await?;
     }
     let run_tag: String = format!("{:x}", rand::random::<u32>());
     let mut rng = StdRng::seed_from_u64(args.seed);
