@@ -252,7 +252,7 @@ impl Config {
     /// Connections of the service's database pool.
     pub fn pool_size(&self) -> u32 {
         self.database_pool_size
-            .unwrap_or(if self.is_postgres() { 32 } else { 8 })
+            .unwrap_or_else(|| crate::db::default_pool_size(&self.database_url))
     }
 
     /// How checkouts and cancellations are admitted to the database.

@@ -31,8 +31,17 @@ pub async fn connect(
     url: &str,
     timeout: Duration,
 ) -> Result<(DatabaseConnection, Arc<DbStats>), DbErr> {
-    let size = if url.starts_with("sqlite:") { 8 } else { 32 };
-    connect_sized(url, timeout, size).await
+    connect_sized(url, timeout, default_pool_size(url)).await
+}
+
+/// Connections of a pool when none is configured: 8 for SQLite (one writer at a time anyway),
+/// 32 for PostgreSQL.
+pub fn default_pool_size(url: &str) -> u32 {
+    if url.starts_with("sqlite:") {
+        8
+    } else {
+        32
+    }
 }
 
 /// `connect` with a pool of `size` connections.

@@ -635,44 +635,41 @@ fn ratios(r: &mut BenchReport) {
         ),
     ];
     let flagged = |name: &str| r.figures.iter().any(|f| f.name == name && f.flagged);
-    // Checkout against the database's own commit rate: confirmed bookings per second.
-    let commit_rate = rate("PostgreSQL one-commit transactions");
-    let mut extra = Vec::new();
-    for f in &r.figures {
-        if f.name.starts_with("hold + checkout") && !f.name.contains("overload") {
-            let confirmed = f.outcomes.get("CONFIRMED").copied().unwrap_or(0) as f64;
-            let window = f.successes + f.expected + f.errors;
-            if let (Some(c), true) = (commit_rate, window > 0) {
-                let per_second =
-                    f.per_second * confirmed / (f.successes + f.expected).max(1) as f64;
-                extra.push((
-                    format!("confirmed checkouts / one-commit transactions: {}", f.name),
-                    per_second / c,
-                    f.flagged,
-                ));
-            }
-        }
-    }
-    for (label, a, b) in pairs {
-        if let (Some(ra), Some(rb)) = (rate(a), rate(b)) {
-            if rb > 0.0 {
-                // A ratio of a figure with more than 1% errors says so in its name.
-                let label = if flagged(a) || flagged(b) {
-                    format!("{label} (FLAGGED: errors > 1%)")
-                } else {
-                    label.to_string()
-                };
-                out.insert(label, ra / rb);
-            }
-        }
-    }
-    for (label, v, flagged) in extra {
+    // A ratio built on a figure with more than 1% errors says so in its name.
+    let mut put = |label: String, value: f64, flagged: bool| {
         let label = if flagged {
             format!("{label} (FLAGGED: errors > 1%)")
         } else {
             label
         };
-        out.insert(label, v);
+        out.insert(label, value);
+    };
+    for (label, a, b) in pairs {
+        if let (Some(ra), Some(rb)) = (rate(a), rate(b)) {
+            if rb > 0.0 {
+                put(label.to_string(), ra / rb, flagged(a) || flagged(b));
+            }
+        }
+    }
+    // Checkout against the database's own commit rate: confirmed bookings per second.
+    if let Some(commits) = rate("PostgreSQL one-commit transactions").filter(|c| *c > 0.0) {
+        for f in &r.figures {
+            let answered = f.successes + f.expected;
+            if !f.name.starts_with("hold + checkout")
+                || f.name.contains("overload")
+                || answered == 0
+            {
+                continue;
+            }
+            // The answers' rate times the share of them that were confirmed.
+            let confirmed = f.outcomes.get("CONFIRMED").copied().unwrap_or(0) as f64;
+            let per_second = f.per_second * confirmed / answered as f64;
+            put(
+                format!("confirmed checkouts / one-commit transactions: {}", f.name),
+                per_second / commits,
+                f.flagged,
+            );
+        }
     }
     r.ratios = out;
 }
