@@ -137,36 +137,30 @@ pub async fn audit_show(
         args.push("--views".into());
         args.push(views_file.display().to_string());
     }
-    {
-        let mut vars: Vec<(String, String)> =
-            vec![("DATABASE_URL".into(), app.database_url.clone())];
-        if let Some(p) = &app.redis_prefix {
-            vars.push(("REDIS_URL".into(), redis_url()));
-            vars.push(("REDIS_KEY_PREFIX".into(), p.clone()));
+    let mut vars: Vec<(String, String)> = vec![("DATABASE_URL".into(), app.database_url.clone())];
+    if let Some(p) = &app.redis_prefix {
+        vars.push(("REDIS_URL".into(), redis_url()));
+        vars.push(("REDIS_KEY_PREFIX".into(), p.clone()));
+    }
+    for (k, v) in env {
+        vars.retain(|(name, _)| name != k);
+        if !v.is_empty() {
+            vars.push((k.to_string(), v.to_string()));
         }
-        for (k, v) in env {
-            vars.retain(|(name, _)| name != k);
-            if !v.is_empty() {
-                vars.push((k.to_string(), v.to_string()));
-            }
-        }
-        let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(crate::support::loadtest_bin())
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("RUST_LOG", "warn")
-                .envs(vars)
-                .args(args)
-                .output()
-                .expect("run loadtest audit")
-        })
-        .await
-        .expect("join");
-        Audited {
-            code: out.status.code().unwrap_or(-1),
-            report: serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+    }
+    let out = tokio::task::spawn_blocking(move || {
+        crate::support::loadtest_command()
+            .envs(vars)
+            .args(args)
+            .output()
+            .expect("run loadtest audit")
+    })
+    .await
+    .expect("join");
+    Audited {
+        code: out.status.code().unwrap_or(-1),
+        report: serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 
@@ -375,7 +369,6 @@ async fn kept_charge(s: &Scene, booking: i64) {
 
 async fn served_scene() -> Option<Scene> {
     if crate::support::served_skipped() {
-        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
         return None;
     }
     Some(scene(Backend::Served).await)

@@ -511,7 +511,6 @@ backends!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lost_hold_never_sells_a_seat_twice() {
     if crate::support::served_skipped() {
-        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
         return;
     }
     let redis = PrivateRedis::start().await;

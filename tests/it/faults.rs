@@ -68,7 +68,6 @@ async fn until_ok(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_down_is_service_unavailable_then_recovers() {
     if crate::support::served_skipped() {
-        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
         return;
     }
     let (mut redis, app, show, seats) = on_private_redis().await;
@@ -175,7 +174,6 @@ async fn redis_down_is_service_unavailable_then_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_frozen_by_sigstop_is_service_unavailable_then_recovers() {
     if crate::support::served_skipped() {
-        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
         return;
     }
     let (redis, app, show, seats) = on_private_redis().await;
@@ -236,7 +234,6 @@ async fn redis_frozen_by_sigstop_is_service_unavailable_then_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_down_at_start_up_degrades_then_recovers() {
     if crate::support::served_skipped() {
-        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
         return;
     }
     let mut redis = PrivateRedis::start().await;
@@ -274,7 +271,6 @@ async fn redis_down_at_start_up_degrades_then_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_cut_off_is_service_unavailable_then_recovers() {
     if crate::support::served_skipped() {
-        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
         return;
     }
     let proxy = FaultProxy::start("127.0.0.1:5432").await;
@@ -363,7 +359,6 @@ async fn postgres_cut_off_is_service_unavailable_then_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_slow_is_service_unavailable_then_recovers() {
     if crate::support::served_skipped() {
-        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
         return;
     }
     let proxy = FaultProxy::start("127.0.0.1:5432").await;

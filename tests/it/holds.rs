@@ -342,7 +342,6 @@ backends!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_flush_loses_holds_never_bookings() {
     if crate::support::served_skipped() {
-        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
         return;
     }
     let redis = PrivateRedis::start().await;

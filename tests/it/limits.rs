@@ -116,7 +116,6 @@ backends!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn budgets_are_shared_by_instances() {
     if crate::support::served_skipped() {
-        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
         return;
     }
     let a = TestApp::spawn_with(Backend::Served, &["--rate-limit-user-per-minute", "4"]).await;

@@ -278,7 +278,6 @@ async fn instances_agree(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn instances_share_holds_and_events() {
     if crate::support::served_skipped() {
-        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
         return;
     }
     let a = TestApp::spawn(Backend::Served).await;
@@ -294,7 +293,6 @@ async fn instances_share_holds_and_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_server_processes_share_holds_and_events() {
     if crate::support::served_skipped() {
-        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
         return;
     }
     let (_db, env) = crate::support::process_env(Backend::Served, &[]).await;

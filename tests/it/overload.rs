@@ -134,7 +134,6 @@ backends!(overload_is_refused_before_money_moves);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_conflicts_are_service_unavailable() {
     if crate::support::served_skipped() {
-        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
         return;
     }
     use sea_orm::TransactionTrait;

@@ -8,10 +8,7 @@ use crate::support::{process_env, Backend, ServerProcess};
 use serde_json::Value;
 
 fn simulate(env: &[(String, String)], args: &[&str]) -> (i32, Value, String) {
-    let out = std::process::Command::new(crate::support::loadtest_bin())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "warn")
+    let out = crate::support::loadtest_command()
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .arg("simulate")
         .args(args)
@@ -231,7 +228,6 @@ backends!(a_run_where_every_checkout_fails_does_not_pass);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn simulate_refuses_a_key_prefix_that_is_not_the_servers() {
     if crate::support::served_skipped() {
-        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
         return;
     }
     let (_db, env) = process_env(Backend::Served, &[("HOLD_TTL_SECONDS", "2")]).await;
@@ -277,9 +273,7 @@ async fn simulate_without_database_access_fails_at_once_and_clearly() {
     let cwd = dir.path().to_path_buf();
     let run = move |extra: &'static [(&'static str, &'static str)]| {
         let started = std::time::Instant::now();
-        let out = std::process::Command::new(crate::support::loadtest_bin())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+        let out = crate::support::loadtest_command()
             .env("ADMIN_EMAIL", crate::support::ADMIN_EMAIL)
             .env("ADMIN_PASSWORD", crate::support::ADMIN_PASSWORD)
             .envs(extra.iter().copied())
@@ -327,7 +321,6 @@ async fn simulate_without_database_access_fails_at_once_and_clearly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn instance_sigkilled_under_load_the_other_serves_and_the_audit_stays_clean() {
     if crate::support::served_skipped() {
-        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
         return;
     }
     let (_db, env) = process_env(
@@ -345,10 +338,7 @@ async fn instance_sigkilled_under_load_the_other_serves_and_the_audit_stays_clea
     let mut a = ServerProcess::start(&env).await;
     let b = ServerProcess::start(&env).await;
     let urls = format!("{},{}", a.api.base, b.api.base);
-    let mut sim = std::process::Command::new(crate::support::loadtest_bin())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "warn")
+    let mut sim = crate::support::loadtest_command()
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .args([
             "simulate",

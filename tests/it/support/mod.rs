@@ -45,7 +45,7 @@ pub fn redis_url() -> String {
 }
 
 /// True when the user opted out of the PostgreSQL/Redis half of the suite. A test that skips
-/// itself for it says so in `BOXOFFICE_TEST_SKIP_LOG` (scripts/test.sh counts those lines and
+/// itself for it says so on stderr and in `BOXOFFICE_TEST_SKIP_LOG` (scripts/test.sh counts those lines and
 /// fails when tests were skipped without the opt-out).
 pub fn served_skipped() -> bool {
     let skipped = matches!(
@@ -53,6 +53,7 @@ pub fn served_skipped() -> bool {
         Ok("1") | Ok("true")
     );
     if skipped {
+        eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
         if let Some(path) = std::env::var_os("BOXOFFICE_TEST_SKIP_LOG") {
             use std::io::Write;
             let test = std::thread::current()
@@ -64,7 +65,9 @@ pub fn served_skipped() -> bool {
                 .append(true)
                 .open(path)
             {
-                let _ = writeln!(f, "{test}: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
+                // One write per line: tests in other processes append to the same file.
+                let line = format!("{test}: BOXOFFICE_TEST_EMBEDDED_ONLY is set\n");
+                let _ = f.write_all(line.as_bytes());
             }
         }
     }
@@ -100,7 +103,6 @@ macro_rules! backends {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres_redis() {
                 if $crate::support::served_skipped() {
-                    eprintln!("skipped: BOXOFFICE_TEST_EMBEDDED_ONLY is set");
                     return;
                 }
                 super::$name($crate::support::Backend::Served).await

@@ -142,6 +142,16 @@ pub fn loadtest_bin() -> std::path::PathBuf {
     bin
 }
 
+/// A `loadtest` command with a clean environment (only `PATH`, and warnings-only logs): each test
+/// gives it exactly the settings it means.
+pub fn loadtest_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(loadtest_bin());
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
 /// The latest modification time of any file below `dir`.
 fn newest_file(dir: &std::path::Path) -> Option<std::time::SystemTime> {
     let mut newest = None;
