@@ -19,6 +19,9 @@ pub enum AppError {
         seat_ids: Vec<String>,
         labels: Vec<String>,
     },
+    /// Best available found nothing acceptable free (the message says what was asked for).
+    #[error("{0}")]
+    NoSeatsFit(String),
     #[error(
         "the hold is not live: it expired, was released, was already checked out, or never existed"
     )]
@@ -42,7 +45,7 @@ impl AppError {
             AppError::Unauthenticated(_) => "UNAUTHENTICATED",
             AppError::Forbidden(_) => "FORBIDDEN",
             AppError::NotFound(_) => "NOT_FOUND",
-            AppError::SeatsUnavailable { .. } => "SEATS_UNAVAILABLE",
+            AppError::SeatsUnavailable { .. } | AppError::NoSeatsFit(_) => "SEATS_UNAVAILABLE",
             AppError::HoldExpired => "HOLD_EXPIRED",
             AppError::LimitExceeded(_) => "LIMIT_EXCEEDED",
             AppError::BadInput(_) => "BAD_USER_INPUT",
@@ -86,6 +89,7 @@ impl AppError {
     pub fn seat_ids(&self) -> Option<Vec<String>> {
         match self {
             AppError::SeatsUnavailable { seat_ids, .. } => Some(seat_ids.clone()),
+            AppError::NoSeatsFit(_) => Some(Vec::new()),
             _ => None,
         }
     }

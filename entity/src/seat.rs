@@ -13,6 +13,12 @@ pub struct Model {
     pub category: String,
     pub row_index: i32,
     pub col_index: i32,
+    /// A wheelchair space (no fixed seat).
+    pub wheelchair: bool,
+    /// A companion seat beside a wheelchair space.
+    pub companion: bool,
+    /// The view of the screen is partly blocked.
+    pub restricted_view: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

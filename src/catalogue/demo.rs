@@ -13,8 +13,20 @@ fn rows(spec: &[(&str, i32, &str)]) -> Vec<NewRow> {
             label: label.to_string(),
             seats: *seats,
             category: Some(cat.to_string()),
+            ..Default::default()
         })
         .collect()
+}
+
+/// Give the rows named in `labels` the same aisles and seat attributes.
+fn shape(mut rows: Vec<NewRow>, labels: &[&str], f: impl Fn(&mut NewRow)) -> Vec<NewRow> {
+    for r in rows
+        .iter_mut()
+        .filter(|r| labels.contains(&r.label.as_str()))
+    {
+        f(r);
+    }
+    rows
 }
 
 /// Load the demo catalogue if there are no venues yet. Returns whether it loaded anything.
@@ -27,23 +39,33 @@ pub async fn load_if_empty(cat: &Catalogue) -> AppResult<bool> {
         .await?;
     let aurora = cat.create_venue("Kino Aurora", "Leeds").await?;
 
+    let grand_rows = rows(&[
+        ("A", 10, "STANDARD"),
+        ("B", 12, "STANDARD"),
+        ("C", 14, "STANDARD"),
+        ("D", 14, "STANDARD"),
+        ("E", 16, "STANDARD"),
+        ("F", 16, "PREMIUM"),
+        ("G", 16, "PREMIUM"),
+        ("H", 16, "PREMIUM"),
+        ("J", 12, "RECLINER"),
+        ("K", 12, "RECLINER"),
+    ]);
+    // Two aisles through the middle block; wheelchair spaces with companion seats at the ends
+    // of row E (step-free access); pillars hide part of the screen from the front corners.
+    let grand_rows = shape(grand_rows, &["C", "D"], |r| r.aisle_after = vec![3, 11]);
+    let grand_rows = shape(grand_rows, &["E", "F", "G", "H"], |r| {
+        r.aisle_after = vec![3, 13]
+    });
+    let grand_rows = shape(grand_rows, &["E"], |r| {
+        r.wheelchair = vec![1, 16];
+        r.companion = vec![2, 15];
+    });
+    let grand_rows = shape(grand_rows, &["A", "B"], |r| {
+        r.restricted_view = vec![1, r.seats]
+    });
     let grand = cat
-        .create_screen(
-            riverside.id,
-            "Grand",
-            rows(&[
-                ("A", 10, "STANDARD"),
-                ("B", 12, "STANDARD"),
-                ("C", 14, "STANDARD"),
-                ("D", 14, "STANDARD"),
-                ("E", 16, "STANDARD"),
-                ("F", 16, "PREMIUM"),
-                ("G", 16, "PREMIUM"),
-                ("H", 16, "PREMIUM"),
-                ("J", 12, "RECLINER"),
-                ("K", 12, "RECLINER"),
-            ]),
-        )
+        .create_screen(riverside.id, "Grand", grand_rows, None)
         .await?;
     let studio = cat
         .create_screen(
@@ -56,27 +78,35 @@ pub async fn load_if_empty(cat: &Catalogue) -> AppResult<bool> {
                 ("D", 8, "STANDARD"),
                 ("E", 6, "SOFA"),
             ]),
+            None,
         )
         .await?;
+    let one_rows = rows(&[
+        ("A", 18, "STANDARD"),
+        ("B", 18, "STANDARD"),
+        ("C", 20, "STANDARD"),
+        ("D", 20, "STANDARD"),
+        ("E", 20, "STANDARD"),
+        ("F", 20, "STANDARD"),
+        ("G", 22, "PREMIUM"),
+        ("H", 22, "PREMIUM"),
+        ("J", 22, "PREMIUM"),
+        ("K", 22, "PREMIUM"),
+        ("L", 20, "PREMIUM"),
+        ("M", 16, "VIP"),
+    ]);
+    let one_rows = shape(one_rows, &["C", "D", "E", "F", "L"], |r| {
+        r.aisle_after = vec![4, 16]
+    });
+    let one_rows = shape(one_rows, &["G", "H", "J", "K"], |r| {
+        r.aisle_after = vec![5, 17]
+    });
+    let one_rows = shape(one_rows, &["F"], |r| {
+        r.wheelchair = vec![5, 16];
+        r.companion = vec![6, 15];
+    });
     let one = cat
-        .create_screen(
-            aurora.id,
-            "Screen 1",
-            rows(&[
-                ("A", 18, "STANDARD"),
-                ("B", 18, "STANDARD"),
-                ("C", 20, "STANDARD"),
-                ("D", 20, "STANDARD"),
-                ("E", 20, "STANDARD"),
-                ("F", 20, "STANDARD"),
-                ("G", 22, "PREMIUM"),
-                ("H", 22, "PREMIUM"),
-                ("J", 22, "PREMIUM"),
-                ("K", 22, "PREMIUM"),
-                ("L", 20, "PREMIUM"),
-                ("M", 16, "VIP"),
-            ]),
-        )
+        .create_screen(aurora.id, "Screen 1", one_rows, None)
         .await?;
     let two = cat
         .create_screen(
@@ -90,6 +120,7 @@ pub async fn load_if_empty(cat: &Catalogue) -> AppResult<bool> {
                 ("E", 11, "STANDARD"),
                 ("F", 12, "STANDARD"),
             ]),
+            None,
         )
         .await?;
 

@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use entity::{seat, show_price};
+use entity::{screen, seat, show_price};
+
+use super::plan::SeatPlan;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 
 /// One seat of a layout, as clients see it.
@@ -15,6 +17,9 @@ pub struct SeatInfo {
     pub category: String,
     pub row_index: i32,
     pub col_index: i32,
+    pub wheelchair: bool,
+    pub companion: bool,
+    pub restricted_view: bool,
 }
 
 impl SeatInfo {
@@ -29,25 +34,38 @@ pub struct Layout {
     pub screen_id: i64,
     pub seats: Vec<SeatInfo>,
     index: HashMap<i64, usize>,
+    /// What best-available reads (ranks, adjacency, windows); positions are indexes of `seats`.
+    pub plan: SeatPlan,
 }
 
 impl Layout {
-    fn new(screen_id: i64, seats: Vec<SeatInfo>) -> Self {
+    fn new(screen_id: i64, seats: Vec<SeatInfo>, focal: Option<(f64, f64)>) -> Self {
         let index = seats.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
+        let plan = SeatPlan::new(&seats, focal);
         Layout {
             screen_id,
             seats,
             index,
+            plan,
         }
     }
     /// A layout built by hand (unit tests of what is computed from layouts).
     #[cfg(test)]
     pub(crate) fn for_tests(screen_id: i64, seats: Vec<SeatInfo>) -> Self {
-        Self::new(screen_id, seats)
+        Self::new(screen_id, seats, None)
     }
 
     pub fn seat(&self, id: i64) -> Option<&SeatInfo> {
         self.index.get(&id).map(|&i| &self.seats[i])
+    }
+    /// A seat's position (index in drawing order, as the plan numbers them).
+    pub fn position(&self, id: i64) -> Option<usize> {
+        self.index.get(&id).copied()
+    }
+    /// True when these seats are side by side in one row (no aisle, no gap).
+    pub fn side_by_side(&self, ids: &[i64]) -> bool {
+        let positions: Option<Vec<usize>> = ids.iter().map(|id| self.position(*id)).collect();
+        positions.is_some_and(|p| self.plan.side_by_side(&p))
     }
     pub fn len(&self) -> usize {
         self.seats.len()
@@ -121,15 +139,25 @@ impl LayoutCache {
                 category: r.category,
                 row_index: r.row_index,
                 col_index: r.col_index,
+                wheelchair: r.wheelchair,
+                companion: r.companion,
+                restricted_view: r.restricted_view,
             });
         }
+        let focal: HashMap<i64, (f64, f64)> = screen::Entity::find()
+            .filter(screen::Column::Id.is_in(missing.clone()))
+            .all(db)
+            .await?
+            .into_iter()
+            .filter_map(|s| Some((s.id, (s.focal_row?, s.focal_col?))))
+            .collect();
         let mut cache = self.layouts.write().unwrap_or_else(|p| p.into_inner());
         for (id, seats) in grouped {
             // An empty result means "no such screen (yet)": do not cache it.
             if seats.is_empty() {
                 continue;
             }
-            let l = Arc::new(Layout::new(id, seats));
+            let l = Arc::new(Layout::new(id, seats, focal.get(&id).copied()));
             cache.insert(id, l.clone());
             out.insert(id, l);
         }

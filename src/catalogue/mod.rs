@@ -2,6 +2,7 @@
 //! Service functions over SeaORM; resolvers call these and never build SQL themselves.
 pub mod demo;
 pub mod layout;
+pub mod plan;
 pub mod seatmap;
 mod shows;
 
@@ -30,11 +31,72 @@ const MAX_SEATS_PER_ROW: i32 = 200;
 const MAX_SEATS_PER_SCREEN: usize = 20_000;
 
 /// One row of a new screen, front row first.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewRow {
     pub label: String,
     pub seats: i32,
     pub category: Option<String>,
+    /// An aisle (one empty column) after each of these seat numbers.
+    pub aisle_after: Vec<i32>,
+    /// Seat numbers that are wheelchair spaces.
+    pub wheelchair: Vec<i32>,
+    /// Seat numbers that are companion seats (each beside a wheelchair space).
+    pub companion: Vec<i32>,
+    /// Seat numbers with a restricted view.
+    pub restricted_view: Vec<i32>,
+}
+
+impl NewRow {
+    /// Columns the row takes: its seats and its aisles.
+    fn width(&self) -> i32 {
+        self.seats + self.aisle_after.len() as i32
+    }
+
+    /// Column of seat `n` within the row (aisles before it push it right).
+    fn column(&self, n: i32) -> i32 {
+        n - 1 + self.aisle_after.iter().filter(|a| **a < n).count() as i32
+    }
+
+    /// Checks the seat-number lists: in range, no repeats, an aisle strictly inside the row,
+    /// no seat both a wheelchair space and a companion seat, every companion seat beside a
+    /// wheelchair space with no aisle between.
+    fn validate_attributes(&mut self) -> AppResult<()> {
+        let label = self.label.clone();
+        let seats = self.seats;
+        let check = |list: &mut Vec<i32>, what: &str, hi: i32| -> AppResult<()> {
+            list.sort_unstable();
+            if let Some(bad) = list.iter().find(|n| !(1..=hi).contains(*n)) {
+                return Err(AppError::bad_input(format!(
+                    "row {label}: {what} {bad} is not a seat number from 1 to {hi}"
+                )));
+            }
+            if list.windows(2).any(|w| w[0] == w[1]) {
+                return Err(AppError::bad_input(format!(
+                    "row {label}: a seat number appears twice in {what}"
+                )));
+            }
+            Ok(())
+        };
+        check(&mut self.aisle_after, "aisleAfter", (seats - 1).max(0))?;
+        check(&mut self.wheelchair, "wheelchair", seats)?;
+        check(&mut self.companion, "companion", seats)?;
+        check(&mut self.restricted_view, "restrictedView", seats)?;
+        if let Some(n) = self.companion.iter().find(|n| self.wheelchair.contains(n)) {
+            return Err(AppError::bad_input(format!(
+                "row {label}: seat {n} cannot be both a wheelchair space and a companion seat"
+            )));
+        }
+        for &n in &self.companion {
+            let beside =
+                |m: i32| self.wheelchair.contains(&m) && !self.aisle_after.contains(&n.min(m));
+            if !beside(n - 1) && !beside(n + 1) {
+                return Err(AppError::bad_input(format!(
+                    "row {label}: companion seat {n} is not beside a wheelchair space"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone)]
@@ -86,6 +148,7 @@ impl Catalogue {
         venue_id: i64,
         name: &str,
         rows: Vec<NewRow>,
+        best_point: Option<(f64, f64)>,
     ) -> AppResult<screen::Model> {
         let name = clean_text(name, "screen name", 120)?;
         let rows = validate_rows(rows)?;
@@ -96,12 +159,26 @@ impl Catalogue {
         {
             return Err(AppError::NotFound("venue"));
         }
-        let widest = rows.iter().map(|r| r.seats).max().unwrap_or(0);
+        let widest = rows.iter().map(NewRow::width).max().unwrap_or(0);
+        if let Some((row, col)) = best_point {
+            let ok = row.is_finite()
+                && col.is_finite()
+                && (0.0..=rows.len() as f64).contains(&row)
+                && (0.0..=widest as f64).contains(&col);
+            if !ok {
+                return Err(AppError::bad_input(format!(
+                    "bestPoint must lie on the seat map: row 0 to {}, column 0 to {widest}",
+                    rows.len()
+                )));
+            }
+        }
         let txn = self.db.begin().await?;
         let screen = screen::ActiveModel {
             venue_id: Set(venue_id),
             name: Set(name),
             created_at: Set(Utc::now()),
+            focal_row: Set(best_point.map(|p| p.0)),
+            focal_col: Set(best_point.map(|p| p.1)),
             ..Default::default()
         }
         .insert(&txn)
@@ -109,7 +186,7 @@ impl Catalogue {
         .map_err(|e| unique_as_bad_input(e, "this venue already has a screen with this name"))?;
         let mut seats = Vec::new();
         for (ri, row) in rows.iter().enumerate() {
-            let offset = (widest - row.seats) / 2;
+            let offset = (widest - row.width()) / 2;
             let category = row
                 .category
                 .clone()
@@ -121,7 +198,10 @@ impl Catalogue {
                     number: Set(n),
                     category: Set(category.clone()),
                     row_index: Set(ri as i32),
-                    col_index: Set(offset + n - 1),
+                    col_index: Set(offset + row.column(n)),
+                    wheelchair: Set(row.wheelchair.contains(&n)),
+                    companion: Set(row.companion.contains(&n)),
+                    restricted_view: Set(row.restricted_view.contains(&n)),
                     ..Default::default()
                 });
             }
@@ -232,11 +312,13 @@ fn validate_rows(rows: Vec<NewRow>) -> AppResult<Vec<NewRow>> {
             }
         };
         total += row.seats as usize;
-        out.push(NewRow {
+        let mut row = NewRow {
             label,
-            seats: row.seats,
             category,
-        });
+            ..row
+        };
+        row.validate_attributes()?;
+        out.push(row);
     }
     if total > MAX_SEATS_PER_SCREEN {
         return Err(AppError::bad_input(format!(
@@ -282,6 +364,7 @@ mod tests {
             label: label.into(),
             seats,
             category: category.map(str::to_string),
+            ..Default::default()
         }
     }
 

@@ -168,6 +168,9 @@ mod tests {
             category: category.into(),
             row_index: 0,
             col_index: number - 1,
+            wheelchair: false,
+            companion: false,
+            restricted_view: false,
         };
         Layout::for_tests(
             1,

@@ -6,7 +6,7 @@ use super::loaders::{loaders, must, show_parts, ShowId};
 use super::types::{to_int, viewer, Seat, Show};
 use crate::catalogue::layout::price_of;
 use crate::catalogue::seatmap;
-use crate::holds::GrantedHold;
+use crate::holds::{BestWish, GrantedHold};
 use crate::ids::parse_id;
 use crate::state::AppState;
 
@@ -52,6 +52,10 @@ impl Hold {
             .sum();
         Ok(to_int(total))
     }
+    /// True when every held seat is side by side in one row (no aisle between).
+    async fn next_to_each_other(&self) -> bool {
+        self.0.next_to_each_other
+    }
     /// The show's seat-map version right after the hold was taken.
     async fn version(&self) -> i32 {
         to_int(self.0.version)
@@ -72,6 +76,36 @@ impl HoldMutation {
         let seats: Vec<String> = seat_ids.into_iter().map(|s| s.0).collect();
         let state = ctx.data_unchecked::<AppState>();
         Ok(Hold(state.holds.hold(v, show_id, &seats).await?))
+    }
+
+    /// Hold the best `count` free seats in one atomic step, all or nothing: side by side in one
+    /// row without leaving a single seat stranded beside them if possible, then side by side
+    /// anyway, then (unless `requireTogether`) split across two adjacent rows. Seats are ranked
+    /// by distance to the screen's best point, restricted-view seats last. Wheelchair spaces and
+    /// companion seats are only chosen when `wheelchairSpaces` > 0 (the hold then has exactly
+    /// that many wheelchair spaces). `categories`: the seat categories to choose from (default
+    /// all). Fails with `SEATS_UNAVAILABLE` (empty `extensions.seatIds`) when nothing
+    /// acceptable is free; same limits, TTL and events as `holdSeats`.
+    async fn hold_best_available(
+        &self,
+        ctx: &Context<'_>,
+        show_id: ID,
+        count: i32,
+        categories: Option<Vec<String>>,
+        #[graphql(default = false)] require_together: bool,
+        #[graphql(default = 0)] wheelchair_spaces: i32,
+    ) -> Result<Hold> {
+        let v = viewer(ctx);
+        v.require_user()?;
+        let show_id = parse_id(&show_id, "show")?;
+        let wish = BestWish {
+            count,
+            categories,
+            together: require_together,
+            wheelchair_spaces,
+        };
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(Hold(state.holds.hold_best(v, show_id, &wish).await?))
     }
 
     /// `true`: released now; `false`: it was no longer live.

@@ -17,6 +17,26 @@ pub struct SeatRowInput {
     pub seats: i32,
     /// Seat category of the row (default STANDARD).
     pub category: Option<String>,
+    /// An aisle (one empty column) after each of these seat numbers: seats on either side of
+    /// it are not side by side.
+    #[graphql(default)]
+    pub aisle_after: Vec<i32>,
+    /// Seat numbers that are wheelchair spaces.
+    #[graphql(default)]
+    pub wheelchair: Vec<i32>,
+    /// Seat numbers that are companion seats; each must be beside a wheelchair space.
+    #[graphql(default)]
+    pub companion: Vec<i32>,
+    /// Seat numbers with a restricted view (ranked after every clear seat).
+    #[graphql(default)]
+    pub restricted_view: Vec<i32>,
+}
+
+/// The screen's best point, in drawing units (row from the front, column from the left).
+#[derive(InputObject)]
+pub struct BestPointInput {
+    pub row: f64,
+    pub column: f64,
 }
 
 #[derive(InputObject)]
@@ -94,13 +114,16 @@ impl CatalogueMutation {
         Ok(Venue(state.catalogue.create_venue(&name, &city).await?))
     }
 
-    /// Admin only. Rows front first; seats numbered from 1 left to right.
+    /// Admin only. Rows front first; seats numbered from 1 left to right, rows centred.
+    /// `bestPoint`: where best-available ranks seats from (default: centre of the row about
+    /// two thirds back).
     async fn create_screen(
         &self,
         ctx: &Context<'_>,
         venue_id: ID,
         name: String,
         rows: Vec<SeatRowInput>,
+        best_point: Option<BestPointInput>,
     ) -> Result<Screen> {
         viewer(ctx).require_admin()?;
         let venue_id = parse_id(&venue_id, "venue")?;
@@ -110,11 +133,19 @@ impl CatalogueMutation {
                 label: r.label,
                 seats: r.seats,
                 category: r.category,
+                aisle_after: r.aisle_after,
+                wheelchair: r.wheelchair,
+                companion: r.companion,
+                restricted_view: r.restricted_view,
             })
             .collect();
+        let focal = best_point.map(|p| (p.row, p.column));
         let state = ctx.data_unchecked::<AppState>();
         Ok(Screen(
-            state.catalogue.create_screen(venue_id, &name, rows).await?,
+            state
+                .catalogue
+                .create_screen(venue_id, &name, rows, focal)
+                .await?,
         ))
     }
 

@@ -187,6 +187,18 @@ impl Seat {
     async fn held_by_me(&self) -> bool {
         self.0.held_by_me
     }
+    /// A wheelchair space (no fixed seat).
+    async fn wheelchair(&self) -> bool {
+        self.0.info.wheelchair
+    }
+    /// A companion seat beside a wheelchair space.
+    async fn companion(&self) -> bool {
+        self.0.info.companion
+    }
+    /// The view of the screen is partly blocked from this seat.
+    async fn restricted_view(&self) -> bool {
+        self.0.info.restricted_view
+    }
     /// Drawing position: row from the front (0-based).
     async fn row_index(&self) -> i32 {
         self.0.info.row_index
@@ -238,6 +250,21 @@ impl Screen {
             .await?
             .categories())
     }
+    /// The point seats are ranked from (best available), in drawing units: the one given at
+    /// creation, or the default (centre of the row about two thirds back).
+    async fn best_point(&self, ctx: &Context<'_>) -> Result<BestPoint> {
+        let layout = must(&loaders(ctx), LayoutOf(self.0.id), "screen layout").await?;
+        let (row, column) = layout.plan.focal;
+        Ok(BestPoint { row, column })
+    }
+}
+
+/// A point of the drawn seat map: `row` from the front, `column` from the left (0-based,
+/// fractions allowed).
+#[derive(SimpleObject)]
+pub struct BestPoint {
+    pub row: f64,
+    pub column: f64,
 }
 
 pub struct Venue(pub venue::Model);

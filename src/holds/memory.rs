@@ -8,6 +8,7 @@ use std::time::Duration;
 use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast;
 
+use super::best::choose;
 use super::store::*;
 use crate::catalogue::seatmap::{self, Holder, SeatStatus, ShowState};
 
@@ -75,6 +76,43 @@ impl ShowMem {
             }
         }
         Some(rec.user)
+    }
+
+    /// Hold `seats` (free, checked by the caller) under a new hold: the new version and expiry.
+    fn grant(
+        &mut self,
+        show_id: i64,
+        hold_id: &str,
+        user_id: i64,
+        seats: &[i64],
+        ttl: Duration,
+        out: &mut Vec<SeatEvent>,
+    ) -> (i64, i64) {
+        let now = now_ms();
+        let expires = now + ttl.as_millis() as i64;
+        for s in seats {
+            self.seats.insert(*s, hold_id.to_string());
+        }
+        self.holds.insert(
+            hold_id.to_string(),
+            Rec {
+                user: user_id,
+                seats: seats.to_vec(),
+                expires,
+                created: now,
+            },
+        );
+        self.expiries.insert((expires, hold_id.to_string()));
+        *self.user_holds.entry(user_id).or_default() += 1;
+        let changes = seats
+            .iter()
+            .map(|s| SeatChange {
+                seat_id: *s,
+                status: SeatStatus::Held,
+                holder: Some(user_id),
+            })
+            .collect();
+        (self.publish(show_id, changes, out), expires)
     }
 
     fn expire_due(&mut self, show_id: i64, now: i64, out: &mut Vec<SeatEvent>) -> usize {
@@ -184,34 +222,36 @@ impl HoldStore for MemoryStore {
             if !taken.is_empty() {
                 return HoldOutcome::Unavailable(taken);
             }
-            let now = now_ms();
-            let expires = now + ttl.as_millis() as i64;
-            for s in seats {
-                show.seats.insert(*s, hold_id.to_string());
-            }
-            show.holds.insert(
-                hold_id.to_string(),
-                Rec {
-                    user: user_id,
-                    seats: seats.to_vec(),
-                    expires,
-                    created: now,
-                },
-            );
-            show.expiries.insert((expires, hold_id.to_string()));
-            *show.user_holds.entry(user_id).or_default() += 1;
-            let changes = seats
-                .iter()
-                .map(|s| SeatChange {
-                    seat_id: *s,
-                    status: SeatStatus::Held,
-                    holder: Some(user_id),
-                })
-                .collect();
-            let version = show.publish(show_id, changes, events);
+            let (version, expires_ms) = show.grant(show_id, hold_id, user_id, seats, ttl, events);
             HoldOutcome::Granted {
                 version,
-                expires_ms: expires,
+                expires_ms,
+            }
+        })
+        .await
+    }
+
+    async fn hold_best(&self, r: &BestRequest<'_>) -> Result<BestOutcome, StoreError> {
+        let plan = &r.layout.plan;
+        self.with_show(r.show_id, |show, events| {
+            if show.user_holds.get(&r.user_id).copied().unwrap_or(0) >= r.max_holds {
+                return BestOutcome::TooManyHolds;
+            }
+            let taken = |p: usize| {
+                let id = plan.ids[p];
+                show.booked.contains(&id) || show.seats.contains_key(&id)
+            };
+            let Some(choice) = choose(plan, taken, r.ask) else {
+                return BestOutcome::NoneFree;
+            };
+            let seats: Vec<i64> = choice.positions.iter().map(|p| plan.ids[*p]).collect();
+            let (version, expires_ms) =
+                show.grant(r.show_id, r.hold_id, r.user_id, &seats, r.ttl, events);
+            BestOutcome::Granted {
+                version,
+                expires_ms,
+                seat_ids: seats,
+                together: choice.together,
             }
         })
         .await

@@ -2,6 +2,7 @@
 //! never for ever. Two stores with the same semantics: Redis (Lua scripts, several instances) and
 //! in-process (one instance). The `Holds` service validates requests and applies limits; the
 //! stores only do the atomic part.
+pub mod best;
 pub mod memory;
 pub mod redis;
 pub mod rowlock;
@@ -17,8 +18,8 @@ use rand::RngCore;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 
 pub use store::{
-    ExtendOutcome, FeedItem, FeedSink, HoldOutcome, HoldRecord, HoldRequest, HoldStore, Interest,
-    ReleaseOutcome, SeatChange, SeatEvent, StoreError,
+    BestOutcome, BestRequest, ExtendOutcome, FeedItem, FeedSink, HoldOutcome, HoldRecord,
+    HoldRequest, HoldStore, Interest, ReleaseOutcome, SeatChange, SeatEvent, StoreError,
 };
 
 /// Which store keeps the holds.
@@ -52,9 +53,11 @@ pub struct HoldRules {
 
 use crate::auth::Viewer;
 use crate::catalogue::layout::Layout;
+use crate::catalogue::plan::BEST_AVAILABLE_MAX;
 use crate::catalogue::seatmap::{SharedState, ShowState};
 use crate::catalogue::Catalogue;
 use crate::error::{AppError, AppResult};
+use best::BestAsk;
 
 /// A hold as the API returns it.
 #[derive(Debug, Clone)]
@@ -64,6 +67,17 @@ pub struct GrantedHold {
     pub seat_ids: Vec<i64>,
     pub expires_at: DateTime<Utc>,
     pub version: i64,
+    /// Every seat side by side in one row.
+    pub next_to_each_other: bool,
+}
+
+/// What `holdBestAvailable` asks for, as the client sent it.
+#[derive(Debug, Clone, Default)]
+pub struct BestWish {
+    pub count: i32,
+    pub categories: Option<Vec<String>>,
+    pub together: bool,
+    pub wheelchair_spaces: i32,
 }
 
 /// Hold ids carry their show (so that every key of a hold is found in one slot without a global
@@ -212,11 +226,7 @@ impl Holds {
     ) -> AppResult<GrantedHold> {
         let user = viewer.require_user()?;
         let priced = self.catalogue.priced_show(show_id).await?;
-        if priced.show.starts_at <= Utc::now() {
-            return Err(AppError::bad_input(
-                "this show has already started; seats can no longer be held",
-            ));
-        }
+        not_started(&priced.show)?;
         let layout = &priced.layout;
         let seats = self.validate_seats(layout, raw_seats).await?;
         let hold_id = new_hold_id(show_id);
@@ -237,6 +247,7 @@ impl Holds {
                 Ok(GrantedHold {
                     id: hold_id,
                     show_id,
+                    next_to_each_other: layout.side_by_side(&seats),
                     seat_ids: seats,
                     expires_at: DateTime::from_timestamp_millis(expires_ms)
                         .unwrap_or_else(Utc::now),
@@ -256,12 +267,128 @@ impl Holds {
             }
             HoldOutcome::TooManyHolds => {
                 metrics::counter!("holds_total", "outcome" => "limit").increment(1);
-                Err(AppError::LimitExceeded(format!(
-                    "you already have {} live holds on this show; pay for or release one first",
-                    self.rules.max_holds
-                )))
+                Err(self.too_many_holds())
             }
         }
+    }
+
+    /// Hold the best free seats for `wish`, chosen and held in one atomic step (see
+    /// `holds/best.rs` for the order of preference).
+    pub async fn hold_best(
+        &self,
+        viewer: &Viewer,
+        show_id: i64,
+        wish: &BestWish,
+    ) -> AppResult<GrantedHold> {
+        let user = viewer.require_user()?;
+        let priced = self.catalogue.priced_show(show_id).await?;
+        not_started(&priced.show)?;
+        let layout = &priced.layout;
+        let ask = self.best_ask(layout, wish)?;
+        let hold_id = new_hold_id(show_id);
+        let request = BestRequest {
+            show_id,
+            hold_id: &hold_id,
+            user_id: user,
+            layout,
+            ask: &ask,
+            ttl: self.rules.ttl,
+            max_holds: self.rules.max_holds,
+        };
+        match self.store.hold_best(&request).await? {
+            BestOutcome::Granted {
+                version,
+                expires_ms,
+                seat_ids,
+                together,
+            } => {
+                metrics::counter!("best_available_total", "outcome" => "granted").increment(1);
+                Ok(GrantedHold {
+                    id: hold_id,
+                    show_id,
+                    seat_ids,
+                    expires_at: DateTime::from_timestamp_millis(expires_ms)
+                        .unwrap_or_else(Utc::now),
+                    version,
+                    next_to_each_other: together,
+                })
+            }
+            BestOutcome::NoneFree => {
+                metrics::counter!("best_available_total", "outcome" => "none").increment(1);
+                let n = ask.count;
+                let what = if ask.together || n == 1 {
+                    format!("{n} free seat(s) side by side in one row")
+                } else {
+                    format!("{n} free seat(s) together in one row or in two adjacent rows")
+                };
+                let access = if ask.wheelchair > 0 {
+                    format!(", {} of them wheelchair spaces", ask.wheelchair)
+                } else {
+                    String::new()
+                };
+                Err(AppError::NoSeatsFit(format!(
+                    "no {what}{access} in the categories asked for; ask for fewer or other seats"
+                )))
+            }
+            BestOutcome::TooManyHolds => {
+                metrics::counter!("best_available_total", "outcome" => "limit").increment(1);
+                Err(self.too_many_holds())
+            }
+        }
+    }
+
+    /// Validate a best-available wish against the layout and the hold rules.
+    fn best_ask(&self, layout: &Layout, wish: &BestWish) -> AppResult<BestAsk> {
+        let max = (self.rules.max_seats as usize).min(BEST_AVAILABLE_MAX);
+        if wish.count < 1 {
+            return Err(AppError::bad_input("count must be at least 1"));
+        }
+        if wish.count as usize > max {
+            return Err(AppError::LimitExceeded(format!(
+                "at most {max} seats in one best-available hold"
+            )));
+        }
+        if !(0..=wish.count).contains(&wish.wheelchair_spaces) {
+            return Err(AppError::bad_input(
+                "wheelchairSpaces must be from 0 to count",
+            ));
+        }
+        let plan = &layout.plan;
+        let categories = match &wish.categories {
+            None => None,
+            Some(names) if names.is_empty() => {
+                return Err(AppError::bad_input(
+                    "categories: name at least one, or leave it out for every category",
+                ))
+            }
+            Some(names) => {
+                let mut allowed = vec![false; plan.categories.len()];
+                for name in names {
+                    let name = name.trim().to_uppercase();
+                    let i = plan.category_index(&name).ok_or_else(|| {
+                        AppError::bad_input(format!(
+                            "this show has no seat category {name:?} (it has {})",
+                            plan.categories.join(", ")
+                        ))
+                    })?;
+                    allowed[i] = true;
+                }
+                Some(allowed)
+            }
+        };
+        Ok(BestAsk {
+            count: wish.count as usize,
+            categories,
+            together: wish.together,
+            wheelchair: wish.wheelchair_spaces as usize,
+        })
+    }
+
+    fn too_many_holds(&self) -> AppError {
+        AppError::LimitExceeded(format!(
+            "you already have {} live holds on this show; pay for or release one first",
+            self.rules.max_holds
+        ))
     }
 
     /// `true`: released now; `false`: the hold was no longer live (or never existed).
@@ -361,6 +488,15 @@ impl Holds {
         }
         Ok(seats)
     }
+}
+
+fn not_started(show: &entity::show::Model) -> AppResult<()> {
+    if show.starts_at <= Utc::now() {
+        return Err(AppError::bad_input(
+            "this show has already started; seats can no longer be held",
+        ));
+    }
+    Ok(())
 }
 
 fn not_your_hold() -> AppError {

@@ -6,6 +6,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::best::{choose, BestAsk};
+use crate::catalogue::layout::Layout;
 use crate::catalogue::seatmap::{SeatStatus, ShowState};
 use crate::error::AppError;
 
@@ -18,6 +20,35 @@ pub struct HoldRequest<'a> {
     pub seats: &'a [i64],
     pub ttl: Duration,
     pub max_holds: u32,
+}
+
+/// One best-available hold to take: the best seats the plan's `ask` allows, chosen and held in
+/// one atomic step.
+#[derive(Debug, Clone)]
+pub struct BestRequest<'a> {
+    pub show_id: i64,
+    pub hold_id: &'a str,
+    pub user_id: i64,
+    /// The show's layout (its plan numbers the positions).
+    pub layout: &'a Layout,
+    pub ask: &'a BestAsk,
+    pub ttl: Duration,
+    pub max_holds: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BestOutcome {
+    Granted {
+        version: i64,
+        expires_ms: i64,
+        seat_ids: Vec<i64>,
+        /// Side by side in one row.
+        together: bool,
+    },
+    /// No acceptable seats are free; nothing was taken.
+    NoneFree,
+    /// The user has the maximum number of live holds on this show.
+    TooManyHolds,
 }
 
 /// A live hub's interest in a show's events: it has local subscribers now, or no longer.
@@ -129,6 +160,57 @@ impl From<sea_orm::DbErr> for StoreError {
 pub trait HoldStore: Send + Sync + 'static {
     /// Hold all of the request's seats under its hold id, or none of them.
     async fn hold(&self, request: &HoldRequest<'_>) -> Result<HoldOutcome, StoreError>;
+
+    /// Choose the best free seats for `request.ask` and hold them, in one atomic step.
+    ///
+    /// This default (the row-lock baseline's) is not one step: it chooses from a snapshot and
+    /// then holds all or nothing, choosing again when another buyer got there first. It is
+    /// still never wrong (the hold is atomic), only slower under contention. The Redis and
+    /// in-process stores choose and hold inside one script / one critical section.
+    async fn hold_best(&self, request: &BestRequest<'_>) -> Result<BestOutcome, StoreError> {
+        let plan = &request.layout.plan;
+        for _ in 0..5 {
+            let state = self
+                .snapshot(&[request.show_id])
+                .await?
+                .remove(&request.show_id)
+                .unwrap_or_default();
+            let taken = |p: usize| {
+                let id = plan.ids[p];
+                state.booked.contains(&id) || state.held.contains_key(&id)
+            };
+            let Some(choice) = choose(plan, taken, request.ask) else {
+                return Ok(BestOutcome::NoneFree);
+            };
+            let seats: Vec<i64> = choice.positions.iter().map(|p| plan.ids[*p]).collect();
+            let hold = HoldRequest {
+                show_id: request.show_id,
+                hold_id: request.hold_id,
+                user_id: request.user_id,
+                seats: &seats,
+                ttl: request.ttl,
+                max_holds: request.max_holds,
+            };
+            match self.hold(&hold).await? {
+                HoldOutcome::Granted {
+                    version,
+                    expires_ms,
+                } => {
+                    return Ok(BestOutcome::Granted {
+                        version,
+                        expires_ms,
+                        seat_ids: seats,
+                        together: choice.together,
+                    })
+                }
+                HoldOutcome::TooManyHolds => return Ok(BestOutcome::TooManyHolds),
+                HoldOutcome::Unavailable(_) => continue,
+            }
+        }
+        Err(StoreError::Unavailable(
+            "best available: the chosen seats kept being taken first".into(),
+        ))
+    }
 
     /// End a live hold at its owner's request.
     async fn release(

@@ -7,6 +7,7 @@ mod support;
 
 mod accounts;
 mod audit;
+mod best;
 mod catalogue;
 mod checkout;
 mod config;

@@ -11,6 +11,7 @@ use sea_orm::DatabaseConnection;
 use super::store::*;
 
 mod feed;
+use crate::catalogue::layout::Layout;
 use crate::catalogue::seatmap::{self, Holder, ShowState};
 pub use feed::{channel, parse_event};
 
@@ -20,6 +21,11 @@ const COMMON: &str = include_str!("../scripts/common.lua");
 /// instance and Redis, and the request's own time, fit in it), so that the sweeper normally
 /// visits a hold once, just after it expired.
 const SWEEP_SLACK_MS: i64 = 200;
+
+/// A show's keys, in the order `common.lua` documents (`KEYS[1]`..`KEYS[8]`).
+const KEY_NAMES: [&str; 8] = [
+    "seats", "holds", "holdrec", "uholds", "booked", "meta", "plan", "occ",
+];
 
 fn script(body: &str) -> Script {
     Script::new(&format!("{COMMON}\n{body}"))
@@ -33,6 +39,8 @@ struct Scripts {
     book: Script,
     unbook: Script,
     load: Script,
+    best: Script,
+    plan: Script,
     snapshot: Script,
     expire: Script,
     sweep_ack: Script,
@@ -122,6 +130,8 @@ impl RedisStore {
                 book: script(include_str!("../scripts/book.lua")),
                 unbook: script(include_str!("../scripts/unbook.lua")),
                 load: script(include_str!("../scripts/load.lua")),
+                best: script(include_str!("../scripts/best.lua")),
+                plan: script(include_str!("../scripts/plan.lua")),
                 snapshot: script(include_str!("../scripts/snapshot.lua")),
                 expire: script(include_str!("../scripts/expire.lua")),
                 sweep_ack: Script::new(include_str!("../scripts/sweep_ack.lua")),
@@ -129,11 +139,10 @@ impl RedisStore {
         })
     }
 
-    /// The six keys of a show, in the order `common.lua` documents.
-    fn keys(&self, show_id: i64) -> [String; 6] {
+    /// The eight keys of a show, in the order `common.lua` documents.
+    fn keys(&self, show_id: i64) -> [String; 8] {
         let p = &self.prefix;
-        ["seats", "holds", "holdrec", "uholds", "booked", "meta"]
-            .map(|k| format!("{p}:{{show:{show_id}}}:{k}"))
+        KEY_NAMES.map(|k| format!("{p}:{{show:{show_id}}}:{k}"))
     }
 
     /// The channel on which a show's seat events are published.
@@ -220,6 +229,34 @@ impl RedisStore {
         )))
     }
 
+    /// Load a show's seat plan into its slot (and build its occupancy string).
+    async fn load_plan(&self, show_id: i64, layout: &Layout) -> Result<(), StoreError> {
+        let mut inv = self.scripts.plan.prepare_invoke();
+        for k in self.keys(show_id) {
+            inv.key(k);
+        }
+        inv.arg(self.channel(show_id));
+        for (field, value) in layout.plan.redis_fields() {
+            inv.arg(field).arg(value);
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = inv.invoke_async(&mut conn).await.map_err(map_err)?;
+        match reply.first().map(String::as_str) {
+            Some("OK") => {
+                tracing::info!(
+                    show_id,
+                    seats = layout.len(),
+                    "seat plan loaded into the hold store"
+                );
+                Ok(())
+            }
+            Some("LOAD") => self.load_booked(show_id).await,
+            _ => Err(StoreError::Internal(format!(
+                "unexpected plan reply {reply:?}"
+            ))),
+        }
+    }
+
     /// `ZADD sweep score member` then the script, pipelined in one round trip.
     async fn run_registered(
         &self,
@@ -237,7 +274,7 @@ impl RedisStore {
             .ignore();
         pipe.cmd("EVALSHA")
             .arg(script.get_hash())
-            .arg(6)
+            .arg(KEY_NAMES.len())
             .arg(&self.keys(show_id))
             .arg(self.channel(show_id))
             .arg(args);
@@ -355,6 +392,65 @@ impl HoldStore for RedisStore {
         }
     }
 
+    async fn hold_best(&self, r: &BestRequest<'_>) -> Result<BestOutcome, StoreError> {
+        let ttl_ms = r.ttl.as_millis() as i64;
+        let mask: String = match &r.ask.categories {
+            None => String::new(),
+            Some(allowed) => allowed.iter().map(|a| if *a { '1' } else { '0' }).collect(),
+        };
+        let args = [
+            r.hold_id.to_string(),
+            r.user_id.to_string(),
+            ttl_ms.to_string(),
+            r.max_holds.to_string(),
+            r.ask.count.to_string(),
+            if r.ask.together { "1" } else { "0" }.to_string(),
+            r.ask.wheelchair.to_string(),
+            mask,
+        ];
+        let estimate = chrono::Utc::now().timestamp_millis() + ttl_ms + SWEEP_SLACK_MS;
+        let member = format!("{}:{}", r.show_id, r.hold_id);
+        let mut reply = Vec::new();
+        // At most: load the booked cache, then the plan, then the hold.
+        for _ in 0..5 {
+            reply = self
+                .run_registered(&self.scripts.best, r.show_id, &member, estimate, &args)
+                .await?;
+            match reply.first().map(String::as_str) {
+                Some("LOAD") => self.load_booked(r.show_id).await?,
+                Some("PLAN") => self.load_plan(r.show_id, r.layout).await?,
+                _ => break,
+            }
+        }
+        match reply.first().map(String::as_str) {
+            Some("OK") => Ok(BestOutcome::Granted {
+                version: int(reply.get(1))?,
+                expires_ms: int(reply.get(2))?,
+                together: reply.get(3).map(String::as_str) == Some("1"),
+                seat_ids: reply
+                    .get(4..)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|s| int(Some(s)))
+                    .collect::<Result<_, _>>()?,
+            }),
+            Some("NONE") => {
+                let _ = self.refused.send(member);
+                Ok(BestOutcome::NoneFree)
+            }
+            Some("LIMIT") => {
+                let _ = self.refused.send(member);
+                Ok(BestOutcome::TooManyHolds)
+            }
+            _ => {
+                let _ = self.refused.send(member);
+                Err(StoreError::Internal(format!(
+                    "unexpected best-available reply {reply:?}"
+                )))
+            }
+        }
+    }
+
     async fn release(
         &self,
         show_id: i64,
@@ -452,7 +548,7 @@ impl HoldStore for RedisStore {
         for id in show_ids {
             pipe.cmd("EVALSHA")
                 .arg(self.scripts.snapshot.get_hash())
-                .arg(6)
+                .arg(KEY_NAMES.len())
                 .arg(&self.keys(*id))
                 .arg(self.channel(*id));
         }

@@ -21,6 +21,7 @@ for _, p in ipairs(freed) do
 end
 for i = 3, #ARGV do
   redis.call('SADD', KEYS[5], ARGV[i])
+  mark(ARGV[i], '1')
   parts[#parts + 1] = '[' .. ARGV[i] .. ',"B"]'
 end
 return {'OK', tostring(publish(parts))}

@@ -8,10 +8,16 @@
 --   5 booked   SET   booked seat ids (a cache of the database, the truth)
 --   6 meta     HASH  ver (seat-map version), loaded (1 when `booked` mirrors the database),
 --                    bookgen (bumped by every booked-set change, fences cache reloads)
+--   7 plan     HASH  the layout as best-available reads it (catalogue/plan.rs `redis_fields`):
+--                    n, attr, cat, row, rank, rows, w1..wN, s<seat id> -> position,
+--                    i<position> -> seat id. Immutable once loaded (layouts never change).
+--   8 occ      STRING one byte per position, '1' held or booked, '0' free; exists only while
+--                    `plan` does and is kept in step by every change of `seats` and `booked`.
 -- ARGV[1] is always the show's event channel.
 --
 -- Invariants: a seat is in `seats` at most once; a held seat is never in `booked`; every map
--- change bumps `ver` by exactly 1 and publishes one event carrying it, inside the same script.
+-- change bumps `ver` by exactly 1 and publishes one event carrying it, inside the same script;
+-- while `plan` exists, `occ` says '1' exactly for the seats in `seats` or `booked`.
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -23,6 +29,24 @@ local function parse_rec(rec)
   local list = {}
   for s in string.gmatch(seats or '', '%d+') do list[#list + 1] = s end
   return user, tonumber(exp), tonumber(created), list
+end
+
+-- Keep the occupancy string in step (`taken` is '1' or '0'); nothing to do without a plan.
+local function mark(seat, taken)
+  local p = redis.call('HGET', KEYS[7], 's' .. seat)
+  if p then redis.call('SETRANGE', KEYS[8], tonumber(p), taken) end
+end
+
+-- Build the occupancy string afresh from the holds and the booked cache.
+local function rebuild_occ()
+  local n = redis.call('HGET', KEYS[7], 'n')
+  if not n then
+    redis.call('DEL', KEYS[8])
+    return
+  end
+  redis.call('SET', KEYS[8], string.rep('0', tonumber(n)))
+  for _, s in ipairs(redis.call('HKEYS', KEYS[1])) do mark(s, '1') end
+  for _, s in ipairs(redis.call('SMEMBERS', KEYS[5])) do mark(s, '1') end
 end
 
 -- Bump the version and publish one event with the held/booked counts after the change.
@@ -45,6 +69,7 @@ local function drop_hold(hold_id, parts)
   for _, s in ipairs(seats) do
     if redis.call('HGET', KEYS[1], s) == hold_id then
       redis.call('HDEL', KEYS[1], s)
+      mark(s, '0')
       parts[#parts + 1] = '[' .. s .. ',"A"]'
     end
   end
@@ -62,6 +87,22 @@ local function expire_due(now)
     if #parts > 0 then publish(parts) end
   end
   return #due
+end
+
+-- Hold `seats` (free, checked by the caller) under a new hold; returns the new version and
+-- the expiry.
+local function grant(hold_id, user, ttl, seats, now)
+  local expires = now + ttl
+  local parts = {}
+  for _, s in ipairs(seats) do
+    redis.call('HSET', KEYS[1], s, hold_id)
+    mark(s, '1')
+    parts[#parts + 1] = '[' .. s .. ',"H",' .. user .. ']'
+  end
+  redis.call('ZADD', KEYS[2], expires, hold_id)
+  redis.call('HSET', KEYS[3], hold_id, user .. '|' .. expires .. '|' .. now .. '|' .. table.concat(seats, ','))
+  redis.call('HINCRBY', KEYS[4], user, 1)
+  return publish(parts), expires
 end
 
 local function version()

@@ -15,15 +15,7 @@ for i = 6, #ARGV do
   end
 end
 if #taken > 1 then return taken end
-local expires = now + ttl
-local seats, parts = {}, {}
-for i = 6, #ARGV do
-  redis.call('HSET', KEYS[1], ARGV[i], hold_id)
-  seats[#seats + 1] = ARGV[i]
-  parts[#parts + 1] = '[' .. ARGV[i] .. ',"H",' .. user .. ']'
-end
-redis.call('ZADD', KEYS[2], expires, hold_id)
-redis.call('HSET', KEYS[3], hold_id, user .. '|' .. expires .. '|' .. now .. '|' .. table.concat(seats, ','))
-redis.call('HINCRBY', KEYS[4], user, 1)
-local v = publish(parts)
+local seats = {}
+for i = 6, #ARGV do seats[#seats + 1] = ARGV[i] end
+local v, expires = grant(hold_id, user, ttl, seats, now)
 return {'OK', tostring(v), tostring(expires)}

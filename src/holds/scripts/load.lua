@@ -10,5 +10,6 @@ for i = 3, #ARGV do
   local h = redis.call('HGET', KEYS[1], ARGV[i])
   if h then drop_hold(h, {}) end
 end
+rebuild_occ()
 redis.call('HSET', KEYS[6], 'loaded', '1')
 return {'OK'}

@@ -7,6 +7,9 @@ redis.call('HINCRBY', KEYS[6], 'bookgen', 1)
 local parts = {}
 for i = 2, #ARGV do
   redis.call('SREM', KEYS[5], ARGV[i])
-  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then parts[#parts + 1] = '[' .. ARGV[i] .. ',"A"]' end
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then
+    mark(ARGV[i], '0')
+    parts[#parts + 1] = '[' .. ARGV[i] .. ',"A"]'
+  end
 end
 return {'OK', tostring(publish(parts))}

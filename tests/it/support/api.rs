@@ -93,6 +93,25 @@ impl Api {
     /// A fresh show starting tomorrow on a new screen of `rows` rows of `per_row` seats
     /// (rows A, B, … ; the back half PREMIUM). Returns (show id, seat ids in layout order).
     pub async fn create_show(&self, rows: usize, per_row: i32) -> (String, Vec<String>) {
+        let row_inputs: Vec<Value> = (0..rows)
+            .map(|i| {
+                json!({
+                    "label": row_label(i),
+                    "seats": per_row,
+                    "category": if i * 2 >= rows { "PREMIUM" } else { "STANDARD" },
+                })
+            })
+            .collect();
+        self.create_show_on(row_inputs, None).await
+    }
+
+    /// A fresh show starting tomorrow on a new screen of these `SeatRowInput`s (and best
+    /// point), every category priced. Returns (show id, seat ids in layout order).
+    pub async fn create_show_on(
+        &self,
+        row_inputs: Vec<Value>,
+        best_point: Option<Value>,
+    ) -> (String, Vec<String>) {
         let admin = self.admin_token().await;
         let venue = self
             .ok(
@@ -104,20 +123,15 @@ impl Api {
             .as_str()
             .unwrap()
             .to_string();
-        let row_inputs: Vec<Value> = (0..rows)
-            .map(|i| {
-                json!({
-                    "label": row_label(i),
-                    "seats": per_row,
-                    "category": if i * 2 >= rows { "PREMIUM" } else { "STANDARD" },
-                })
-            })
+        let mut categories: Vec<String> = row_inputs
+            .iter()
+            .map(|r| r["category"].as_str().unwrap_or("STANDARD").to_string())
             .collect();
         let screen = self
             .ok(
                 Some(&admin),
-                "mutation($v: ID!, $rows: [SeatRowInput!]!) { createScreen(venueId: $v, name: \"Main\", rows: $rows) { id } }",
-                json!({ "v": venue, "rows": row_inputs }),
+                "mutation($v: ID!, $rows: [SeatRowInput!]!, $best: BestPointInput) { createScreen(venueId: $v, name: \"Main\", rows: $rows, bestPoint: $best) { id } }",
+                json!({ "v": venue, "rows": row_inputs, "best": best_point }),
             )
             .await["createScreen"]["id"]
             .as_str()
@@ -134,10 +148,15 @@ impl Api {
             .unwrap()
             .to_string();
         let starts = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
-        let mut prices = vec![json!({ "category": "STANDARD", "priceCents": 1000 })];
-        if rows > 1 {
-            prices.push(json!({ "category": "PREMIUM", "priceCents": 1500 }));
-        }
+        categories.sort();
+        categories.dedup();
+        let prices: Vec<Value> = categories
+            .iter()
+            .map(|c| {
+                let cents = if c == "STANDARD" { 1000 } else { 1500 };
+                json!({ "category": c, "priceCents": cents })
+            })
+            .collect();
         let show = self
             .ok(
                 Some(&admin),
