@@ -103,10 +103,15 @@
     // A gap: we missed something. Re-read.
     if (u.version !== show.version + 1) { reloadMap(); return; }
     show.version = u.version;
+    const own = [];
+    let others = 0;
+    const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.seat : null;
     for (const s of u.seats) {
       const seat = show.seats.get(s.id);
       if (!seat) continue;
       seat.status = s.status; seat.heldByMe = s.heldByMe;
+      if (s.id === focused || state.selected.has(s.id)) own.push(`Seat ${seat.label} is now ${seatStatusWords(seat)}`);
+      else others += 1;
       if (s.status !== 'AVAILABLE' && state.selected.has(s.id) && !s.heldByMe) {
         state.selected.delete(s.id);
         say(`${seat.label} was just taken by someone else.`, 'error');
@@ -116,6 +121,7 @@
     const listed = state.shows.find((x) => x.id === show.id);
     if (listed) { listed.availableSeats = u.availableSeats; renderShowLeft(listed); }
     renderSelection();
+    announceChanges(own, others);
   }
 
   // ---------- account ----------
@@ -203,7 +209,7 @@
   // ---------- seat map ----------
   const SHOW = `query($id: ID!) { show(id: $id) { id startsAt version holdsKnown totalSeats availableSeats
     movie { title } screen { name venue { name } } prices { category priceCents }
-    seats { id row number label category priceCents status heldByMe rowIndex column } } }`;
+    seats { id row number label category priceCents status heldByMe rowIndex column wheelchair companion restrictedView } } }`;
   const money = (c) => (c / 100).toLocaleString(undefined, { style: 'currency', currency: 'EUR' });
 
   async function openShow(id) {
@@ -212,7 +218,7 @@
     await reloadMap(id);
     subscribeMap(id);
     renderShows();
-    $('seatmap').querySelector('.seat') && $('seatmap').querySelector('.seat').focus();
+    const first = $('seatmap').querySelector('.seat[tabindex="0"]'); if (first) first.focus();
   }
 
   async function reloadMap(id) {
@@ -238,35 +244,68 @@
     $('legend').innerHTML = '';
     const legend = [['Available', 'var(--free)'], ['Held by others', 'var(--held)'], ['Yours', 'var(--mine)'], ['Booked', 'var(--booked)']];
     for (const [t, c] of legend) { const sp = document.createElement('span'); sp.style.setProperty('--c', c); sp.textContent = t; $('legend').append(sp); }
+    for (const [flag, mark, text] of MARKS) {
+      if (!s.seats.some((x) => x[flag])) continue;
+      const sp = document.createElement('span'); sp.className = 'mark-key'; sp.textContent = `${mark} ${text}`; $('legend').append(sp);
+    }
     for (const p of s.prices) { const sp = document.createElement('span'); sp.className = 'muted'; sp.textContent = `${p.category} ${money(p.priceCents)}`; $('legend').append(sp); }
+    const catSelect = $('best-category');
+    catSelect.innerHTML = '<option value="">Any</option>';
+    for (const c of cats) { const o = document.createElement('option'); o.value = c; o.textContent = c; catSelect.append(o); }
     const maxCol = Math.max(...s.seats.map((x) => x.column)) + 1;
     const map = $('seatmap');
+    const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.seat : null;
     map.innerHTML = '';
     map.style.gridTemplateColumns = `24px repeat(${maxCol}, 28px) 24px`;
     const rows = new Map();
     for (const seat of s.seats) { if (!rows.has(seat.rowIndex)) rows.set(seat.rowIndex, []); rows.get(seat.rowIndex).push(seat); }
+    // An ARIA grid: one row per seat row (a row header, then a cell per seat); one seat is in
+    // the tab order at a time and the arrow keys move between seats (see seatKeys).
+    state.show.rows = [];
     for (const [ri, seats] of [...rows.entries()].sort((a, b) => a[0] - b[0])) {
+      const row = document.createElement('div');
+      row.setAttribute('role', 'row');
       const label = document.createElement('div');
       label.className = 'rowlabel'; label.textContent = seats[0].row;
+      label.setAttribute('role', 'rowheader');
+      label.setAttribute('aria-label', `Row ${seats[0].row}`);
       label.style.gridRow = ri + 1; label.style.gridColumn = 1;
-      map.append(label);
+      row.append(label);
       for (const seat of seats) {
+        const cell = document.createElement('div');
+        cell.setAttribute('role', 'gridcell');
+        cell.style.gridRow = ri + 1; cell.style.gridColumn = seat.column + 2;
         const b = document.createElement('button');
         b.className = `seat cat-${cats.indexOf(seat.category)}`;
         b.dataset.seat = seat.id;
-        b.style.gridRow = ri + 1; b.style.gridColumn = seat.column + 2;
+        b.tabIndex = -1;
         b.textContent = seat.number;
+        for (const [flag, mark] of MARKS) {
+          if (seat[flag]) { const m = document.createElement('span'); m.className = 'mark'; m.setAttribute('aria-hidden', 'true'); m.textContent = mark; b.append(m); }
+        }
         b.onclick = () => toggle(seat.id);
-        map.append(b);
-        paintSeat(seat);
+        cell.append(b);
+        row.append(cell);
       }
+      map.append(row);
+      state.show.rows.push(seats.map((x) => x.id));
     }
+    for (const seat of s.seats) paintSeat(seat);
+    const start = (focused && state.show.seats.has(focused)) ? focused : (s.seats.find((x) => x.status === 'AVAILABLE') || s.seats[0] || {}).id;
+    if (start) rove(start, focused === start);
     // Seats we had selected that someone took meanwhile are dropped.
     for (const id2 of [...state.selected]) {
       const seat = state.show.seats.get(id2);
       if (!seat || seat.status !== 'AVAILABLE') state.selected.delete(id2);
     }
     renderSelection();
+  }
+
+  // Seat attributes: a mark on the seat and words in its label, never colour alone.
+  const MARKS = [['wheelchair', '♿', 'Wheelchair space'], ['companion', 'C', 'Companion seat'], ['restrictedView', '◐', 'Restricted view']];
+
+  function seatStatusWords(seat) {
+    return seat.status === 'AVAILABLE' ? 'available' : seat.status === 'BOOKED' ? 'booked' : seat.heldByMe ? 'held by you' : 'held by someone else';
   }
 
   function paintSeat(seat) {
@@ -276,10 +315,70 @@
     b.dataset.mine = String(!!seat.heldByMe);
     const sel = state.selected.has(seat.id);
     b.setAttribute('aria-pressed', String(sel));
-    b.disabled = seat.status !== 'AVAILABLE' && !sel;
-    const what = seat.status === 'AVAILABLE' ? 'available' : seat.status === 'BOOKED' ? 'booked' : seat.heldByMe ? 'held by you' : 'held by someone else';
-    b.setAttribute('aria-label', `Seat ${seat.label}, ${seat.category}, ${money(seat.priceCents)}, ${what}`);
-    b.title = `${seat.label} · ${seat.category} · ${money(seat.priceCents)}`;
+    // aria-disabled rather than disabled: an unavailable seat stays reachable with the keyboard
+    // and a screen reader says why it cannot be chosen.
+    b.setAttribute('aria-disabled', String(seat.status !== 'AVAILABLE' && !sel));
+    const marks = MARKS.filter(([flag]) => seat[flag]).map(([, , text]) => text.toLowerCase());
+    const extra = marks.length ? `, ${marks.join(', ')}` : '';
+    b.setAttribute('aria-label', `Seat ${seat.label}, ${seat.category}, ${money(seat.priceCents)}, ${seatStatusWords(seat)}${extra}${sel ? ', selected' : ''}`);
+    b.title = `${seat.label} · ${seat.category} · ${money(seat.priceCents)}${extra ? ' · ' + marks.join(', ') : ''}`;
+  }
+
+  // ---------- keyboard: a roving tab stop over the seat grid ----------
+  function rove(id, focus) {
+    for (const el of document.querySelectorAll('#seatmap .seat[tabindex="0"]')) el.tabIndex = -1;
+    const b = document.querySelector(`[data-seat="${id}"]`);
+    if (!b) return;
+    b.tabIndex = 0;
+    if (focus) b.focus();
+  }
+
+  function seatKeys(ev) {
+    const id = ev.target && ev.target.dataset ? ev.target.dataset.seat : null;
+    if (!id || !state.show || !state.show.rows) return;
+    const rows = state.show.rows;
+    const r = rows.findIndex((row) => row.includes(id));
+    if (r < 0) return;
+    const c = rows[r].indexOf(id);
+    const nearest = (row) => {
+      const col = state.show.seats.get(id).column;
+      return row.reduce((best, x) => (Math.abs(state.show.seats.get(x).column - col) < Math.abs(state.show.seats.get(best).column - col) ? x : best), row[0]);
+    };
+    let target = null;
+    switch (ev.key) {
+      case 'ArrowLeft': target = rows[r][c - 1]; break;
+      case 'ArrowRight': target = rows[r][c + 1]; break;
+      case 'ArrowUp': target = r > 0 ? nearest(rows[r - 1]) : null; break;
+      case 'ArrowDown': target = r + 1 < rows.length ? nearest(rows[r + 1]) : null; break;
+      case 'Home': target = ev.ctrlKey ? rows[0][0] : rows[r][0]; break;
+      case 'End': target = ev.ctrlKey ? rows[rows.length - 1].slice(-1)[0] : rows[r].slice(-1)[0]; break;
+      default: return;
+    }
+    ev.preventDefault();
+    if (target) rove(target, true);
+  }
+  $('seatmap').addEventListener('keydown', seatKeys);
+
+  // Status changes are announced politely: the seats you have selected or are on, in words;
+  // the rest as a count at most every few seconds (a busy on-sale would otherwise never stop).
+  let quietUntil = 0;
+  let announceTimer = null;
+  function announce(text) {
+    const live = $('map-live');
+    live.textContent = '';
+    setTimeout(() => { live.textContent = text; }, 50);
+  }
+  function announceChanges(own, others) {
+    if (own.length) announce(own.join('. ') + '.');
+    if (!others || announceTimer) return;
+    const wait = Math.max(0, quietUntil - Date.now());
+    announceTimer = setTimeout(() => {
+      announceTimer = null;
+      quietUntil = Date.now() + 5000;
+      if (!state.show) return;
+      const free = [...state.show.seats.values()].filter((x) => x.status === 'AVAILABLE').length;
+      announce(`Seat map updated: ${free} seats available.`);
+    }, Math.max(wait, 1500));
   }
 
   function toggle(id) {
@@ -319,6 +418,41 @@
       say(e.message, 'error');
     }
   };
+
+  // Best available: the server chooses and holds in one step (no stale map involved).
+  $('best-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!state.show) return;
+    if (!state.me) { $('auth').hidden = false; $('email').focus(); say('Sign in to hold seats.', 'error'); return; }
+    if (state.hold) { say('Pay for or release your held seats first.', 'error'); return; }
+    const count = Number($('best-count').value);
+    const cat = $('best-category').value;
+    const vars = {
+      show: state.show.id, count, cats: cat ? [cat] : null,
+      together: $('best-together').checked, wc: $('best-wheelchair').checked ? 1 : 0,
+    };
+    $('best').disabled = true;
+    try {
+      const d = await gql(`mutation($show: ID!, $count: Int!, $cats: [String!], $together: Boolean!, $wc: Int!) {
+        holdBestAvailable(showId: $show, count: $count, categories: $cats, requireTogether: $together, wheelchairSpaces: $wc) {
+          id expiresAt totalCents nextToEachOther seats { id label status heldByMe } } }`, vars);
+      const h = d.holdBestAvailable;
+      state.hold = { id: h.id, expiresAt: new Date(h.expiresAt), totalCents: h.totalCents, seats: h.seats };
+      state.payKey = 'pay-' + (crypto.randomUUID ? crypto.randomUUID() : Math.random().toString(36).slice(2));
+      state.selected.clear();
+      // Shown on the map at once (the live event confirms it).
+      for (const x of h.seats) {
+        const seat = state.show.seats.get(x.id);
+        if (seat) { seat.status = 'HELD'; seat.heldByMe = true; paintSeat(seat); }
+      }
+      showHold();
+      const where = h.nextToEachOther ? 'side by side' : 'in two adjacent rows (no seats side by side were free)';
+      say(`Held the best available: ${h.seats.map((x) => x.label).join(', ')}, ${where}. Pay before the timer runs out.`, 'ok');
+      if (h.seats[0]) rove(h.seats[0].id, false);
+    } catch (e) {
+      say(e.message, 'error');
+    } finally { $('best').disabled = false; }
+  });
 
   function showHold() {
     $('hold-box').hidden = false;

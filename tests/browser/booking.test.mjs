@@ -1,11 +1,17 @@
 // Browser test of the booking page: two users in two browser contexts open the same show.
-// User 1 holds seats and user 2 sees them turn unavailable without reloading; user 1 pays and
-// both see them booked; user 2's attempt to take one is refused with a readable message.
+// User 1 holds seats and user 2 sees them turn unavailable without reloading (and hears it, through
+// the polite live region); user 1 pays and both see them booked; user 2's attempt to take one is
+// refused with a readable message. User 2 then holds the best available seats with the form and
+// both maps show them. The seat map is walked with the keyboard alone, and axe-core checks the
+// page (with seat attributes on the map) for serious or critical accessibility violations.
 //
 // Usage: BASE_URL=http://127.0.0.1:PORT node booking.test.mjs   (ARTIFACTS=dir for screenshots)
 import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
+
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 
 const BASE = process.env.BASE_URL || 'http://127.0.0.1:8000';
 const ARTIFACTS = process.env.ARTIFACTS || 'artifacts';
@@ -38,6 +44,17 @@ async function user(name) {
   return page;
 }
 
+// axe-core on the page as it is: no serious or critical violation (the others are printed).
+async function accessible(page, what) {
+  await page.addScriptTag({ path: AXE });
+  const found = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
+  });
+  for (const v of found) console.log(`[axe ${what}] ${v.impact} ${v.id}: ${v.help} (${v.nodes.join('; ')})`);
+  const bad = found.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(bad, [], `${what}: serious or critical accessibility violations`);
+}
 
 try {
   const one = await user('one');
@@ -47,6 +64,31 @@ try {
   await two.locator('.seat[data-status="AVAILABLE"]').first().waitFor();
   const ids = await one.locator('.seat[data-status="AVAILABLE"]').evaluateAll((els) => els.slice(0, 2).map((e) => e.dataset.seat));
   assert.equal(ids.length, 2);
+
+  // The map is a labelled grid, walked with the keyboard alone: one tab stop, arrows move,
+  // Enter selects and deselects; every seat says row, number, category, price and status.
+  assert.equal(await one.locator('#seatmap').getAttribute('role'), 'grid');
+  assert.ok((await one.locator('#seatmap [role="row"]').count()) > 1);
+  assert.equal(await one.locator('#seatmap .seat[tabindex="0"]').count(), 1);
+  await one.locator('#seatmap .seat[tabindex="0"]').focus();
+  const at = () => one.evaluate(() => document.activeElement.dataset.seat);
+  const startSeat = await at();
+  await one.keyboard.press('ArrowRight');
+  const nextSeat = await at();
+  assert.notEqual(nextSeat, startSeat, 'ArrowRight moves to the next seat');
+  await one.keyboard.press('ArrowLeft');
+  assert.equal(await at(), startSeat);
+  await one.keyboard.press('ArrowDown');
+  assert.notEqual(await at(), startSeat, 'ArrowDown moves to the row behind');
+  await one.keyboard.press('ArrowUp');
+  assert.equal(await at(), startSeat);
+  await one.keyboard.press('Enter');
+  assert.equal(await one.locator(`[data-seat="${startSeat}"]`).getAttribute('aria-pressed'), 'true');
+  assert.match(await one.locator(`[data-seat="${startSeat}"]`).getAttribute('aria-label'), /^Seat [A-Z]+\d+, [A-Z_]+, .+, available, selected$/);
+  await one.keyboard.press('Enter');
+  assert.equal(await one.locator(`[data-seat="${startSeat}"]`).getAttribute('aria-pressed'), 'false');
+  assert.equal(await one.locator('#seatmap .seat[tabindex="0"]').count(), 1, 'still one tab stop');
+  await accessible(one, 'seat map');
 
   // User 2 has picked one of them, but user 1 is quicker and holds both.
   await two.locator(`[data-seat="${ids[0]}"]`).click();
@@ -60,9 +102,12 @@ try {
   for (const id of ids) {
     await two.waitForFunction((id) => document.querySelector(`[data-seat="${id}"]`).dataset.status === 'HELD', id, { timeout: 5000 });
   }
-  assert.equal(await two.locator(`[data-seat="${ids[0]}"]`).isDisabled(), true);
+  assert.equal(await two.locator(`[data-seat="${ids[0]}"]`).getAttribute('aria-disabled'), 'true');
   const label = (await two.locator(`[data-seat="${ids[0]}"]`).getAttribute('title')).split(' ')[0];
   assert.match(await two.locator('#message').innerText(), new RegExp(`${label} was just taken`));
+  // The selected seat's change is announced politely, in words.
+  await two.waitForFunction((l) => document.querySelector('#map-live').textContent.includes(`Seat ${l} is now held by someone else`), label, { timeout: 5000 });
+  assert.equal(await two.locator('#map-live').getAttribute('aria-live'), 'polite');
   await shot(one, '1-user1-holds');
   await shot(two, '2-user2-sees-held');
 
@@ -92,6 +137,33 @@ try {
   assert.match(refusal.message, new RegExp(`${label} was just taken`));
   await shot(two, '5-user2-refused');
 
+  // Best available: user 2 asks for the best 3 seats; the server picks and holds them, user 2's
+  // map shows them as theirs at once and user 1 sees them held live.
+  await two.fill('#best-count', '3');
+  await two.getByRole('button', { name: 'Hold best seats' }).click();
+  await two.getByText('Held the best available').waitFor({ timeout: 5000 });
+  const best = await two.locator('.seat[data-mine="true"][data-status="HELD"]').evaluateAll((els) => els.map((e) => e.dataset.seat));
+  assert.equal(best.length, 3, 'three seats held by me on the map');
+  for (const id of best) {
+    await one.waitForFunction((id) => document.querySelector(`[data-seat="${id}"]`).dataset.status === 'HELD', id, { timeout: 5000 });
+  }
+  assert.match(await two.locator('#countdown').innerText(), /^\d+:\d\d$/);
+  await shot(two, '6-user2-best-available');
+  await two.getByRole('button', { name: 'Release' }).click();
+  await two.getByText('Seats released.').waitFor();
+
+  // A screen with wheelchair spaces, companion seats and restricted views (the demo's Grand):
+  // marks on the seats, words in their labels and in the legend.
+  const grand = two.locator('.show-list button', { hasText: 'Grand' }).first();
+  await grand.click();
+  await two.waitForFunction(() => document.querySelector('#map-sub').textContent.includes('Grand'), null, { timeout: 5000 });
+  const wheelchair = two.locator('.seat', { has: two.locator('.mark', { hasText: '♿' }) }).first();
+  assert.match(await wheelchair.getAttribute('aria-label'), /wheelchair space/);
+  assert.match(await two.locator('.seat', { has: two.locator('.mark', { hasText: '◐' }) }).first().getAttribute('aria-label'), /restricted view/);
+  assert.match(await two.locator('#legend').innerText(), /Wheelchair space[\s\S]*Companion seat[\s\S]*Restricted view/);
+  await accessible(two, 'seat map with seat attributes');
+  await shot(two, '7-seat-attributes');
+
   // The GraphQL IDE renders from the binary's own assets (no CDN).
   const ide = await browser.newPage({ viewport: { width: 1300, height: 800 } });
   ide.on('pageerror', (e) => pageErrors.push(`[ide] ${e.message}`));
@@ -100,7 +172,7 @@ try {
   await ide.goto(BASE + '/graphql');
   await ide.waitForSelector('.graphiql-container', { timeout: 15000 });
   assert.deepEqual(failed, []);
-  await shot(ide, '6-graphiql');
+  await shot(ide, '8-graphiql');
   assert.deepEqual(pageErrors, [], 'no uncaught error on any page');
   console.log('browser test passed; screenshots in', ARTIFACTS);
 } finally {

