@@ -281,10 +281,10 @@
         b.tabIndex = -1;
         b.textContent = seat.number;
         for (const [flag, mark] of MARKS) {
-          if (seat[flag]) { const m = document.createElement('span'); m.className = 'mark'; m.setAttribute('aria-hidden', 'true'); m.textContent = mark; b.append(m); }
+          if (seat[flag]) { const m = document.createElement('span'); m.className = 'mark'; m.setAttribute('aria-hidden', 'true'); m.textContent = mark; cell.append(m); }
         }
         b.onclick = () => toggle(seat.id);
-        cell.append(b);
+        cell.prepend(b);
         row.append(cell);
       }
       map.append(row);
@@ -320,7 +320,8 @@
     b.setAttribute('aria-disabled', String(seat.status !== 'AVAILABLE' && !sel));
     const marks = MARKS.filter(([flag]) => seat[flag]).map(([, , text]) => text.toLowerCase());
     const extra = marks.length ? `, ${marks.join(', ')}` : '';
-    b.setAttribute('aria-label', `Seat ${seat.label}, ${seat.category}, ${money(seat.priceCents)}, ${seatStatusWords(seat)}${extra}${sel ? ', selected' : ''}`);
+    // The visible number is part of the name (WCAG 2.5.3, label in name).
+    b.setAttribute('aria-label', `Row ${seat.row}, seat ${seat.number}, ${seat.category}, ${money(seat.priceCents)}, ${seatStatusWords(seat)}${extra}${sel ? ', selected' : ''}`);
     b.title = `${seat.label} · ${seat.category} · ${money(seat.priceCents)}${extra ? ' · ' + marks.join(', ') : ''}`;
   }
 
