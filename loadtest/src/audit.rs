@@ -20,7 +20,7 @@ use crate::client::Http;
 use crate::target::Target;
 
 /// The checks, in the order they run. A report always lists every one of them.
-pub const CHECKS: [&str; 13] = [
+pub const CHECKS: [&str; 14] = [
     "no seat is in two confirmed bookings",
     "seats are live exactly on confirmed bookings",
     "every confirmed booking has one kept charge",
@@ -34,6 +34,7 @@ pub const CHECKS: [&str; 13] = [
     "every live seat map shows the final seat map",
     "every live seat map reached the show's version",
     "a live seat map was kept by events alone",
+    "the hold store's occupancy string matches its holds and bookings",
 ];
 
 /// How long past its expiry a hold may still be in the store (the sweeper's announcement bound).
@@ -247,6 +248,10 @@ struct RawStore {
     version: i64,
     loaded: bool,
     keys_exist: bool,
+    /// Best available's plan (seat → position) and occupancy string, when loaded.
+    positions: HashMap<i64, usize>,
+    plan_len: Option<usize>,
+    occupancy: Option<Vec<u8>>,
 }
 
 async fn read_raw(
@@ -263,8 +268,10 @@ async fn read_raw(
         Vec<String>,
         HashMap<String, String>,
         i64,
+        HashMap<String, Vec<u8>>,
+        Option<Vec<u8>>,
     );
-    let (time, seats, holds, recs, booked, meta, exist): Reply = redis::pipe()
+    let (time, seats, holds, recs, booked, meta, exist, plan, occupancy): Reply = redis::pipe()
         .atomic()
         .cmd("TIME")
         .hgetall(key("seats"))
@@ -278,6 +285,8 @@ async fn read_raw(
                 .map(|k| key(k))
                 .collect::<Vec<_>>(),
         )
+        .hgetall(key("plan"))
+        .get(key("occ"))
         .query_async(conn)
         .await
         .context("reading the show's keys in Redis")?;
@@ -295,8 +304,18 @@ async fn read_raw(
             .unwrap_or(0),
         loaded: meta.get("loaded").map(String::as_str) == Some("1"),
         keys_exist: exist > 0,
+        occupancy,
         ..RawStore::default()
     };
+    for (field, value) in &plan {
+        let text = || String::from_utf8_lossy(value).to_string();
+        if field == "n" {
+            raw.plan_len = Some(int(&text(), "plan size")? as usize);
+        } else if let Some(seat) = field.strip_prefix('s') {
+            raw.positions
+                .insert(int(seat, "seat id")?, int(&text(), "position")? as usize);
+        }
+    }
     for (s, h) in seats {
         raw.seats.insert(int(&s, "seat id")?, h);
     }
@@ -540,6 +559,8 @@ pub async fn run(
     // The hold store, from its raw keys.
     let held_api = api_seats.values().filter(|s| *s == "HELD").count() as i64;
     let truth_version;
+    // Checked from the same raw snapshot, reported last.
+    let mut occupancy: Option<Option<(bool, String)>> = None;
     match &raw {
         Some(raw) => {
             if raw.loaded {
@@ -617,6 +638,7 @@ pub async fn run(
                     broken.push(format!("hold {hold} has an expiry entry but no record"));
                 }
             }
+            occupancy = Some(occupancy_check(&raw));
             broken.sort();
             report.check(
                 CHECKS[8],
@@ -765,7 +787,61 @@ pub async fn run(
             );
         }
     }
+    match occupancy {
+        Some(Some((ok, detail))) => report.check(CHECKS[13], ok, detail),
+        Some(None) => report.not_applicable(
+            CHECKS[13],
+            "no best-available hold has loaded this show's seat plan into the store",
+        ),
+        None => report.not_applicable(
+            CHECKS[13],
+            "the server keeps its holds in its own memory: only the server can read them",
+        ),
+    }
     Ok(report)
+}
+
+/// Best available's occupancy string says taken ('1') exactly for the seats held or booked;
+/// `None` when the show's plan is not loaded (no best-available hold yet).
+fn occupancy_check(raw: &RawStore) -> Option<(bool, String)> {
+    if raw.plan_len.is_none() && raw.occupancy.is_none() {
+        return None;
+    }
+    let (Some(n), Some(occ)) = (raw.plan_len, &raw.occupancy) else {
+        return Some((
+            false,
+            "the seat plan and the occupancy string must exist together".into(),
+        ));
+    };
+    let mut wrong = Vec::new();
+    if occ.len() != n || raw.positions.len() != n {
+        wrong.push(format!(
+            "{} bytes and {} seat positions for a plan of {n}",
+            occ.len(),
+            raw.positions.len()
+        ));
+    }
+    let mut seats: Vec<(&i64, &usize)> = raw.positions.iter().collect();
+    seats.sort();
+    for (seat, pos) in seats {
+        let taken = raw.seats.contains_key(seat) || raw.booked.contains(seat);
+        let marked = occ.get(*pos) == Some(&b'1');
+        if taken != marked {
+            wrong.push(format!(
+                "seat {seat} is {} but marked {}",
+                if taken { "taken" } else { "free" },
+                if marked { "taken" } else { "free" }
+            ));
+        }
+    }
+    Some((
+        wrong.is_empty(),
+        format!(
+            "{} of {n} positions disagree {:?}",
+            wrong.len(),
+            first(&wrong)
+        ),
+    ))
 }
 
 /// The first few items, for a detail line.

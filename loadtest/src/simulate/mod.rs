@@ -21,7 +21,7 @@ use crate::client::{self, Http, Reply, Watch};
 use crate::report::{Latency, Summary};
 use crate::target::Target;
 use setup::{create_show, sign_up};
-use users::{sign_up_all, signup_errors, tokens_latency, SimUser, Watchers};
+use users::{sign_up_all, signup_errors, tokens_latency, Role, SimUser, Watchers};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
@@ -43,6 +43,10 @@ pub struct SimulateArgs {
     /// Share of buyers who cancel their confirmed booking afterwards.
     #[arg(long, default_value_t = 0.02, value_parser = parse_share)]
     pub cancel: f64,
+    /// Share of users who ask the server for the best seats (`holdBestAvailable`) instead of
+    /// picking them from the map.
+    #[arg(long, default_value_t = 0.3, value_parser = parse_share)]
+    pub best_available: f64,
     /// Share of users who also keep a live seat map open (a `seatUpdates` subscription).
     #[arg(long, default_value_t = 0.1, value_parser = parse_share)]
     pub watchers: f64,
@@ -103,9 +107,14 @@ struct Tally {
     signup: Latency,
     map: Latency,
     hold: Latency,
+    best: Latency,
     checkout: Latency,
     cancel: Latency,
     holds_won: u64,
+    /// Best-available holds granted, of them side by side, and refusals (nothing that size).
+    best_won: u64,
+    best_together: u64,
+    best_none: u64,
     holds_lost: u64,
     holds_limited: u64,
     latest_expiry: Option<chrono::DateTime<chrono::Utc>>,
@@ -128,12 +137,16 @@ impl Tally {
             (&mut self.signup, &o.signup),
             (&mut self.map, &o.map),
             (&mut self.hold, &o.hold),
+            (&mut self.best, &o.best),
             (&mut self.checkout, &o.checkout),
             (&mut self.cancel, &o.cancel),
         ] {
             a.add(b);
         }
         self.holds_won += o.holds_won;
+        self.best_won += o.best_won;
+        self.best_together += o.best_together;
+        self.best_none += o.best_none;
         self.holds_lost += o.holds_lost;
         self.holds_limited += o.holds_limited;
         self.latest_expiry = self.latest_expiry.max(o.latest_expiry);
@@ -170,6 +183,11 @@ pub struct SimReport {
     pub ops_per_second: BTreeMap<&'static str, f64>,
     pub latency: BTreeMap<&'static str, Summary>,
     pub holds_won: u64,
+    /// Holds granted by `holdBestAvailable` (included in `holds_won`), of them side by side.
+    pub best_available_won: u64,
+    pub best_available_side_by_side: u64,
+    /// `holdBestAvailable` answers with nothing that size left (the user then asks for fewer).
+    pub best_available_refused: u64,
     pub holds_lost_seats_unavailable: u64,
     /// Hold attempts refused because the user already had the most live holds.
     pub holds_limited: u64,
@@ -207,7 +225,14 @@ pub struct Verdict {
 
 /// Kinds of client operation whose errors are allowed up to a share of their attempts; an error
 /// of any other kind (the client itself, a watcher, the audit's own requests) always fails.
-const COUNTED_KINDS: [&str; 5] = ["sign up", "seat map", "hold", "checkout", "cancel"];
+const COUNTED_KINDS: [&str; 6] = [
+    "sign up",
+    "seat map",
+    "hold",
+    "best available",
+    "checkout",
+    "cancel",
+];
 
 fn verdict(
     r: &SimReport,
@@ -263,6 +288,9 @@ const MAP: &str =
     "query($id: ID!) { show(id: $id) { version seats { id rowIndex column status } } }";
 const HOLD: &str =
     "mutation($show: ID!, $seats: [ID!]!) { holdSeats(showId: $show, seatIds: $seats) { id expiresAt } }";
+const BEST: &str = "mutation($show: ID!, $count: Int!) { holdBestAvailable(showId: $show, count: $count) { id expiresAt nextToEachOther } }";
+/// The server's cap on one best-available request (`BEST_AVAILABLE_MAX`).
+const BEST_AVAILABLE_MAX: usize = 10;
 const CHECKOUT: &str = "mutation($hold: ID!, $key: String!) { checkout(holdId: $hold, idempotencyKey: $key) { id status failureReason seats { id } } }";
 const CANCEL: &str = "mutation($id: ID!) { cancelBooking(bookingId: $id) { status } }";
 
@@ -300,13 +328,12 @@ pub async fn run(config: &Target, args: SimulateArgs) -> anyhow::Result<bool> {
     }
     let run_tag: String = format!("{:x}", rand::random::<u32>());
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let roles: Vec<(bool, bool, bool)> = (0..args.users)
-        .map(|_| {
-            (
-                rng.random_bool(args.abandon),
-                rng.random_bool(args.watchers),
-                rng.random_bool(args.cancel),
-            )
+    let roles: Vec<Role> = (0..args.users)
+        .map(|_| Role {
+            abandons: rng.random_bool(args.abandon),
+            watches: rng.random_bool(args.watchers),
+            cancels: rng.random_bool(args.cancel),
+            best: rng.random_bool(args.best_available),
         })
         .collect();
     let roles = Arc::new(roles);
@@ -367,12 +394,10 @@ pub async fn run(config: &Target, args: SimulateArgs) -> anyhow::Result<bool> {
                     None if i >= roles.len() => break,
                     None => i,
                 };
-                let (abandons, _, cancels) = roles[u];
                 if let Ok((token, _)) = &tokens[u] {
                     let user = SimUser {
                         key: format!("sim-{run_tag}-{i}-pay"),
-                        abandons,
-                        cancels,
+                        role: roles[u],
                     };
                     user.run(&args, &show, token, &mut http, &mut rng, &mut tally)
                         .await;
@@ -484,6 +509,7 @@ pub async fn run(config: &Target, args: SimulateArgs) -> anyhow::Result<bool> {
         ("sign up", tally.signup.count()),
         ("seat map", tally.map.count()),
         ("hold", tally.hold.count()),
+        ("best available", tally.best.count()),
         ("checkout", tally.checkout.count()),
         ("cancel", tally.cancel.count()),
     ]);
@@ -500,6 +526,7 @@ pub async fn run(config: &Target, args: SimulateArgs) -> anyhow::Result<bool> {
             ),
             ("seat_map_read", per_sec(tally.map.count())),
             ("hold", per_sec(tally.hold.count())),
+            ("best_available", per_sec(tally.best.count())),
             ("checkout", per_sec(tally.checkout.count())),
             ("cancel", per_sec(tally.cancel.count())),
         ]),
@@ -507,10 +534,14 @@ pub async fn run(config: &Target, args: SimulateArgs) -> anyhow::Result<bool> {
             ("sign_up", tally.signup.summary()),
             ("seat_map_read", tally.map.summary()),
             ("hold", tally.hold.summary()),
+            ("best_available", tally.best.summary()),
             ("checkout", tally.checkout.summary()),
             ("cancel", tally.cancel.summary()),
         ]),
         holds_won: tally.holds_won,
+        best_available_won: tally.best_won,
+        best_available_side_by_side: tally.best_together,
+        best_available_refused: tally.best_none,
         holds_lost_seats_unavailable: tally.holds_lost,
         holds_limited: tally.holds_limited,
         users_sold_out: tally.sold_out,
@@ -565,6 +596,10 @@ fn print_report(r: &SimReport) {
     println!(
         "holds: {} won, {} lost to SEATS_UNAVAILABLE; users: {} found it sold out, {} gave up after retries",
         r.holds_won, r.holds_lost_seats_unavailable, r.users_sold_out, r.users_gave_up
+    );
+    println!(
+        "best available: {} holds ({} side by side), {} refused for want of that many seats",
+        r.best_available_won, r.best_available_side_by_side, r.best_available_refused
     );
     println!(
         "payments: {} confirmed ({} seats now booked), {} declined, {} holds expired before payment, {} cancelled",

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::setup::sign_up;
-use super::{SimulateArgs, Tally, CANCEL, CHECKOUT, HOLD, MAP};
+use super::{SimulateArgs, Tally, BEST, BEST_AVAILABLE_MAX, CANCEL, CHECKOUT, HOLD, MAP};
 use crate::client::{self, Http, Reply, Watch};
 use crate::report::Latency;
 
@@ -24,10 +24,19 @@ pub(super) struct MapSeat {
     available: bool,
 }
 
+/// What a simulated user does, drawn once per user from the run's shares.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Role {
+    pub abandons: bool,
+    pub watches: bool,
+    pub cancels: bool,
+    /// Asks the server for the best seats (`holdBestAvailable`) instead of picking from the map.
+    pub best: bool,
+}
+
 pub(super) struct SimUser {
     pub key: String,
-    pub abandons: bool,
-    pub cancels: bool,
+    pub role: Role,
 }
 
 /// Each user's token and how long the sign-up took, or why it failed.
@@ -38,7 +47,7 @@ pub(super) type SignUps = Vec<Result<(String, Duration), String>>;
 pub(super) async fn sign_up_all(
     args: &SimulateArgs,
     run_tag: &str,
-    roles: &Arc<Vec<(bool, bool, bool)>>,
+    roles: &Arc<Vec<Role>>,
     show: &str,
     watchers: &Watchers,
     stop: &CancellationToken,
@@ -64,7 +73,7 @@ pub(super) async fn sign_up_all(
                 let r = r
                     .map(|token| (token, t.elapsed()))
                     .map_err(|e| e.to_string());
-                if let (Ok((token, _)), true) = (&r, roles[i].1) {
+                if let (Ok((token, _)), true) = (&r, roles[i].watches) {
                     let w = Arc::new(Watch {
                         tracking: true,
                         ..Watch::default()
@@ -136,47 +145,12 @@ impl SimUser {
     ) {
         let token = token.to_string();
         let want = rng.random_range(args.seats.0..=args.seats.1) as usize;
-        let mut hold = None;
-        for _ in 0..args.attempts {
-            let t = Instant::now();
-            let map = match http.gql(Some(&token), MAP, json!({ "id": show })).await {
-                Ok(Reply::Data(d)) => d,
-                Ok(r) => return tally.error("seat map", format!("{:?}", r.code())),
-                Err(e) => return tally.error("seat map", e),
-            };
-            tally.map.record(t.elapsed());
-            let seats = parse_map(&map);
-            let Some(choice) = choose(&seats, want, rng) else {
-                tally.sold_out += 1;
-                return;
-            };
-            let t = Instant::now();
-            let reply = http
-                .gql(Some(&token), HOLD, json!({ "show": show, "seats": choice }))
-                .await;
-            tally.hold.record(t.elapsed());
-            match reply {
-                Ok(Reply::Data(d)) => {
-                    tally.holds_won += 1;
-                    hold = Some(d["holdSeats"].clone());
-                    break;
-                }
-                Ok(Reply::Error { code, .. }) if code == "SEATS_UNAVAILABLE" => {
-                    tally.holds_lost += 1;
-                }
-                Ok(Reply::Error { code, .. }) if code == "LIMIT_EXCEEDED" => {
-                    // This user still has live holds (abandoned ones, in a long run).
-                    tally.holds_limited += 1;
-                    return;
-                }
-                Ok(Reply::Error { code, message, .. }) => {
-                    return tally.error("hold", format!("{code}: {message}"))
-                }
-                Err(e) => return tally.error("hold", e),
-            }
-        }
+        let hold = if self.role.best {
+            best_hold(args, show, &token, http, tally, want).await
+        } else {
+            picked_hold(args, show, &token, http, rng, tally, want).await
+        };
         let Some(hold) = hold else {
-            tally.gave_up += 1;
             return;
         };
         let hold_id = hold["id"].as_str().unwrap_or_default().to_string();
@@ -187,7 +161,7 @@ impl SimUser {
             .unwrap_or_else(chrono::Utc::now);
         // Any hold (even one orphaned by a retry on another instance) is gone by then.
         tally.latest_expiry = tally.latest_expiry.max(Some(expires));
-        if self.abandons {
+        if self.role.abandons {
             tally.abandoned.push((hold_id, expires));
             return;
         }
@@ -231,7 +205,7 @@ impl SimUser {
             Some("FAILED") => tally.declined += 1,
             other => return tally.error("checkout", format!("unexpected status {other:?}")),
         }
-        if self.cancels && booking["status"] == "CONFIRMED" {
+        if self.role.cancels && booking["status"] == "CONFIRMED" {
             let t = Instant::now();
             match http
                 .gql(Some(&token), CANCEL, json!({ "id": booking["id"] }))
@@ -247,6 +221,118 @@ impl SimUser {
                 Err(e) => tally.error("cancel", e),
             }
         }
+    }
+}
+
+/// Read the map, pick seats, hold them; again (a fresh map) when someone was quicker.
+async fn picked_hold(
+    args: &SimulateArgs,
+    show: &str,
+    token: &str,
+    http: &mut Http,
+    rng: &mut StdRng,
+    tally: &mut Tally,
+    want: usize,
+) -> Option<Value> {
+    for _ in 0..args.attempts {
+        let t = Instant::now();
+        let map = match http.gql(Some(token), MAP, json!({ "id": show })).await {
+            Ok(Reply::Data(d)) => d,
+            Ok(r) => {
+                tally.error("seat map", format!("{:?}", r.code()));
+                return None;
+            }
+            Err(e) => {
+                tally.error("seat map", e);
+                return None;
+            }
+        };
+        tally.map.record(t.elapsed());
+        let seats = parse_map(&map);
+        let Some(choice) = choose(&seats, want, rng) else {
+            tally.sold_out += 1;
+            return None;
+        };
+        let t = Instant::now();
+        let reply = http
+            .gql(Some(token), HOLD, json!({ "show": show, "seats": choice }))
+            .await;
+        tally.hold.record(t.elapsed());
+        match reply {
+            Ok(Reply::Data(d)) => {
+                tally.holds_won += 1;
+                return Some(d["holdSeats"].clone());
+            }
+            Ok(Reply::Error { code, .. }) if code == "SEATS_UNAVAILABLE" => tally.holds_lost += 1,
+            Ok(reply) => {
+                hold_refused(tally, "hold", reply);
+                return None;
+            }
+            Err(e) => {
+                tally.error("hold", e);
+                return None;
+            }
+        }
+    }
+    tally.gave_up += 1;
+    None
+}
+
+/// Ask the server for the best `want` seats (no map read); when nothing that size is left
+/// together or in adjacent rows, ask for one fewer, as a group that splits up would.
+async fn best_hold(
+    args: &SimulateArgs,
+    show: &str,
+    token: &str,
+    http: &mut Http,
+    tally: &mut Tally,
+    want: usize,
+) -> Option<Value> {
+    let mut count = want.min(BEST_AVAILABLE_MAX);
+    for _ in 0..args.attempts {
+        let t = Instant::now();
+        let reply = http
+            .gql(Some(token), BEST, json!({ "show": show, "count": count }))
+            .await;
+        tally.best.record(t.elapsed());
+        match reply {
+            Ok(Reply::Data(d)) => {
+                tally.holds_won += 1;
+                tally.best_won += 1;
+                if d["holdBestAvailable"]["nextToEachOther"] == json!(true) {
+                    tally.best_together += 1;
+                }
+                return Some(d["holdBestAvailable"].clone());
+            }
+            Ok(Reply::Error { code, .. }) if code == "SEATS_UNAVAILABLE" => {
+                tally.best_none += 1;
+                if count == 1 {
+                    tally.sold_out += 1;
+                    return None;
+                }
+                count -= 1;
+            }
+            Ok(reply) => {
+                hold_refused(tally, "best available", reply);
+                return None;
+            }
+            Err(e) => {
+                tally.error("best available", e);
+                return None;
+            }
+        }
+    }
+    tally.gave_up += 1;
+    None
+}
+
+/// A hold refused for another reason than seats: the user's own hold limit, or an error.
+fn hold_refused(tally: &mut Tally, what: &str, reply: Reply) {
+    match reply {
+        // This user still has live holds (abandoned ones, in a long run).
+        Reply::Error { code, .. } if code == "LIMIT_EXCEEDED" => tally.holds_limited += 1,
+        Reply::Error { code, message, .. } => tally.error(what, format!("{code}: {message}")),
+        Reply::Data(_) => tally.error(what, "unexpected answer"),
     }
 }
 
