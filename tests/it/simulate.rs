@@ -83,6 +83,9 @@ async fn simulated_rush_ends_with_a_clean_audit(b: Backend) {
         "{report:#}"
     );
     assert!(n("bookings_confirmed") > 0, "{report:#}");
+    // A share of the users held with best available (and the audit checked the store's
+    // occupancy string where the store is Redis).
+    assert!(n("best_available_won") > 0, "{report:#}");
     // Abandoned holds all expired, and nothing is held at the end.
     assert!(n("abandoned_holds") > 0);
     assert_eq!(n("abandoned_holds_expired"), n("abandoned_holds"));

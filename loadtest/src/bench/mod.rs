@@ -21,7 +21,9 @@ use boxoffice::auth::token::Tokens;
 use boxoffice::holds::HoldStore;
 use fanout::fan_out;
 use server::{people, shows, Server};
-use workloads::{checkouts, commits, hold_hot, hold_low, raw_redis, reads, trivial};
+use workloads::{
+    checkouts, commits, group_holds, hold_hot, hold_low, raw_redis, reads, trivial, Pick,
+};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -55,10 +57,13 @@ pub struct BenchArgs {
     /// Seat changes per second during the fan-out benchmark.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub event_rate: u64,
-    /// Which parts to run, comma-separated: hold, ceiling, checkout, subscribers.
+    /// Seats of the best-available show.
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(10..=20_000))]
+    pub best_seats: u64,
+    /// Which parts to run, comma-separated: hold, best, ceiling, checkout, subscribers.
     #[arg(
         long,
-        default_value = "hold,ceiling,checkout,subscribers",
+        default_value = "hold,best,ceiling,checkout,subscribers",
         value_delimiter = ','
     )]
     pub only: Vec<String>,
@@ -438,6 +443,37 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
             }
         }
     }
+    if wants("best") {
+        for s in &stores {
+            let server = &servers[s];
+            let show = shows(&server.base, &people.admin, args.best_seats, 1).await?;
+            let seats = args.best_seats;
+            for (pick, name) in [
+                (Pick::Best, "holdBestAvailable"),
+                (Pick::Manual, "holdSeats"),
+            ] {
+                say(&format!("  {name} of 2–4 seats, {seats}-seat show, {s} store…"));
+                let f = measure(
+                    &format!("{name} 2–4 of {seats} seats ({s})"),
+                    secs,
+                    Some(server.pid()),
+                    &redis_info,
+                    |w| {
+                        group_holds(
+                            &server.base,
+                            &people.users,
+                            &show[0],
+                            args.hot_clients,
+                            pick,
+                            w,
+                        )
+                    },
+                )
+                .await?;
+                report.figures.push(f);
+            }
+        }
+    }
     if wants("ceiling") {
         let server = &servers[stores[0]];
         say("  ceiling: trivial query through the same stack…");
@@ -634,6 +670,31 @@ fn ratios(r: &mut BenchReport) {
             "store hold straight on Redis (hot)",
         ),
     ];
+    // Best available next to holdSeats of as many seats on the same show, per store.
+    let best: Vec<(String, String, String)> = r
+        .figures
+        .iter()
+        .filter_map(|f| {
+            let rest = f.name.strip_prefix("holdBestAvailable ")?;
+            Some((
+                format!("best available / holdSeats, {rest}"),
+                f.name.clone(),
+                format!("holdSeats {rest}"),
+            ))
+        })
+        .collect();
+    let best_ceiling: Vec<(String, String, String)> = r
+        .figures
+        .iter()
+        .filter(|f| f.name.starts_with("holdBestAvailable "))
+        .map(|f| {
+            (
+                format!("{} / trivial-query ceiling", f.name),
+                f.name.clone(),
+                "trivial query { __typename }".to_string(),
+            )
+        })
+        .collect();
     let flagged = |name: &str| r.figures.iter().any(|f| f.name == name && f.flagged);
     // A ratio built on a figure with more than 1% errors says so in its name.
     let mut put = |label: String, value: f64, flagged: bool| {
@@ -644,10 +705,15 @@ fn ratios(r: &mut BenchReport) {
         };
         out.insert(label, value);
     };
+    let pairs = pairs
+        .iter()
+        .map(|(l, a, b)| (l.to_string(), a.to_string(), b.to_string()))
+        .chain(best)
+        .chain(best_ceiling);
     for (label, a, b) in pairs {
-        if let (Some(ra), Some(rb)) = (rate(a), rate(b)) {
+        if let (Some(ra), Some(rb)) = (rate(&a), rate(&b)) {
             if rb > 0.0 {
-                put(label.to_string(), ra / rb, flagged(a) || flagged(b));
+                put(label, ra / rb, flagged(&a) || flagged(&b));
             }
         }
     }

@@ -81,6 +81,77 @@ pub(super) async fn hold_hot(
     .await
 }
 
+pub(super) const BEST: &str = "mutation($s: ID!, $n: Int!) { holdBestAvailable(showId: $s, count: $n) { id } }";
+
+/// How a group of 2–4 takes seats in the best-available comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pick {
+    /// `holdBestAvailable`: the server chooses (and holds) the best seats.
+    Best,
+    /// `holdSeats` of a random run of seats in layout order (what a client picking from a map
+    /// it already has would send, minus the map read).
+    Manual,
+}
+
+/// 2–4 seats per attempt on one show; a winner releases at once, so the best seats stay in
+/// demand and the house never fills. Counts attempts (won or `SEATS_UNAVAILABLE`).
+pub(super) async fn group_holds(
+    base: &str,
+    users: &[String],
+    show: &(String, Vec<String>),
+    clients: u64,
+    pick: Pick,
+    w: Window,
+) -> anyhow::Result<Meter> {
+    let (users, show) = (Arc::new(users.to_vec()), Arc::new(show.clone()));
+    let base = base.to_string();
+    run_clients(clients, move |c| {
+        let (users, show, base) = (users.clone(), show.clone(), base.clone());
+        async move {
+            let mut m = Meter::default();
+            let Ok(mut http) = Http::new(&base) else {
+                return m;
+            };
+            let mut rng = StdRng::seed_from_u64(c + 7000);
+            let token = &users[c as usize % users.len()];
+            let (id, seats) = (&show.0, &show.1);
+            while w.running() {
+                let n = rng.random_range(2..=4usize);
+                let (query, vars, field) = match pick {
+                    Pick::Best => (BEST, json!({ "s": id, "n": n }), "holdBestAvailable"),
+                    Pick::Manual => {
+                        let start = rng.random_range(0..seats.len().saturating_sub(n).max(1));
+                        let run: Vec<&String> = seats.iter().skip(start).take(n).collect();
+                        (HOLD, json!({ "s": id, "seats": run }), "holdSeats")
+                    }
+                };
+                let t = Instant::now();
+                match http.gql(Some(token), query, vars).await {
+                    Ok(Reply::Data(d)) => {
+                        m.answer(&w, t, "won (then released)", Class::Success);
+                        let hold = d[field]["id"].clone();
+                        let released = http.gql(Some(token), RELEASE, json!({ "h": hold })).await;
+                        if !matches!(released, Ok(Reply::Data(ref d)) if d["releaseHold"] == true) {
+                            m.follow_up_failed(&w, t, "release failed");
+                        }
+                    }
+                    Ok(Reply::Error { code, .. }) => {
+                        let class = if code == "SEATS_UNAVAILABLE" {
+                            Class::Expected
+                        } else {
+                            Class::Error
+                        };
+                        m.answer(&w, t, &code, class);
+                    }
+                    Err(e) => m.answer(&w, t, &format!("transport error: {e}"), Class::Error),
+                }
+            }
+            m
+        }
+    })
+    .await
+}
+
 /// Low contention: one random seat of a 20,000-seat show per attempt; 2,500 users hold two seats
 /// each on a show, then the next show is used (so no show is ever more than a quarter full).
 pub(super) async fn hold_low(
