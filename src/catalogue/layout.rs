@@ -54,6 +54,11 @@ impl Layout {
     pub(crate) fn for_tests(screen_id: i64, seats: Vec<SeatInfo>) -> Self {
         Self::new(screen_id, seats, None)
     }
+    /// A layout from seats in drawing order (front row first, left to right) and a best point:
+    /// what the layout cache builds from the database, for tests that drive a store directly.
+    pub fn from_seats(screen_id: i64, seats: Vec<SeatInfo>, focal: Option<(f64, f64)>) -> Self {
+        Self::new(screen_id, seats, focal)
+    }
 
     pub fn seat(&self, id: i64) -> Option<&SeatInfo> {
         self.index.get(&id).map(|&i| &self.seats[i])

@@ -39,6 +39,9 @@ pub struct SeatPlan {
     pub rows: Vec<(u16, u16)>,
     /// `windows[n - 1]`: start positions of every window of `n`, best first.
     pub windows: Vec<Vec<u16>>,
+    /// `plain[n - 1]`: the windows of `n` without a wheelchair space or companion seat, in the
+    /// same order (all a request without wheelchair spaces can take).
+    pub plain: Vec<Vec<u16>>,
     /// The best point used for the ranks, in drawing units (row, column).
     pub focal: (f64, f64),
 }
@@ -72,6 +75,7 @@ impl SeatPlan {
             row: Vec::with_capacity(seats.len()),
             rows: Vec::new(),
             windows: Vec::new(),
+            plain: Vec::new(),
             focal,
         };
         for (p, s) in seats.iter().enumerate() {
@@ -140,7 +144,13 @@ impl SeatPlan {
                 .map(|s| (plan.window_score(s, n), s as u16))
                 .collect();
             w.sort_unstable();
-            plan.windows.push(w.into_iter().map(|(_, s)| s).collect());
+            let w: Vec<u16> = w.into_iter().map(|(_, s)| s).collect();
+            let special = |s: u16| {
+                (s as usize..s as usize + n).any(|p| plan.flags[p] & (WHEELCHAIR | COMPANION) != 0)
+            };
+            plan.plain
+                .push(w.iter().copied().filter(|s| !special(*s)).collect());
+            plan.windows.push(w);
         }
         plan
     }
@@ -187,6 +197,9 @@ impl SeatPlan {
         ];
         for (i, w) in self.windows.iter().enumerate() {
             out.push((format!("w{}", i + 1), u16s(&mut w.iter().copied())));
+        }
+        for (i, w) in self.plain.iter().enumerate() {
+            out.push((format!("p{}", i + 1), u16s(&mut w.iter().copied())));
         }
         for (p, id) in self.ids.iter().enumerate() {
             out.push((format!("s{id}"), p.to_string().into_bytes()));

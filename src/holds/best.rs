@@ -93,9 +93,19 @@ impl<F: Fn(usize) -> bool> Chooser<'_, F> {
             && !(q + 1 < plan.len() && plan.joins_left(q + 1) && self.free(q + 1))
     }
 
+    /// The windows of `n` this request could take, best first.
+    fn candidates(&self, n: usize) -> Option<&[u16]> {
+        let lists = if self.ask.wheelchair > 0 {
+            &self.plan.windows
+        } else {
+            &self.plan.plain
+        };
+        lists.get(n - 1).map(Vec::as_slice)
+    }
+
     fn together(&self, n: usize) -> Option<usize> {
         let mut fallback = None;
-        for &s in self.plan.windows.get(n - 1)? {
+        for &s in self.candidates(n)? {
             let s = s as usize;
             if self.fitting(s, n) == Some(self.ask.wheelchair) {
                 if !self.orphans(s, n) {
@@ -131,7 +141,7 @@ impl<F: Fn(usize) -> bool> Chooser<'_, F> {
     fn split(&self, n: usize) -> Option<Vec<usize>> {
         for k in (n.div_ceil(2)..n).rev() {
             let mut seen = 0;
-            for &s in self.plan.windows.get(k - 1)? {
+            for &s in self.candidates(k)? {
                 let s = s as usize;
                 let Some(a) = self.fitting(s, k) else {
                     continue;

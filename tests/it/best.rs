@@ -159,8 +159,12 @@ async fn full_rows_categories_and_accessible_seats(b: Backend) {
     )
     .await;
     // Row A full: the best pair in B that strands nobody is B1–B2.
-    app.hold(t(0), &show, &[&seat["A1"], &seat["A2"], &seat["A3"], &seat["A4"]])
-        .await;
+    app.hold(
+        t(0),
+        &show,
+        &[&seat["A1"], &seat["A2"], &seat["A3"], &seat["A4"]],
+    )
+    .await;
     let got = best(&app, t(1), json!({ "show": show, "count": 2 })).await;
     assert_eq!(got, Ok((labels(&["B1", "B2"]), true)));
     // Categories: only PREMIUM (case-insensitive) is left anyway; STANDARD has nothing free.
@@ -188,7 +192,11 @@ async fn full_rows_categories_and_accessible_seats(b: Backend) {
     ] {
         let mut vars = vars;
         vars["show"] = json!(show);
-        assert_eq!(best(&app, t(3), vars.clone()).await, Err(code.into()), "{vars}");
+        assert_eq!(
+            best(&app, t(3), vars.clone()).await,
+            Err(code.into()),
+            "{vars}"
+        );
     }
 
     // A wheelchair space (A1) with its companion seat (A2).
@@ -327,3 +335,160 @@ backends!(
     full_rows_categories_and_accessible_seats,
     concurrent_buyers_never_share_a_seat,
 );
+
+/// The Redis script and the Rust chooser agree: random layouts (aisles, categories, wheelchair
+/// spaces, companion and restricted seats, a random best point), random seats already held,
+/// random asks; each case runs on a fresh show in both stores, which must grant the same seats
+/// (or both refuse).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_script_and_rust_chooser_agree_on_random_layouts() {
+    use boxoffice::catalogue::layout::{Layout, SeatInfo};
+    use boxoffice::holds::best::BestAsk;
+    use boxoffice::holds::memory::MemoryStore;
+    use boxoffice::holds::redis::RedisStore;
+    use boxoffice::holds::{BestOutcome, BestRequest, HoldRequest, HoldStore};
+    use migration::MigratorTrait;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use std::time::Duration;
+
+    if crate::support::served_skipped() {
+        return;
+    }
+    let db = sea_orm::Database::connect("sqlite::memory:")
+        .await
+        .expect("sqlite");
+    migration::Migrator::up(&db, None).await.expect("migrate");
+    let prefix = crate::support::unique("bestagree");
+    let redis = RedisStore::connect(
+        &crate::support::redis_url(),
+        &prefix,
+        Duration::from_secs(5),
+        db.clone(),
+    )
+    .await
+    .expect("redis store");
+    let memory = MemoryStore::new(db.clone());
+    let mut rng = StdRng::seed_from_u64(20261201);
+    let (mut granted, mut split, mut refused) = (0, 0, 0);
+    for case in 0..300i64 {
+        // A layout: 1–6 rows of 1–14 seats, rows centred, aisles anywhere.
+        let rows = rng.random_range(1..=6);
+        let cats = ["STANDARD", "PREMIUM", "VIP"];
+        let mut seats = Vec::new();
+        let mut id = case * 1000;
+        for r in 0..rows {
+            let n = rng.random_range(1..=14);
+            let category = cats[rng.random_range(0..cats.len())];
+            let mut col = rng.random_range(0..3);
+            for number in 1..=n {
+                id += 1;
+                seats.push(SeatInfo {
+                    id,
+                    row: format!("R{r}"),
+                    number,
+                    category: category.to_string(),
+                    row_index: r,
+                    col_index: col,
+                    wheelchair: rng.random_bool(0.08),
+                    companion: rng.random_bool(0.08),
+                    restricted_view: rng.random_bool(0.1),
+                });
+                col += if rng.random_bool(0.15) { 2 } else { 1 };
+            }
+        }
+        let focal = rng.random_bool(0.7).then(|| {
+            (
+                rng.random_range(0.0..rows as f64),
+                rng.random_range(0.0..16.0),
+            )
+        });
+        let layout = Layout::from_seats(case, seats, focal);
+        let show = 900_000 + case;
+        // Seats already taken (held by someone else), the same in both stores.
+        let taken: Vec<i64> = layout
+            .seats
+            .iter()
+            .map(|s| s.id)
+            .filter(|_| rng.random_bool(0.35))
+            .collect();
+        let ttl = Duration::from_secs(600);
+        for store in [&redis as &dyn HoldStore, &memory] {
+            if taken.is_empty() {
+                continue;
+            }
+            let hold_id = format!("{show}-{}", "0".repeat(32));
+            let r = HoldRequest {
+                show_id: show,
+                hold_id: &hold_id,
+                user_id: 1,
+                seats: &taken,
+                ttl,
+                max_holds: 2,
+            };
+            store.hold(&r).await.expect("pre-hold");
+        }
+        let n_cats = layout.plan.categories.len();
+        // Three asks in a row on the same show (the script's skip hints carry over), some
+        // grants released in between (which clears them).
+        for round in 0..3 {
+            let ask = BestAsk {
+                count: rng.random_range(1..=layout.len().min(6)),
+                categories: rng
+                    .random_bool(0.3)
+                    .then(|| (0..n_cats).map(|_| rng.random_bool(0.6)).collect()),
+                together: rng.random_bool(0.3),
+                wheelchair: if rng.random_bool(0.2) { 1 } else { 0 },
+            };
+            let hold_id = format!("{show}-{}", format!("{}", round + 1).repeat(32));
+            let mut answers = Vec::new();
+            for store in [&redis as &dyn HoldStore, &memory] {
+                let r = BestRequest {
+                    show_id: show,
+                    hold_id: &hold_id,
+                    user_id: 2 + round,
+                    layout: &layout,
+                    ask: &ask,
+                    ttl,
+                    max_holds: 2,
+                };
+                let mut out = store.hold_best(&r).await.expect("best");
+                if let BestOutcome::Granted {
+                    seat_ids,
+                    version,
+                    expires_ms,
+                    ..
+                } = &mut out
+                {
+                    seat_ids.sort_unstable();
+                    // The stores' versions and clocks need not agree.
+                    (*version, *expires_ms) = (0, 0);
+                }
+                answers.push(out);
+            }
+            assert_eq!(
+                answers[0], answers[1],
+                "case {case} round {round}: redis vs memory, ask {ask:?}, taken {taken:?}, layout {:?}",
+                layout.seats
+            );
+            match &answers[0] {
+                BestOutcome::Granted { together: true, .. } => granted += 1,
+                BestOutcome::Granted { .. } => split += 1,
+                _ => refused += 1,
+            }
+            if matches!(answers[0], BestOutcome::Granted { .. }) && rng.random_bool(0.4) {
+                for store in [&redis as &dyn HoldStore, &memory] {
+                    store
+                        .release(show, &hold_id, 2 + round)
+                        .await
+                        .expect("release");
+                }
+            }
+        }
+    }
+    // The cases cover every outcome.
+    assert!(
+        granted > 50 && split > 5 && refused > 5,
+        "{granted} together, {split} split, {refused} refused"
+    );
+}

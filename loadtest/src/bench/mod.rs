@@ -452,7 +452,9 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
                 (Pick::Best, "holdBestAvailable"),
                 (Pick::Manual, "holdSeats"),
             ] {
-                say(&format!("  {name} of 2–4 seats, {seats}-seat show, {s} store…"));
+                say(&format!(
+                    "  {name} of 2–4 seats, {seats}-seat show, {s} store…"
+                ));
                 let f = measure(
                     &format!("{name} 2–4 of {seats} seats ({s})"),
                     secs,

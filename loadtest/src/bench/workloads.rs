@@ -81,7 +81,8 @@ pub(super) async fn hold_hot(
     .await
 }
 
-pub(super) const BEST: &str = "mutation($s: ID!, $n: Int!) { holdBestAvailable(showId: $s, count: $n) { id } }";
+pub(super) const BEST: &str =
+    "mutation($s: ID!, $n: Int!) { holdBestAvailable(showId: $s, count: $n) { id } }";
 
 /// How a group of 2–4 takes seats in the best-available comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,15 +8,17 @@
 --       | {"LOAD"} (booked cache missing) | {"PLAN"} (plan missing)
 -- Invariant: as hold.lua — all or nothing, never a held or booked seat, never blocks.
 if redis.call('HGET', KEYS[6], 'loaded') ~= '1' then return {'LOAD'} end
-local n = tonumber(ARGV[6])
-local plan = redis.call('HMGET', KEYS[7], 'attr', 'cat', 'rank', 'w' .. n)
+local n, wc = tonumber(ARGV[6]), tonumber(ARGV[8])
+-- Windows with a wheelchair space or companion seat are only for requests that want one.
+local list = wc > 0 and 'w' or 'p'
+local plan = redis.call('HMGET', KEYS[7], 'attr', 'cat', 'rank', list .. n)
 local attr, cat, rank, wins = plan[1], plan[2], plan[3], plan[4]
 if not (attr and wins) or redis.call('EXISTS', KEYS[8]) == 0 then return {'PLAN'} end
 local now = now_ms()
 expire_due(now)
 local hold_id, user, ttl, max_holds = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 if tonumber(redis.call('HGET', KEYS[4], user) or '0') >= max_holds then return {'LIMIT'} end
-local together, wc, mask = ARGV[7] == '1', tonumber(ARGV[8]), ARGV[9]
+local together, mask = ARGV[7] == '1', ARGV[9]
 local occ = redis.call('GET', KEYS[8]) -- read after the expiry above
 local byte, band, len = string.byte, bit.band, #occ
 local LEFT, WHEELCHAIR, SPECIAL = 1, 2, 6 -- SPECIAL: wheelchair space or companion seat
@@ -29,8 +31,13 @@ local function eligible(p)
   if mask ~= '' and byte(mask, byte(cat, p + 1) + 1) ~= 49 then return false end
   return wc > 0 or band(byte(attr, p + 1), SPECIAL) == 0
 end
+local sub = string.sub
+local zeros = {}
+for m = 1, 10 do zeros[m] = string.rep('0', m) end
 -- Every seat fits: its number of wheelchair spaces; nil otherwise.
 local function fitting(s, m)
+  -- Any taken seat rules the window out: one comparison in C before any per-seat work.
+  if sub(occ, s + 1, s + m) ~= zeros[m] then return nil end
   local w = 0
   for p = s, s + m - 1 do
     if not eligible(p) then return nil end
@@ -46,15 +53,27 @@ local function orphans(s, m)
 end
 local function u16(str, i) return byte(str, 2 * i - 1) * 256 + byte(str, 2 * i) end
 
+-- Skip hint: windows before index hint[list..n] of the list have a taken seat (kept by this
+-- script, cleared by every script that frees a seat: see `mark` in common.lua).
+local hint_field = 'h' .. list .. n
+local first = tonumber(redis.call('HGET', KEYS[6], hint_field) or '1')
+local untaken
 local picked, side = {}, '1'
 local chosen, fallback
-for i = 1, #wins / 2 do
+for i = first, #wins / 2 do
   local s = u16(wins, i)
-  if fitting(s, n) == wc then
-    if not orphans(s, n) then chosen = s break end
-    fallback = fallback or s
+  if sub(occ, s + 1, s + n) == zeros[n] then
+    untaken = untaken or i
+    -- A free window of the plain list fits any request without categories or wheelchair
+    -- spaces as it is; otherwise check each seat.
+    if (mask == '' and wc == 0) or fitting(s, n) == wc then
+      if not orphans(s, n) then chosen = s break end
+      fallback = fallback or s
+    end
   end
 end
+untaken = untaken or (#wins / 2 + 1)
+if untaken > first then redis.call('HSET', KEYS[6], hint_field, untaken) end
 chosen = chosen or fallback
 if chosen then
   for p = chosen, chosen + n - 1 do picked[#picked + 1] = p end
@@ -79,7 +98,7 @@ elseif not together and n > 1 then
     return best, best_score
   end
   for k = n - 1, math.ceil(n / 2), -1 do
-    local wk = redis.call('HGET', KEYS[7], 'w' .. k)
+    local wk = redis.call('HGET', KEYS[7], list .. k)
     local seen = 0
     for i = 1, #wk / 2 do
       local s = u16(wk, i)

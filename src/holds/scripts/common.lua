@@ -31,14 +31,32 @@ local function parse_rec(rec)
   return user, tonumber(exp), tonumber(created), list
 end
 
+-- best.lua's skip hints (meta fields h<list><n>: windows before that index have a taken seat)
+-- hold only while no seat is freed: a script that frees one clears them, once.
+local hints_cleared = false
+local function clear_hints()
+  if hints_cleared then return end
+  hints_cleared = true
+  local fields = {}
+  for n = 1, 10 do
+    fields[#fields + 1] = 'hp' .. n
+    fields[#fields + 1] = 'hw' .. n
+  end
+  redis.call('HDEL', KEYS[6], unpack(fields))
+end
+
 -- Keep the occupancy string in step (`taken` is '1' or '0'); nothing to do without a plan.
 local function mark(seat, taken)
   local p = redis.call('HGET', KEYS[7], 's' .. seat)
-  if p then redis.call('SETRANGE', KEYS[8], tonumber(p), taken) end
+  if p then
+    redis.call('SETRANGE', KEYS[8], tonumber(p), taken)
+    if taken == '0' then clear_hints() end
+  end
 end
 
 -- Build the occupancy string afresh from the holds and the booked cache.
 local function rebuild_occ()
+  clear_hints()
   local n = redis.call('HGET', KEYS[7], 'n')
   if not n then
     redis.call('DEL', KEYS[8])
