@@ -164,22 +164,24 @@ pub trait HoldStore: Send + Sync + 'static {
     /// Choose the best free seats for `request.ask` and hold them, in one atomic step.
     ///
     /// This default (the row-lock baseline's) is not one step: it chooses from a snapshot and
-    /// then holds all or nothing, choosing again when another buyer got there first. It is
-    /// still never wrong (the hold is atomic), only slower under contention. The Redis and
-    /// in-process stores choose and hold inside one script / one critical section.
+    /// then holds all or nothing; when another buyer got there first, the seats the refusal
+    /// names count as taken and it chooses again (a fresh snapshot every few refusals). It is
+    /// never wrong (the hold is atomic), only slower under contention. The Redis and in-process
+    /// stores choose and hold inside one script / one critical section.
     async fn hold_best(&self, request: &BestRequest<'_>) -> Result<BestOutcome, StoreError> {
         let plan = &request.layout.plan;
-        for _ in 0..5 {
-            let state = self
-                .snapshot(&[request.show_id])
-                .await?
-                .remove(&request.show_id)
-                .unwrap_or_default();
-            let taken = |p: usize| {
-                let id = plan.ids[p];
-                state.booked.contains(&id) || state.held.contains_key(&id)
-            };
-            let Some(choice) = choose(plan, taken, request.ask) else {
+        let mut taken: std::collections::HashSet<i64> = Default::default();
+        for attempt in 0..20 {
+            if attempt % 5 == 0 {
+                let state = self
+                    .snapshot(&[request.show_id])
+                    .await?
+                    .remove(&request.show_id)
+                    .unwrap_or_default();
+                taken = state.booked;
+                taken.extend(state.held.keys());
+            }
+            let Some(choice) = choose(plan, |p| taken.contains(&plan.ids[p]), request.ask) else {
                 return Ok(BestOutcome::NoneFree);
             };
             let seats: Vec<i64> = choice.positions.iter().map(|p| plan.ids[*p]).collect();
@@ -204,7 +206,7 @@ pub trait HoldStore: Send + Sync + 'static {
                     })
                 }
                 HoldOutcome::TooManyHolds => return Ok(BestOutcome::TooManyHolds),
-                HoldOutcome::Unavailable(_) => continue,
+                HoldOutcome::Unavailable(lost) => taken.extend(lost),
             }
         }
         Err(StoreError::Unavailable(

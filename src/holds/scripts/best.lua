@@ -31,13 +31,15 @@ local function eligible(p)
   if mask ~= '' and byte(mask, byte(cat, p + 1) + 1) ~= 49 then return false end
   return wc > 0 or band(byte(attr, p + 1), SPECIAL) == 0
 end
-local sub = string.sub
-local zeros = {}
-for m = 1, 10 do zeros[m] = string.rep('0', m) end
+local find = string.find
+-- No seat of the window [s, s + m) is taken: one search in C (no string is built).
+local function untaken_window(s, m)
+  local t = find(occ, '1', s + 1, true)
+  return not t or t > s + m
+end
 -- Every seat fits: its number of wheelchair spaces; nil otherwise.
 local function fitting(s, m)
-  -- Any taken seat rules the window out: one comparison in C before any per-seat work.
-  if sub(occ, s + 1, s + m) ~= zeros[m] then return nil end
+  if not untaken_window(s, m) then return nil end
   local w = 0
   for p = s, s + m - 1 do
     if not eligible(p) then return nil end
@@ -61,8 +63,10 @@ local untaken
 local picked, side = {}, '1'
 local chosen, fallback
 for i = first, #wins / 2 do
-  local s = u16(wins, i)
-  if sub(occ, s + 1, s + n) == zeros[n] then
+  local hi, lo = byte(wins, 2 * i - 1, 2 * i)
+  local s = hi * 256 + lo
+  local t = find(occ, '1', s + 1, true)
+  if not t or t > s + n then
     untaken = untaken or i
     -- A free window of the plain list fits any request without categories or wheelchair
     -- spaces as it is; otherwise check each seat.
