@@ -638,7 +638,7 @@ pub async fn run(
                     broken.push(format!("hold {hold} has an expiry entry but no record"));
                 }
             }
-            occupancy = Some(occupancy_check(&raw));
+            occupancy = Some(occupancy_check(raw));
             broken.sort();
             report.check(
                 CHECKS[8],

@@ -412,6 +412,47 @@ mod tests {
     }
 
     #[test]
+    fn aisles_and_seat_attributes_are_checked() {
+        let with = |f: fn(&mut NewRow)| {
+            let mut r = row("A", 6, None);
+            f(&mut r);
+            vec![r]
+        };
+        // Aisles push the seats after them one column right; lists come back sorted.
+        let ok = validate_rows(with(|r| {
+            r.aisle_after = vec![4, 2];
+            r.wheelchair = vec![1];
+            r.companion = vec![2];
+        }))
+        .expect("valid");
+        assert_eq!(ok[0].aisle_after, vec![2, 4]);
+        assert_eq!(ok[0].width(), 8);
+        let cols: Vec<i32> = (1..=6).map(|n| ok[0].column(n)).collect();
+        assert_eq!(cols, vec![0, 1, 3, 4, 6, 7]);
+        assert!(refused(with(|r| r.aisle_after = vec![6])).contains("aisleAfter 6"));
+        assert!(refused(with(|r| r.aisle_after = vec![0])).contains("aisleAfter 0"));
+        assert!(refused(with(|r| r.wheelchair = vec![7])).contains("wheelchair 7"));
+        assert!(refused(with(|r| r.restricted_view = vec![2, 2])).contains("twice"));
+        assert!(refused(with(|r| {
+            r.wheelchair = vec![3];
+            r.companion = vec![3];
+        }))
+        .contains("both"));
+        // A companion seat must be beside a wheelchair space, with no aisle between.
+        assert!(refused(with(|r| {
+            r.wheelchair = vec![1];
+            r.companion = vec![3];
+        }))
+        .contains("companion seat 3"));
+        assert!(refused(with(|r| {
+            r.wheelchair = vec![2];
+            r.companion = vec![3];
+            r.aisle_after = vec![2];
+        }))
+        .contains("companion seat 3"));
+    }
+
+    #[test]
     fn text_is_trimmed_bounded_and_printable() {
         assert_eq!(clean_text("  Odeon ", "name", 10).expect("ok"), "Odeon");
         assert!(clean_text("   ", "name", 10).is_err());

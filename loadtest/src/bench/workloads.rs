@@ -54,26 +54,7 @@ pub(super) async fn hold_hot(
                 let r = http
                     .gql(Some(token), HOLD, json!({ "s": show, "seats": pick }))
                     .await;
-                match r {
-                    Ok(Reply::Data(d)) => {
-                        m.answer(&w, t, "won (then released)", Class::Success);
-                        let hold = d["holdSeats"]["id"].clone();
-                        let released = http.gql(Some(token), RELEASE, json!({ "h": hold })).await;
-                        // A release that fails leaves the seats held: the contest shrinks.
-                        if !matches!(released, Ok(Reply::Data(ref d)) if d["releaseHold"] == true) {
-                            m.follow_up_failed(&w, t, "release failed");
-                        }
-                    }
-                    Ok(Reply::Error { code, .. }) => {
-                        let class = if code == "SEATS_UNAVAILABLE" {
-                            Class::Expected
-                        } else {
-                            Class::Error
-                        };
-                        m.answer(&w, t, &code, class);
-                    }
-                    Err(e) => m.answer(&w, t, &format!("transport error: {e}"), Class::Error),
-                }
+                count_and_release(&mut http, token, &mut m, &w, t, r, "holdSeats").await;
             }
             m
         }
@@ -127,30 +108,46 @@ pub(super) async fn group_holds(
                     }
                 };
                 let t = Instant::now();
-                match http.gql(Some(token), query, vars).await {
-                    Ok(Reply::Data(d)) => {
-                        m.answer(&w, t, "won (then released)", Class::Success);
-                        let hold = d[field]["id"].clone();
-                        let released = http.gql(Some(token), RELEASE, json!({ "h": hold })).await;
-                        if !matches!(released, Ok(Reply::Data(ref d)) if d["releaseHold"] == true) {
-                            m.follow_up_failed(&w, t, "release failed");
-                        }
-                    }
-                    Ok(Reply::Error { code, .. }) => {
-                        let class = if code == "SEATS_UNAVAILABLE" {
-                            Class::Expected
-                        } else {
-                            Class::Error
-                        };
-                        m.answer(&w, t, &code, class);
-                    }
-                    Err(e) => m.answer(&w, t, &format!("transport error: {e}"), Class::Error),
-                }
+                let r = http.gql(Some(token), query, vars).await;
+                count_and_release(&mut http, token, &mut m, &w, t, r, field).await;
             }
             m
         }
     })
     .await
+}
+
+/// Count a contended hold attempt (won, or `SEATS_UNAVAILABLE` as an expected outcome); a won
+/// hold (`field` of the answer) is released at once so the contest goes on. A release that fails
+/// leaves the seats held (the contest shrinks) and is counted.
+async fn count_and_release(
+    http: &mut Http,
+    token: &str,
+    m: &mut Meter,
+    w: &Window,
+    t: Instant,
+    reply: anyhow::Result<Reply>,
+    field: &str,
+) {
+    match reply {
+        Ok(Reply::Data(d)) => {
+            m.answer(w, t, "won (then released)", Class::Success);
+            let hold = d[field]["id"].clone();
+            let released = http.gql(Some(token), RELEASE, json!({ "h": hold })).await;
+            if !matches!(released, Ok(Reply::Data(ref d)) if d["releaseHold"] == true) {
+                m.follow_up_failed(w, t, "release failed");
+            }
+        }
+        Ok(Reply::Error { code, .. }) => {
+            let class = if code == "SEATS_UNAVAILABLE" {
+                Class::Expected
+            } else {
+                Class::Error
+            };
+            m.answer(w, t, &code, class);
+        }
+        Err(e) => m.answer(w, t, &format!("transport error: {e}"), Class::Error),
+    }
 }
 
 /// Low contention: one random seat of a 20,000-seat show per attempt; 2,500 users hold two seats

@@ -264,12 +264,8 @@ async fn picked_hold(
                 return Some(d["holdSeats"].clone());
             }
             Ok(Reply::Error { code, .. }) if code == "SEATS_UNAVAILABLE" => tally.holds_lost += 1,
-            Ok(reply) => {
-                hold_refused(tally, "hold", reply);
-                return None;
-            }
-            Err(e) => {
-                tally.error("hold", e);
+            other => {
+                hold_refused(tally, "hold", other);
                 return None;
             }
         }
@@ -312,12 +308,8 @@ async fn best_hold(
                 }
                 count -= 1;
             }
-            Ok(reply) => {
-                hold_refused(tally, "best available", reply);
-                return None;
-            }
-            Err(e) => {
-                tally.error("best available", e);
+            other => {
+                hold_refused(tally, "best available", other);
                 return None;
             }
         }
@@ -327,12 +319,13 @@ async fn best_hold(
 }
 
 /// A hold refused for another reason than seats: the user's own hold limit, or an error.
-fn hold_refused(tally: &mut Tally, what: &str, reply: Reply) {
+fn hold_refused(tally: &mut Tally, what: &str, reply: anyhow::Result<Reply>) {
     match reply {
         // This user still has live holds (abandoned ones, in a long run).
-        Reply::Error { code, .. } if code == "LIMIT_EXCEEDED" => tally.holds_limited += 1,
-        Reply::Error { code, message, .. } => tally.error(what, format!("{code}: {message}")),
-        Reply::Data(_) => tally.error(what, "unexpected answer"),
+        Ok(Reply::Error { code, .. }) if code == "LIMIT_EXCEEDED" => tally.holds_limited += 1,
+        Ok(Reply::Error { code, message, .. }) => tally.error(what, format!("{code}: {message}")),
+        Ok(Reply::Data(_)) => tally.error(what, "unexpected answer"),
+        Err(e) => tally.error(what, e),
     }
 }
 
