@@ -94,9 +94,11 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
 
     let store = crate::holds::connect_store(&config.hold_store(), db.clone()).await?;
     tracing::info!(store = store.kind(), "hold store ready");
-    let holds = Holds::new(store, catalogue.clone(), config.hold_rules());
+    let holds = Holds::new(store.clone(), catalogue.clone(), config.hold_rules());
     let shutdown = CancellationToken::new();
     crate::holds::sweeper::spawn(holds.clone(), shutdown.clone());
+    let queue = crate::queue::WaitingRoom::new(store.clone(), holds.clone(), catalogue.clone());
+    crate::queue::spawn_admissions(store, shutdown.clone());
     let live = crate::live::Hub::start(&holds, shutdown.clone());
     // The mock gateway stands for an external service: connections of its own, so that it never
     // competes with the service's pool (a busy service must not make its gateway look down).
@@ -135,6 +137,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         limits,
         bookings,
         holds,
+        queue,
         live,
         catalogue,
         accounts,

@@ -28,6 +28,9 @@ pub enum AppError {
     HoldExpired,
     #[error("{0}")]
     LimitExceeded(String),
+    /// The show's sale runs through a waiting room and this user has no live session.
+    #[error("this show's sale runs through a waiting room: join the queue (joinQueue) and wait for your turn; a session ends when it lapses or after a checkout")]
+    NotAdmitted,
     #[error("{0}")]
     BadInput(String),
     #[error("{0} is unavailable, retry later")]
@@ -48,6 +51,7 @@ impl AppError {
             AppError::SeatsUnavailable { .. } | AppError::NoSeatsFit(_) => "SEATS_UNAVAILABLE",
             AppError::HoldExpired => "HOLD_EXPIRED",
             AppError::LimitExceeded(_) => "LIMIT_EXCEEDED",
+            AppError::NotAdmitted => "NOT_ADMITTED",
             AppError::BadInput(_) => "BAD_USER_INPUT",
             AppError::Unavailable(_) | AppError::Busy { .. } => "SERVICE_UNAVAILABLE",
             AppError::Internal(_) => "INTERNAL_SERVER_ERROR",

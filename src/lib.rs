@@ -1,7 +1,7 @@
 //! boxoffice — a ticket booking service: GraphQL API, live seat maps, atomic seat holds.
 //!
 //! Layers depend downward only: `app` (the builder) → `http` → `graphql` → `state` → services
-//! (`booking` → `holds` → `catalogue`, `auth`, `payment`, `limits`, `live`) → `db`, `error`,
+//! (`queue`, `booking` → `holds` → `catalogue`, `auth`, `payment`, `limits`, `live`) → `db`, `error`,
 //! `ids` → `entity`. `main.rs` parses the command line and dispatches; the load tools live in
 //! their own crate (`loadtest/`).
 pub mod app;
@@ -18,5 +18,6 @@ pub mod ids;
 pub mod limits;
 pub mod live;
 pub mod payment;
+pub mod queue;
 pub mod state;
 pub mod telemetry;

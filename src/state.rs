@@ -13,6 +13,7 @@ use crate::db::DbStats;
 use crate::holds::Holds;
 use crate::limits::Limits;
 use crate::live::Hub;
+use crate::queue::WaitingRoom;
 
 /// Everything a request needs; cheap to clone (handles and Arcs inside).
 #[derive(Clone)]
@@ -24,6 +25,7 @@ pub struct AppState {
     pub accounts: Accounts,
     pub bookings: Bookings,
     pub holds: Holds,
+    pub queue: WaitingRoom,
     pub live: Hub,
     pub limits: Arc<Limits>,
     pub shutdown: CancellationToken,

@@ -10,6 +10,7 @@ pub mod screen;
 pub mod seat;
 pub mod show;
 pub mod show_price;
+pub mod show_sale;
 pub mod user;
 pub mod venue;
 
@@ -23,6 +24,7 @@ pub mod prelude {
     pub use super::seat::Entity as Seat;
     pub use super::show::Entity as Show;
     pub use super::show_price::Entity as ShowPrice;
+    pub use super::show_sale::Entity as ShowSale;
     pub use super::user::Entity as User;
     pub use super::venue::Entity as Venue;
 }

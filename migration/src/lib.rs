@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_create_schema;
 mod m20261124_000002_checkout;
 mod m20261201_000003_seat_attributes;
+mod m20261201_000004_on_sale;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_create_schema::Migration),
             Box::new(m20261124_000002_checkout::Migration),
             Box::new(m20261201_000003_seat_attributes::Migration),
+            Box::new(m20261201_000004_on_sale::Migration),
         ]
     }
 }

@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod layout;
 pub mod plan;
+pub mod sales;
 pub mod seatmap;
 mod shows;
 

@@ -7,6 +7,7 @@ pub mod holds;
 pub mod loaders;
 pub mod mutation;
 pub mod query;
+pub mod queue;
 pub mod subscription;
 pub mod types;
 
@@ -15,7 +16,7 @@ use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder};
 use crate::state::AppState;
 
 #[derive(MergedObject, Default)]
-pub struct Query(query::CatalogueQuery);
+pub struct Query(query::CatalogueQuery, queue::QueueQuery);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(
@@ -23,10 +24,11 @@ pub struct Mutation(
     holds::HoldMutation,
     booking::BookingMutation,
     mutation::CatalogueMutation,
+    queue::QueueMutation,
 );
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(subscription::LiveSubscription);
+pub struct Subscription(subscription::LiveSubscription, queue::QueueSubscription);
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 

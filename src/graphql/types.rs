@@ -107,6 +107,16 @@ impl Show {
     async fn booked_seats(&self, ctx: &Context<'_>) -> Result<i32> {
         Ok(self.counts(ctx).await?.booked)
     }
+    /// On-sale settings and the waiting room's state now; null when none were set.
+    async fn on_sale(&self, ctx: &Context<'_>) -> Result<Option<super::queue::OnSale>> {
+        let state = ctx.data_unchecked::<crate::state::AppState>();
+        if state.catalogue.sale(self.model.id).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(super::queue::OnSale(
+            state.queue.room(self.model.id).await?,
+        )))
+    }
     /// Seat-map version: read from the same snapshot as `seats` and the counts. -1 while
     /// `holdsKnown` is false: no event follows from such a map, so a client re-reads on the next.
     async fn version(&self, ctx: &Context<'_>) -> Result<i32> {

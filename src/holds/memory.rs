@@ -19,6 +19,128 @@ struct Rec {
     created: i64,
 }
 
+/// A show's waiting room (the Redis scripts' `qwait`, `qadm` and `q_*` fields).
+#[derive(Default)]
+struct QueueMem {
+    /// `None` until mirrored from the database.
+    config: Option<QueueConfig>,
+    /// (place, user): the order of admission; places as `qjoin.lua` draws them.
+    wait: BTreeSet<(u64, i64)>,
+    place: HashMap<i64, u64>,
+    /// User → end of the admitted session (ms).
+    sessions: HashMap<i64, i64>,
+    next_ms: Option<i64>,
+    seq: u64,
+    done: u64,
+}
+
+/// Places of who joins after the opening start here (above every random draw).
+const AFTER_OPENING: u64 = 1 << 52;
+
+impl QueueMem {
+    fn on(&self) -> bool {
+        self.config.is_some_and(|c| c.on)
+    }
+
+    fn admitted(&self, user: i64, now: i64) -> bool {
+        !self.on() || self.sessions.get(&user).is_some_and(|end| *end > now)
+    }
+
+    fn shopping(&self, now: i64) -> u64 {
+        self.sessions.values().filter(|end| **end > now).count() as u64
+    }
+
+    fn place(&self, user: i64, now: i64) -> Place {
+        let opens = self.config.map_or(0, |c| c.opens_ms);
+        let mut p = Place {
+            state: PlaceState::None,
+            ahead: None,
+            session_end_ms: None,
+            admitted_total: self.done,
+            waiting: self.wait.len() as u64,
+        };
+        if let Some(end) = self.sessions.get(&user) {
+            p.state = if *end > now {
+                PlaceState::Admitted
+            } else {
+                PlaceState::Expired
+            };
+            p.session_end_ms = Some(*end);
+        } else if let Some(place) = self.place.get(&user) {
+            p.state = PlaceState::Waiting;
+            if now >= opens {
+                p.ahead = Some(self.wait.range(..(*place, user)).count() as u64);
+            }
+        }
+        p
+    }
+
+    fn join(&mut self, user: i64, random: u64, now: i64) -> Place {
+        let live = self.sessions.get(&user).is_some_and(|end| *end > now);
+        if !live && !self.place.contains_key(&user) {
+            self.sessions.remove(&user);
+            let opens = self.config.map_or(0, |c| c.opens_ms);
+            let place = if now < opens {
+                random % AFTER_OPENING
+            } else {
+                self.seq += 1;
+                AFTER_OPENING + self.seq
+            };
+            self.wait.insert((place, user));
+            self.place.insert(user, place);
+        }
+        self.place(user, now)
+    }
+
+    /// `qadmit.lua`, step for step.
+    fn admit(&mut self, now: i64) -> Admitted {
+        let status = |q: &QueueMem, n: u64| Admitted {
+            now: n,
+            total: q.done,
+            waiting: q.wait.len() as u64,
+            shopping: q.shopping(now),
+        };
+        let Some(c) = self.config.filter(|c| c.on) else {
+            return status(self, 0);
+        };
+        if now < c.opens_ms {
+            return status(self, 0);
+        }
+        self.sessions.retain(|_, end| *end > now - 3_600_000);
+        let due_at = self.next_ms.unwrap_or(c.opens_ms).max(c.opens_ms);
+        if now < due_at {
+            return status(self, 0);
+        }
+        let mut due = (now - due_at) / c.interval_ms + 1;
+        due = due.min((1000 / c.interval_ms).max(1));
+        if c.max_shoppers > 0 {
+            let shopping = self.shopping(now) as i64;
+            if shopping >= c.max_shoppers as i64 {
+                self.next_ms = Some(now);
+                return status(self, 0);
+            }
+            due = due.min(c.max_shoppers as i64 - shopping);
+        }
+        let mut n = 0;
+        while n < due {
+            let Some((place, user)) = self.wait.pop_first() else {
+                break;
+            };
+            let _ = place;
+            self.place.remove(&user);
+            self.sessions.insert(user, now + c.session_ms);
+            n += 1;
+        }
+        self.done += n as u64;
+        let mut next_at = due_at + due * c.interval_ms;
+        if n < due || next_at < now - 1000 {
+            next_at = now + c.interval_ms;
+        }
+        self.next_ms = Some(next_at);
+        status(self, n as u64)
+    }
+}
+
 #[derive(Default)]
 struct ShowMem {
     version: i64,
@@ -29,6 +151,7 @@ struct ShowMem {
     expiries: BTreeSet<(i64, String)>,
     user_holds: HashMap<i64, u32>,
     booked: HashSet<i64>,
+    queue: QueueMem,
 }
 
 pub struct MemoryStore {
@@ -104,6 +227,12 @@ impl ShowMem {
         );
         self.expiries.insert((expires, hold_id.to_string()));
         *self.user_holds.entry(user_id).or_default() += 1;
+        // An admitted session lasts at least as long as the hold taken in it.
+        if self.queue.on() {
+            if let Some(end) = self.queue.sessions.get_mut(&user_id) {
+                *end = (*end).max(expires);
+            }
+        }
         let changes = seats
             .iter()
             .map(|s| SeatChange {
@@ -211,6 +340,12 @@ impl HoldStore for MemoryStore {
             max_holds,
         } = *r;
         self.with_show(show_id, |show, events| {
+            if show.queue.config.is_none() {
+                return HoldOutcome::NeedQueueConfig;
+            }
+            if !show.queue.admitted(user_id, now_ms()) {
+                return HoldOutcome::NotAdmitted;
+            }
             if show.user_holds.get(&user_id).copied().unwrap_or(0) >= max_holds {
                 return HoldOutcome::TooManyHolds;
             }
@@ -234,6 +369,12 @@ impl HoldStore for MemoryStore {
     async fn hold_best(&self, r: &BestRequest<'_>) -> Result<BestOutcome, StoreError> {
         let plan = &r.layout.plan;
         self.with_show(r.show_id, |show, events| {
+            if show.queue.config.is_none() {
+                return BestOutcome::NeedQueueConfig;
+            }
+            if !show.queue.admitted(r.user_id, now_ms()) {
+                return BestOutcome::NotAdmitted;
+            }
             if show.user_holds.get(&r.user_id).copied().unwrap_or(0) >= r.max_holds {
                 return BestOutcome::TooManyHolds;
             }
@@ -255,6 +396,59 @@ impl HoldStore for MemoryStore {
             }
         })
         .await
+    }
+
+    async fn configure_queue(
+        &self,
+        show_id: i64,
+        config: QueueConfig,
+        only_if_missing: bool,
+    ) -> Result<(), StoreError> {
+        let mut shows = self.shows.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = &mut shows.entry(show_id).or_default().queue;
+        if !(only_if_missing && queue.config.is_some()) {
+            queue.config = Some(config);
+        }
+        Ok(())
+    }
+
+    async fn join_queue(
+        &self,
+        show_id: i64,
+        user_id: i64,
+        random: u64,
+    ) -> Result<QueueReply, StoreError> {
+        let mut shows = self.shows.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = &mut shows.entry(show_id).or_default().queue;
+        Ok(match queue.config {
+            None => QueueReply::NeedQueueConfig,
+            Some(c) if !c.on => QueueReply::Off,
+            Some(_) => QueueReply::Place(queue.join(user_id, random, now_ms())),
+        })
+    }
+
+    async fn queue_place(&self, show_id: i64, user_id: i64) -> Result<QueueReply, StoreError> {
+        let mut shows = self.shows.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = &shows.entry(show_id).or_default().queue;
+        Ok(match queue.config {
+            None => QueueReply::NeedQueueConfig,
+            Some(c) if !c.on => QueueReply::Off,
+            Some(_) => QueueReply::Place(queue.place(user_id, now_ms())),
+        })
+    }
+
+    async fn admit(&self, show_id: i64) -> Result<Admitted, StoreError> {
+        let mut shows = self.shows.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(shows.entry(show_id).or_default().queue.admit(now_ms()))
+    }
+
+    async fn queued_shows(&self) -> Result<Vec<i64>, StoreError> {
+        let shows = self.shows.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(shows
+            .iter()
+            .filter(|(_, s)| s.queue.on())
+            .map(|(id, _)| *id)
+            .collect())
     }
 
     async fn release(
@@ -307,6 +501,12 @@ impl HoldStore for MemoryStore {
             if rec.user != user_id {
                 return ExtendOutcome::NotOwner;
             }
+            if !show.queue.admitted(user_id, now_ms()) {
+                return ExtendOutcome::NotAdmitted;
+            }
+            let Some(rec) = show.holds.get_mut(hold_id) else {
+                return ExtendOutcome::NotLive;
+            };
             let target =
                 (now_ms() + window.as_millis() as i64).min(rec.created + cap.as_millis() as i64);
             if target > rec.expires {
@@ -333,7 +533,15 @@ impl HoldStore for MemoryStore {
             let booking: HashSet<i64> = seats.iter().copied().collect();
             let mut freed = Vec::new();
             if let Some(h) = hold_id {
-                show.drop_hold(h, &mut freed);
+                // A checkout ends the buyer's waiting-room session (the slot goes to the next).
+                if let Some(owner) = show.drop_hold(h, &mut freed) {
+                    let now = now_ms();
+                    if show.queue.on() {
+                        if let Some(end) = show.queue.sessions.get_mut(&owner) {
+                            *end = (*end).min(now);
+                        }
+                    }
+                }
             }
             for s in seats {
                 if let Some(other) = show.seats.get(s).cloned() {

@@ -18,8 +18,9 @@ use rand::RngCore;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 
 pub use store::{
-    BestOutcome, BestRequest, ExtendOutcome, FeedItem, FeedSink, HoldOutcome, HoldRecord,
-    HoldRequest, HoldStore, Interest, ReleaseOutcome, SeatChange, SeatEvent, StoreError,
+    Admitted, BestOutcome, BestRequest, ExtendOutcome, FeedItem, FeedSink, HoldOutcome, HoldRecord,
+    HoldRequest, HoldStore, Interest, Place, PlaceState, QueueConfig, QueueReply, ReleaseOutcome,
+    SeatChange, SeatEvent, StoreError,
 };
 
 /// Which store keeps the holds.
@@ -213,6 +214,33 @@ impl Holds {
             .collect())
     }
 
+    /// The show's waiting-room settings as the database has them (`OFF` without a row).
+    pub async fn queue_config(&self, show_id: i64) -> AppResult<QueueConfig> {
+        Ok(match self.catalogue.sale(show_id).await? {
+            None => QueueConfig::OFF,
+            Some(s) => QueueConfig {
+                on: s.queue_enabled,
+                opens_ms: s.opens_at.timestamp_millis(),
+                interval_ms: ((60_000.0 / s.admit_per_minute.max(1) as f64).round() as i64).max(1),
+                session_ms: s.session_seconds as i64 * 1000,
+                max_shoppers: s.max_shoppers.unwrap_or(0).max(0) as u32,
+            },
+        })
+    }
+
+    /// Mirror the show's waiting-room settings into the store when it lacks them (first use, or
+    /// Redis lost its data); a newer `setOnSale` written meanwhile is kept.
+    pub async fn mirror_queue_config(&self, show_id: i64) -> AppResult<()> {
+        let config = self.queue_config(show_id).await?;
+        Ok(self.store.configure_queue(show_id, config, true).await?)
+    }
+
+    /// Write the show's settings into the store (after `setOnSale` committed them).
+    pub async fn set_queue_config(&self, show_id: i64) -> AppResult<()> {
+        let config = self.queue_config(show_id).await?;
+        Ok(self.store.configure_queue(show_id, config, false).await?)
+    }
+
     pub async fn ping(&self) -> bool {
         self.store.ping().await
     }
@@ -238,7 +266,17 @@ impl Holds {
             ttl: self.rules.ttl,
             max_holds: self.rules.max_holds,
         };
-        match self.store.hold(&request).await? {
+        let mut outcome = self.store.hold(&request).await?;
+        if outcome == HoldOutcome::NeedQueueConfig {
+            self.mirror_queue_config(show_id).await?;
+            outcome = self.store.hold(&request).await?;
+        }
+        match outcome {
+            HoldOutcome::NeedQueueConfig => Err(queue_config_missing(show_id)),
+            HoldOutcome::NotAdmitted => {
+                metrics::counter!("holds_total", "outcome" => "not_admitted").increment(1);
+                Err(AppError::NotAdmitted)
+            }
             HoldOutcome::Granted {
                 version,
                 expires_ms,
@@ -295,7 +333,17 @@ impl Holds {
             ttl: self.rules.ttl,
             max_holds: self.rules.max_holds,
         };
-        match self.store.hold_best(&request).await? {
+        let mut outcome = self.store.hold_best(&request).await?;
+        if outcome == BestOutcome::NeedQueueConfig {
+            self.mirror_queue_config(show_id).await?;
+            outcome = self.store.hold_best(&request).await?;
+        }
+        match outcome {
+            BestOutcome::NeedQueueConfig => Err(queue_config_missing(show_id)),
+            BestOutcome::NotAdmitted => {
+                metrics::counter!("best_available_total", "outcome" => "not_admitted").increment(1);
+                Err(AppError::NotAdmitted)
+            }
             BestOutcome::Granted {
                 version,
                 expires_ms,
@@ -447,6 +495,7 @@ impl Holds {
             ExtendOutcome::Extended { .. } => Ok((show_id, hold)),
             ExtendOutcome::NotLive => Err(AppError::HoldExpired),
             ExtendOutcome::NotOwner => Err(not_your_hold()),
+            ExtendOutcome::NotAdmitted => Err(AppError::NotAdmitted),
         }
     }
 
@@ -488,6 +537,12 @@ impl Holds {
         }
         Ok(seats)
     }
+}
+
+fn queue_config_missing(show_id: i64) -> AppError {
+    AppError::internal(anyhow::anyhow!(
+        "show {show_id}: the hold store asked for its waiting-room settings twice"
+    ))
 }
 
 fn not_started(show: &entity::show::Model) -> AppResult<()> {

@@ -49,6 +49,10 @@ pub enum BestOutcome {
     NoneFree,
     /// The user has the maximum number of live holds on this show.
     TooManyHolds,
+    /// The show's waiting room is on and this user has no live session.
+    NotAdmitted,
+    /// The store does not know the show's waiting-room settings yet: mirror them, then retry.
+    NeedQueueConfig,
 }
 
 /// A live hub's interest in a show's events: it has local subscribers now, or no longer.
@@ -79,6 +83,73 @@ pub enum HoldOutcome {
     Unavailable(Vec<i64>),
     /// The user has the maximum number of live holds on this show.
     TooManyHolds,
+    /// The show's waiting room is on and this user has no live session.
+    NotAdmitted,
+    /// The store does not know the show's waiting-room settings yet: mirror them, then retry.
+    NeedQueueConfig,
+}
+
+/// A show's waiting-room settings as the store keeps them (mirrored from `show_sales`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueConfig {
+    pub on: bool,
+    pub opens_ms: i64,
+    /// Milliseconds between two admissions (60,000 / admissions per minute).
+    pub interval_ms: i64,
+    pub session_ms: i64,
+    /// Most visitors shopping at once; 0: no cap.
+    pub max_shoppers: u32,
+}
+
+impl QueueConfig {
+    /// No waiting room: everyone may shop.
+    pub const OFF: QueueConfig = QueueConfig {
+        on: false,
+        opens_ms: 0,
+        interval_ms: 1,
+        session_ms: 1,
+        max_shoppers: 0,
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaceState {
+    /// Never joined (or forgotten an hour after the session ended).
+    None,
+    Waiting,
+    Admitted,
+    /// The session lapsed or ended with a checkout.
+    Expired,
+}
+
+/// A user's place in a waiting room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub state: PlaceState,
+    /// People ahead (0-based rank), once the sale has opened and while waiting.
+    pub ahead: Option<u64>,
+    /// End of the admitted session (admitted or expired).
+    pub session_end_ms: Option<i64>,
+    /// Admitted so far on this show.
+    pub admitted_total: u64,
+    pub waiting: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueReply {
+    Place(Place),
+    /// The show has no waiting room (or it is switched off).
+    Off,
+    NeedQueueConfig,
+}
+
+/// What one admission step did, and the room's state after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Admitted {
+    pub now: u64,
+    pub total: u64,
+    pub waiting: u64,
+    pub shopping: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,9 +161,13 @@ pub enum ReleaseOutcome {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExtendOutcome {
-    Extended { expires_ms: i64 },
+    Extended {
+        expires_ms: i64,
+    },
     NotLive,
     NotOwner,
+    /// The show's waiting room is on and the user's session is over.
+    NotAdmitted,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,6 +281,8 @@ pub trait HoldStore: Send + Sync + 'static {
                     })
                 }
                 HoldOutcome::TooManyHolds => return Ok(BestOutcome::TooManyHolds),
+                HoldOutcome::NotAdmitted => return Ok(BestOutcome::NotAdmitted),
+                HoldOutcome::NeedQueueConfig => return Ok(BestOutcome::NeedQueueConfig),
                 HoldOutcome::Unavailable(lost) => taken.extend(lost),
             }
         }
@@ -254,6 +331,48 @@ pub trait HoldStore: Send + Sync + 'static {
     async fn sweep(&self) -> Result<usize, StoreError>;
 
     async fn ping(&self) -> bool;
+
+    /// Mirror a show's waiting-room settings (`only_if_missing`: a lazy load, which must not
+    /// overwrite settings written since it read the database). A store without a waiting room
+    /// (the row-lock baseline) ignores them: it never asks for them and admits everyone.
+    async fn configure_queue(
+        &self,
+        show_id: i64,
+        config: QueueConfig,
+        only_if_missing: bool,
+    ) -> Result<(), StoreError> {
+        let _ = (show_id, config, only_if_missing);
+        Ok(())
+    }
+
+    /// Take a place in the show's waiting room (one per user; joining again returns it).
+    /// `random`: the server's draw (below 2^52), the place of who joins before the opening.
+    async fn join_queue(
+        &self,
+        show_id: i64,
+        user_id: i64,
+        random: u64,
+    ) -> Result<QueueReply, StoreError> {
+        let _ = (show_id, user_id, random);
+        Ok(QueueReply::Off)
+    }
+
+    /// The user's place in the show's waiting room.
+    async fn queue_place(&self, show_id: i64, user_id: i64) -> Result<QueueReply, StoreError> {
+        let _ = (show_id, user_id);
+        Ok(QueueReply::Off)
+    }
+
+    /// Admit who is due on the show's schedule (any instance, any number of times).
+    async fn admit(&self, show_id: i64) -> Result<Admitted, StoreError> {
+        let _ = show_id;
+        Ok(Admitted::default())
+    }
+
+    /// Shows whose waiting room is on (the admission ticker's work list).
+    async fn queued_shows(&self) -> Result<Vec<i64>, StoreError> {
+        Ok(Vec::new())
+    }
 
     /// Deliver the seat events of the shows named through `interest` to `sink` until `shutdown`.
     /// The store owns how its events travel (Redis pub/sub, an in-process channel); a store

@@ -346,7 +346,9 @@ async fn redis_script_and_rust_chooser_agree_on_random_layouts() {
     use boxoffice::holds::best::BestAsk;
     use boxoffice::holds::memory::MemoryStore;
     use boxoffice::holds::redis::RedisStore;
-    use boxoffice::holds::{BestOutcome, BestRequest, HoldRequest, HoldStore};
+    use boxoffice::holds::{
+        BestOutcome, BestRequest, HoldOutcome, HoldRequest, HoldStore, QueueConfig,
+    };
     use migration::MigratorTrait;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
@@ -414,6 +416,11 @@ async fn redis_script_and_rust_chooser_agree_on_random_layouts() {
             .collect();
         let ttl = Duration::from_secs(600);
         for store in [&redis as &dyn HoldStore, &memory] {
+            // No waiting room (the server mirrors this from the database on first use).
+            store
+                .configure_queue(show, QueueConfig::OFF, true)
+                .await
+                .expect("queue settings");
             if taken.is_empty() {
                 continue;
             }
@@ -426,7 +433,8 @@ async fn redis_script_and_rust_chooser_agree_on_random_layouts() {
                 ttl,
                 max_holds: 2,
             };
-            store.hold(&r).await.expect("pre-hold");
+            let pre = store.hold(&r).await.expect("pre-hold");
+            assert!(matches!(pre, HoldOutcome::Granted { .. }), "{pre:?}");
         }
         let n_cats = layout.plan.categories.len();
         // Three asks in a row on the same show (the script's skip hints carry over), some

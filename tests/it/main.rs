@@ -21,6 +21,7 @@ mod live;
 mod metrics;
 mod overload;
 mod parsers;
+mod queue;
 mod schema;
 mod simulate;
 mod sockets;

@@ -35,6 +35,13 @@ fn schema_has_the_contract() {
         "wheelchair: Boolean!",
         "companion: Boolean!",
         "restrictedView: Boolean!",
+        "setOnSale(showId: ID!, opensAt: DateTime!, admitPerMinute: Int!, sessionMinutes: Int!, queueEnabled: Boolean!",
+        "joinQueue(showId: ID!): QueueTicket!",
+        "queueTicket(showId: ID!): QueueTicket",
+        "queueUpdates(showId: ID!): QueueTicket!",
+        "enum QueueState",
+        "estimatedWaitSeconds: Int",
+        "admittedUntil: DateTime",
     ] {
         assert!(sdl.contains(needle), "schema lacks `{needle}`");
     }

@@ -375,6 +375,17 @@ pub(super) async fn raw_redis(
                     Ok(boxoffice::holds::HoldOutcome::TooManyHolds) => {
                         m.answer(&w, t, "LIMIT_EXCEEDED", Class::Error)
                     }
+                    Ok(boxoffice::holds::HoldOutcome::NotAdmitted) => {
+                        m.answer(&w, t, "NOT_ADMITTED", Class::Error)
+                    }
+                    // First use of a show: it has no waiting room (the server would mirror
+                    // that from the database; these shows exist only in Redis). Not counted.
+                    Ok(boxoffice::holds::HoldOutcome::NeedQueueConfig) => {
+                        let off = boxoffice::holds::QueueConfig::OFF;
+                        if let Err(e) = store.configure_queue(show, off, true).await {
+                            m.answer(&w, t, &format!("store error: {e}"), Class::Error);
+                        }
+                    }
                     Err(e) => m.answer(&w, t, &format!("store error: {e}"), Class::Error),
                 }
             }

@@ -23,8 +23,8 @@ const COMMON: &str = include_str!("../scripts/common.lua");
 const SWEEP_SLACK_MS: i64 = 200;
 
 /// A show's keys, in the order `common.lua` documents (`KEYS[1]`..`KEYS[8]`).
-const KEY_NAMES: [&str; 8] = [
-    "seats", "holds", "holdrec", "uholds", "booked", "meta", "plan", "occ",
+const KEY_NAMES: [&str; 10] = [
+    "seats", "holds", "holdrec", "uholds", "booked", "meta", "plan", "occ", "qwait", "qadm",
 ];
 
 fn script(body: &str) -> Script {
@@ -41,6 +41,10 @@ struct Scripts {
     load: Script,
     best: Script,
     plan: Script,
+    qconfig: Script,
+    qjoin: Script,
+    qticket: Script,
+    qadmit: Script,
     snapshot: Script,
     expire: Script,
     sweep_ack: Script,
@@ -132,6 +136,10 @@ impl RedisStore {
                 load: script(include_str!("../scripts/load.lua")),
                 best: script(include_str!("../scripts/best.lua")),
                 plan: script(include_str!("../scripts/plan.lua")),
+                qconfig: script(include_str!("../scripts/qconfig.lua")),
+                qjoin: script(include_str!("../scripts/qjoin.lua")),
+                qticket: script(include_str!("../scripts/qticket.lua")),
+                qadmit: script(include_str!("../scripts/qadmit.lua")),
                 snapshot: script(include_str!("../scripts/snapshot.lua")),
                 expire: script(include_str!("../scripts/expire.lua")),
                 sweep_ack: Script::new(include_str!("../scripts/sweep_ack.lua")),
@@ -139,8 +147,8 @@ impl RedisStore {
         })
     }
 
-    /// The eight keys of a show, in the order `common.lua` documents.
-    fn keys(&self, show_id: i64) -> [String; 8] {
+    /// The keys of a show, in the order `common.lua` documents.
+    fn keys(&self, show_id: i64) -> [String; 10] {
         let p = &self.prefix;
         KEY_NAMES.map(|k| format!("{p}:{{show:{show_id}}}:{k}"))
     }
@@ -152,6 +160,36 @@ impl RedisStore {
 
     fn sweep_key(&self) -> String {
         format!("{}:sweep", self.prefix)
+    }
+
+    /// Shows whose waiting room is on.
+    fn queues_key(&self) -> String {
+        format!("{}:queues", self.prefix)
+    }
+
+    fn parse_queue(reply: &[String]) -> Result<QueueReply, StoreError> {
+        let state = match reply.first().map(String::as_str) {
+            Some("QCFG") => return Ok(QueueReply::NeedQueueConfig),
+            Some("OFF") => return Ok(QueueReply::Off),
+            Some("NONE") => PlaceState::None,
+            Some("WAITING") => PlaceState::Waiting,
+            Some("ADMITTED") => PlaceState::Admitted,
+            Some("EXPIRED") => PlaceState::Expired,
+            _ => {
+                return Err(StoreError::Internal(format!(
+                    "unexpected queue reply {reply:?}"
+                )))
+            }
+        };
+        let rank = int(reply.get(1))?;
+        let end = int(reply.get(2))?;
+        Ok(QueueReply::Place(Place {
+            state,
+            ahead: (rank >= 0).then_some(rank as u64),
+            session_end_ms: (end > 0).then_some(end),
+            admitted_total: int(reply.get(3))? as u64,
+            waiting: int(reply.get(4))? as u64,
+        }))
     }
 
     async fn run(
@@ -386,6 +424,14 @@ impl HoldStore for RedisStore {
                 let _ = self.refused.send(member);
                 Ok(HoldOutcome::TooManyHolds)
             }
+            Some("NOTADMITTED") => {
+                let _ = self.refused.send(member);
+                Ok(HoldOutcome::NotAdmitted)
+            }
+            Some("QCFG") => {
+                let _ = self.refused.send(member);
+                Ok(HoldOutcome::NeedQueueConfig)
+            }
             _ => Err(StoreError::Internal(format!(
                 "unexpected hold reply {reply:?}"
             ))),
@@ -441,6 +487,14 @@ impl HoldStore for RedisStore {
             Some("LIMIT") => {
                 let _ = self.refused.send(member);
                 Ok(BestOutcome::TooManyHolds)
+            }
+            Some("NOTADMITTED") => {
+                let _ = self.refused.send(member);
+                Ok(BestOutcome::NotAdmitted)
+            }
+            Some("QCFG") => {
+                let _ = self.refused.send(member);
+                Ok(BestOutcome::NeedQueueConfig)
             }
             _ => {
                 let _ = self.refused.send(member);
@@ -517,6 +571,7 @@ impl HoldStore for RedisStore {
             }
             Some("NOTLIVE") => Ok(ExtendOutcome::NotLive),
             Some("FORBIDDEN") => Ok(ExtendOutcome::NotOwner),
+            Some("NOTADMITTED") => Ok(ExtendOutcome::NotAdmitted),
             _ => Err(StoreError::Internal(format!(
                 "unexpected extend reply {reply:?}"
             ))),
@@ -635,6 +690,72 @@ impl HoldStore for RedisStore {
     async fn ping(&self) -> bool {
         let mut conn = self.conn.clone();
         matches!(redis::cmd("PING").query_async::<String>(&mut conn).await, Ok(ref s) if s == "PONG")
+    }
+
+    async fn configure_queue(
+        &self,
+        show_id: i64,
+        c: QueueConfig,
+        only_if_missing: bool,
+    ) -> Result<(), StoreError> {
+        let args = [
+            if c.on { "1" } else { "0" }.to_string(),
+            c.opens_ms.to_string(),
+            c.interval_ms.to_string(),
+            c.session_ms.to_string(),
+            c.max_shoppers.to_string(),
+            if only_if_missing { "1" } else { "0" }.to_string(),
+        ];
+        let reply = self.run(&self.scripts.qconfig, show_id, &args).await?;
+        if reply.first().map(String::as_str) == Some("OK") {
+            let mut conn = self.conn.clone();
+            let op = if c.on { "SADD" } else { "SREM" };
+            redis::cmd(op)
+                .arg(self.queues_key())
+                .arg(show_id)
+                .query_async::<i64>(&mut conn)
+                .await
+                .map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    async fn join_queue(
+        &self,
+        show_id: i64,
+        user_id: i64,
+        random: u64,
+    ) -> Result<QueueReply, StoreError> {
+        let args = [user_id.to_string(), (random % (1 << 52)).to_string()];
+        let reply = self.run(&self.scripts.qjoin, show_id, &args).await?;
+        Self::parse_queue(&reply)
+    }
+
+    async fn queue_place(&self, show_id: i64, user_id: i64) -> Result<QueueReply, StoreError> {
+        let reply = self
+            .run(&self.scripts.qticket, show_id, &[user_id.to_string()])
+            .await?;
+        Self::parse_queue(&reply)
+    }
+
+    async fn admit(&self, show_id: i64) -> Result<Admitted, StoreError> {
+        let reply = self.run(&self.scripts.qadmit, show_id, &[]).await?;
+        Ok(Admitted {
+            now: int(reply.first())? as u64,
+            total: int(reply.get(1))? as u64,
+            waiting: int(reply.get(2))? as u64,
+            shopping: int(reply.get(3))? as u64,
+        })
+    }
+
+    async fn queued_shows(&self) -> Result<Vec<i64>, StoreError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<i64> = redis::cmd("SMEMBERS")
+            .arg(self.queues_key())
+            .query_async(&mut conn)
+            .await
+            .map_err(map_err)?;
+        Ok(ids)
     }
 
     fn start_feed(

@@ -5,9 +5,12 @@
 --       7 together required (1|0), 8 wheelchair spaces, 9 category mask ('' = every category;
 --       else one byte per category index, '1' = allowed)
 -- Returns {"OK", version, expires_ms, side by side (1|0), seat, ...} | {"NONE"} | {"LIMIT"}
---       | {"LOAD"} (booked cache missing) | {"PLAN"} (plan missing)
+--       | {"LOAD"} (booked cache missing) | {"PLAN"} (plan missing) | {"QCFG"} (waiting-room
+--       settings missing) | {"NOTADMITTED"} (the waiting room is on, no live session)
 -- Invariant: as hold.lua — all or nothing, never a held or booked seat, never blocks.
-if redis.call('HGET', KEYS[6], 'loaded') ~= '1' then return {'LOAD'} end
+local state = redis.call('HMGET', KEYS[6], 'loaded', 'q_cfg')
+if state[1] ~= '1' then return {'LOAD'} end
+if state[2] ~= '1' then return {'QCFG'} end
 local n, wc = tonumber(ARGV[6]), tonumber(ARGV[8])
 -- Windows with a wheelchair space or companion seat are only for requests that want one.
 local list = wc > 0 and 'w' or 'p'
@@ -17,6 +20,7 @@ if not (attr and wins) or redis.call('EXISTS', KEYS[8]) == 0 then return {'PLAN'
 local now = now_ms()
 expire_due(now)
 local hold_id, user, ttl, max_holds = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+if not admitted(user, now) then return {'NOTADMITTED'} end
 if tonumber(redis.call('HGET', KEYS[4], user) or '0') >= max_holds then return {'LIMIT'} end
 local together, mask = ARGV[7] == '1', ARGV[9]
 local occ = redis.call('GET', KEYS[8]) -- read after the expiry above

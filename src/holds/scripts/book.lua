@@ -9,7 +9,13 @@ redis.call('HINCRBY', KEYS[6], 'bookgen', 1)
 local booking = {}
 for i = 3, #ARGV do booking[ARGV[i]] = true end
 local freed = {}
-if ARGV[2] ~= '' then drop_hold(ARGV[2], freed) end
+if ARGV[2] ~= '' then
+  local owner = drop_hold(ARGV[2], freed)
+  -- A checkout ends the buyer's waiting-room session: the slot goes to the next in line.
+  if owner and redis.call('HGET', KEYS[6], 'q_on') == '1' then
+    redis.call('ZADD', KEYS[10], 'XX', 'LT', now, owner)
+  end
+end
 for i = 3, #ARGV do
   local other = redis.call('HGET', KEYS[1], ARGV[i])
   if other then drop_hold(other, freed) end

@@ -13,6 +13,13 @@
 --                    i<position> -> seat id. Immutable once loaded (layouts never change).
 --   8 occ      STRING one byte per position, '1' held or booked, '0' free; exists only while
 --                    `plan` does and is kept in step by every change of `seats` and `booked`.
+--   9 qwait    ZSET  waiting room: user id -> place (a random number below 2^52 for who joined
+--                    before the opening, 2^52 + arrival number after): the order of admission
+--  10 qadm     ZSET  waiting room: user id -> end of the user's admitted session (ms)
+-- Waiting-room settings and state, in `meta`: q_cfg (1 once mirrored from the database), q_on,
+-- q_open (ms), q_int (ms between two admissions), q_sess (session ms), q_max (most shoppers at
+-- once, 0: no cap), q_next (when the next admission is due, ms), q_seq (arrivals after the
+-- opening), q_done (admitted so far).
 -- ARGV[1] is always the show's event channel.
 --
 -- Invariants: a seat is in `seats` at most once; a held seat is never in `booked`; every map
@@ -120,7 +127,35 @@ local function grant(hold_id, user, ttl, seats, now)
   redis.call('ZADD', KEYS[2], expires, hold_id)
   redis.call('HSET', KEYS[3], hold_id, user .. '|' .. expires .. '|' .. now .. '|' .. table.concat(seats, ','))
   redis.call('HINCRBY', KEYS[4], user, 1)
+  -- An admitted session lasts at least as long as the hold taken in it (so it can be paid for).
+  if redis.call('HGET', KEYS[6], 'q_on') == '1' then
+    redis.call('ZADD', KEYS[10], 'XX', 'GT', expires, user)
+  end
   return publish(parts), expires
+end
+
+-- The waiting room lets this user shop now: it is off, or the user's session is live.
+local function admitted(user, now)
+  if redis.call('HGET', KEYS[6], 'q_on') ~= '1' then return true end
+  local u = redis.call('ZSCORE', KEYS[10], user)
+  return u ~= false and tonumber(u) > now
+end
+
+-- A user's place: {state, rank (0-based; -1 before the opening or when not waiting), session
+-- end (ms, 0 if none), admitted so far, waiting}. States: NONE, WAITING, ADMITTED, EXPIRED.
+local function ticket(user, now)
+  local m = redis.call('HMGET', KEYS[6], 'q_open', 'q_done')
+  local open, done = tonumber(m[1] or '0'), m[2] or '0'
+  local waiting = tostring(redis.call('ZCARD', KEYS[9]))
+  local adm = redis.call('ZSCORE', KEYS[10], user)
+  if adm then
+    local state = tonumber(adm) > now and 'ADMITTED' or 'EXPIRED'
+    return {state, '-1', adm, done, waiting}
+  end
+  local rank = redis.call('ZRANK', KEYS[9], user)
+  if not rank then return {'NONE', '-1', '0', done, waiting} end
+  if now < open then rank = -1 end
+  return {'WAITING', tostring(rank), '0', done, waiting}
 end
 
 local function version()

@@ -1,11 +1,15 @@
 -- hold: take every requested seat under one new hold, or none.
 -- ARGV: 1 channel, 2 hold id, 3 user id, 4 ttl ms, 5 max live holds of the user, 6.. seat ids
--- Returns {"OK", version, expires_ms} | {"TAKEN", seat, ...} | {"LIMIT"} | {"LOAD"}
+-- Returns {"OK", version, expires_ms} | {"TAKEN", seat, ...} | {"LIMIT"} | {"LOAD"} | {"QCFG"}
+--   | {"NOTADMITTED"} (the show's waiting room is on and this user has no live session)
 -- Invariant: all-or-nothing; a booked or held seat is never granted; never blocks (no waits).
-if redis.call('HGET', KEYS[6], 'loaded') ~= '1' then return {'LOAD'} end
+local state = redis.call('HMGET', KEYS[6], 'loaded', 'q_cfg')
+if state[1] ~= '1' then return {'LOAD'} end
+if state[2] ~= '1' then return {'QCFG'} end
 local now = now_ms()
 expire_due(now)
 local hold_id, user, ttl, max_holds = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+if not admitted(user, now) then return {'NOTADMITTED'} end
 if tonumber(redis.call('HGET', KEYS[4], user) or '0') >= max_holds then return {'LIMIT'} end
 local taken = {'TAKEN'}
 for i = 6, #ARGV do
