@@ -133,7 +133,7 @@
       who.textContent = state.me.email;
       const out = document.createElement('button');
       out.className = 'secondary'; out.textContent = 'Log out';
-      out.onclick = () => { state.token = null; state.me = null; localStorage.removeItem('boxoffice.token'); renderAccount(); resetWs(); reloadMap(); renderBookings([]); };
+      out.onclick = () => { state.token = null; state.me = null; localStorage.removeItem('boxoffice.token'); renderAccount(); resetWs(); reloadMap(); renderBookings([]); if (state.show) enterRoom(state.show.id); };
       el.append(who, out);
       $('auth').hidden = true;
     } else {
@@ -166,6 +166,7 @@
       localStorage.setItem('boxoffice.token', state.token);
       $('password').value = '';
       renderAccount(); resetWs(); reloadMap(); loadBookings();
+      if (state.show) enterRoom(state.show.id);
       say(mode === 'signUp' ? 'Welcome! Your account is ready.' : 'Signed in.', 'ok');
     } catch (e) { say(e.message, 'error'); }
   });
@@ -208,6 +209,7 @@
 
   // ---------- seat map ----------
   const SHOW = `query($id: ID!) { show(id: $id) { id startsAt version holdsKnown totalSeats availableSeats
+    onSale { queueEnabled opensAt admitPerMinute }
     movie { title } screen { name venue { name } } prices { category priceCents }
     seats { id row number label category priceCents status heldByMe rowIndex column wheelchair companion restrictedView } } }`;
   const money = (c) => (c / 100).toLocaleString(undefined, { style: 'currency', currency: 'EUR' });
@@ -217,6 +219,7 @@
     clearHold();
     await reloadMap(id);
     subscribeMap(id);
+    await enterRoom(id);
     renderShows();
     const first = $('seatmap').querySelector('.seat[tabindex="0"]'); if (first) first.focus();
   }
@@ -400,6 +403,80 @@
     for (const s of state.show.seats.values()) paintSeat(s);
   }
 
+  // ---------- waiting room ----------
+  // A show whose sale runs through a waiting room shows the line (position, people ahead,
+  // estimated wait, live) instead of the map until the user is admitted; then the map, with the
+  // session's countdown.
+  const TICKET_FIELDS = 'showId state position ahead estimatedWaitSeconds admittedUntil';
+  function duration(secs) {
+    secs = Math.max(0, Math.round(secs));
+    const h = Math.floor(secs / 3600), m = Math.floor((secs % 3600) / 60), sec = secs % 60;
+    return h ? `${h} h ${m} min` : m ? `${m} min ${sec} s` : `${sec} s`;
+  }
+  function stopRoom() {
+    if (state.queueSub) { state.queueSub(); state.queueSub = null; }
+    clearInterval(state.sessionTimer);
+    $('queue').hidden = true; $('session').hidden = true; $('map-area').hidden = false;
+  }
+  async function enterRoom(id) {
+    stopRoom();
+    const sale = state.show && state.show.raw.onSale;
+    if (!sale || !sale.queueEnabled) return;
+    if (!state.me) { showTicket(null, 'Sales of this show go through a waiting room. Sign in to join the queue.'); return; }
+    let t = null;
+    try { t = (await gql(`query($s: ID!) { queueTicket(showId: $s) { ${TICKET_FIELDS} } }`, { s: id })).queueTicket; } catch (e) { say(e.message, 'error'); }
+    showTicket(t);
+    if (t && t.state === 'WAITING') watchTicket(id);
+  }
+  function showTicket(t, note) {
+    const admitted = t && t.state === 'ADMITTED';
+    $('queue').hidden = admitted; $('map-area').hidden = !admitted; $('actions').hidden = !admitted;
+    $('queue-join').hidden = !(state.me && (!t || t.state === 'EXPIRED'));
+    clearInterval(state.sessionTimer);
+    $('session').hidden = !admitted;
+    if (admitted) {
+      const end = new Date(t.admittedUntil);
+      const tick = () => {
+        const left = (end - Date.now()) / 1000;
+        $('session-left').textContent = duration(left);
+        if (left <= 0) { clearInterval(state.sessionTimer); enterRoom(state.show.id); }
+      };
+      tick();
+      state.sessionTimer = setInterval(tick, 1000);
+      return;
+    }
+    let text = note || 'Sales of this show go through a waiting room. Join the queue to get a place.';
+    if (t && t.state === 'WAITING') {
+      text = t.position == null
+        ? `You are in the queue. Sales open in ${duration(t.estimatedWaitSeconds || 0)}; places are drawn at random among everyone who is here by then.`
+        : `You are number ${t.position} in the queue (${t.ahead} ahead of you). Estimated wait: ${duration(t.estimatedWaitSeconds || 0)}.`;
+    } else if (t && t.state === 'EXPIRED') {
+      text = 'Your shopping session has ended. Join the queue again to shop again.';
+    }
+    $('queue-status').textContent = text;
+  }
+  function watchTicket(id) {
+    if (state.queueSub) state.queueSub();
+    state.queueSub = wsClient().subscribe({ query: `subscription($s: ID!) { queueUpdates(showId: $s) { ${TICKET_FIELDS} } }`, variables: { s: id } }, {
+      next: ({ data }) => {
+        if (!data || !state.show || state.show.id !== id) return;
+        const t = data.queueUpdates;
+        showTicket(t);
+        if (t.state === 'ADMITTED') { say('It is your turn: choose your seats before your session ends.', 'ok'); reloadMap(id); }
+      },
+      error: () => setTimeout(() => { if (state.show && state.show.id === id) enterRoom(id); }, 2000),
+      complete: () => {},
+    });
+  }
+  $('queue-join').onclick = async () => {
+    if (!state.show) return;
+    try {
+      const t = (await gql(`mutation($s: ID!) { joinQueue(showId: $s) { ${TICKET_FIELDS} } }`, { s: state.show.id })).joinQueue;
+      showTicket(t);
+      if (t.state === 'WAITING') watchTicket(state.show.id);
+    } catch (e) { say(e.message, 'error'); }
+  };
+
   // ---------- hold, pay, release ----------
   $('hold').onclick = async () => {
     if (!state.me) { $('auth').hidden = false; $('email').focus(); say('Sign in to hold seats.', 'error'); return; }
@@ -412,6 +489,7 @@
       showHold();
       say(`Held ${d.holdSeats.seats.map((s) => s.label).join(', ')}. Pay before the timer runs out.`, 'ok');
     } catch (e) {
+      if (e.code === 'NOT_ADMITTED') enterRoom(state.show.id);
       if (e.code === 'SEATS_UNAVAILABLE') {
         for (const id of e.ext.seatIds || []) state.selected.delete(id);
         await reloadMap();
@@ -452,6 +530,7 @@
       if (h.seats[0]) rove(h.seats[0].id, false);
     } catch (e) {
       say(e.message, 'error');
+      if (e.code === 'NOT_ADMITTED') enterRoom(state.show.id);
     } finally { $('best').disabled = false; }
   });
 
@@ -483,12 +562,18 @@
     try {
       const d = await gql(`mutation($h: ID!, $k: String!) { checkout(holdId: $h, idempotencyKey: $k) { id status failureReason totalCents seats { label } } }`, { h: state.hold.id, k: state.payKey });
       const b = d.checkout;
-      if (b.status === 'CONFIRMED') { clearHold(); say(`Booked! ${b.seats.map((s) => s.label).join(', ')} · ${money(b.totalCents)}. Enjoy the show.`, 'ok'); }
+      if (b.status === 'CONFIRMED') {
+        clearHold(); say(`Booked! ${b.seats.map((s) => s.label).join(', ')} · ${money(b.totalCents)}. Enjoy the show.`, 'ok');
+        // A checkout ends a waiting-room session.
+        const sale = state.show.raw.onSale;
+        if (sale && sale.queueEnabled) setTimeout(() => enterRoom(state.show.id), 4000);
+      }
       else if (b.status === 'FAILED') { clearHold(); say(`Payment failed: ${b.failureReason}. Your seats were released.`, 'error'); }
       else say('Your payment is being confirmed. It will appear in your bookings shortly.', 'ok');
       loadBookings();
     } catch (e) {
       if (e.code === 'HOLD_EXPIRED') { clearHold(); reloadMap(); }
+      if (e.code === 'NOT_ADMITTED') { clearHold(); enterRoom(state.show.id); }
       say(e.message, 'error');
     } finally { $('pay').disabled = false; }
   };

@@ -22,6 +22,7 @@ cargo build --locked --quiet
 tmp="$(mktemp -d)"
 port="$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
 DATABASE_URL="sqlite://$tmp/browser.db?mode=rwc" DEMO_DATA=true PAYMENT_FAILURE_RATE=0 \
+  ADMIN_EMAIL=admin@browser.test ADMIN_PASSWORD=browser-admin-password \
   LISTEN_ADDR="127.0.0.1:$port" RUST_LOG=warn "$CARGO_TARGET_DIR/debug/boxoffice" >"$tmp/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$tmp"' EXIT
@@ -31,7 +32,8 @@ for _ in $(seq 1 100); do
 done
 
 mkdir -p artifacts/browser
-BASE_URL="http://127.0.0.1:$port" ARTIFACTS="$PWD/artifacts/browser" CHROMIUM="$(command -v chromium)" \
+ADMIN_EMAIL=admin@browser.test ADMIN_PASSWORD=browser-admin-password \
+  BASE_URL="http://127.0.0.1:$port" ARTIFACTS="$PWD/artifacts/browser" CHROMIUM="$(command -v chromium)" \
   timeout 180 node tests/browser/booking.test.mjs || { echo "--- server log"; cat "$tmp/server.log"; exit 1; }
 if grep -E 'panicked| ERROR ' "$tmp/server.log"; then
   echo "browser test: the server logged errors or panicked (above)" >&2; exit 1

@@ -4,6 +4,8 @@
 // refused with a readable message. User 2 then holds the best available seats with the form and
 // both maps show them. The seat map is walked with the keyboard alone, and axe-core checks the
 // page (with seat attributes on the map) for serious or critical accessibility violations.
+// Last, an admin puts another show on sale through a waiting room; a third user joins the queue,
+// waits (position and wait shown live), is admitted, and books within the session.
 //
 // Usage: BASE_URL=http://127.0.0.1:PORT node booking.test.mjs   (ARTIFACTS=dir for screenshots)
 import { chromium } from 'playwright-core';
@@ -165,6 +167,44 @@ try {
   await accessible(two, 'seat map with seat attributes');
   await shot(two, '7-seat-attributes');
 
+  // The waiting room. An admin opens a show's sale in 4 s through a queue (600 a minute).
+  const admin = await browser.newPage();
+  await admin.goto(BASE + '/');
+  const queued = await admin.evaluate(async ({ email, password }) => {
+    const call = async (query, variables, token) => {
+      const headers = { 'Content-Type': 'application/json' };
+      if (token) headers.Authorization = 'Bearer ' + token;
+      const res = await fetch('/graphql', { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
+      return res.json();
+    };
+    const login = await call('mutation($e: String!, $p: String!) { logIn(email: $e, password: $p) { token } }', { e: email, p: password });
+    const token = login.data.logIn.token;
+    const shows = await call('{ shows(first: 20) { edges { node { id } } } }', {}, token);
+    const id = shows.data.shows.edges[4].node.id;
+    const at = new Date(Date.now() + 4000).toISOString();
+    const set = await call('mutation($s: ID!, $at: DateTime!) { setOnSale(showId: $s, opensAt: $at, admitPerMinute: 600, sessionMinutes: 10, queueEnabled: true) { id } }', { s: id, at }, token);
+    return { id, errors: set.errors };
+  }, { email: process.env.ADMIN_EMAIL, password: process.env.ADMIN_PASSWORD });
+  assert.equal(queued.errors, undefined, JSON.stringify(queued.errors));
+  const three = await user('three');
+  await three.locator(`.show-list button[data-show="${queued.id}"]`).click();
+  await three.getByRole('button', { name: 'Join the queue' }).waitFor();
+  assert.equal(await three.locator('#map-area').isHidden(), true, 'no seat map before admission');
+  await three.getByRole('button', { name: 'Join the queue' }).click();
+  await three.getByText('You are in the queue').waitFor();
+  await accessible(three, 'waiting room');
+  await shot(three, '8-waiting-room');
+  // Admitted at the opening: the map appears with the session's countdown.
+  await three.locator('#map-area').waitFor({ state: 'visible', timeout: 15000 });
+  await three.getByText('Your shopping session ends in').waitFor();
+  const free = await three.locator('.seat[data-status="AVAILABLE"]').first().getAttribute('data-seat');
+  await three.locator(`[data-seat="${free}"]`).click();
+  await three.getByRole('button', { name: 'Hold selected seats' }).click();
+  await three.getByText('Pay before the timer runs out').waitFor();
+  await three.getByRole('button', { name: /^Pay/ }).click();
+  await three.getByText('Booked!').waitFor({ timeout: 10000 });
+  await shot(three, '9-admitted-and-booked');
+
   // The GraphQL IDE renders from the binary's own assets (no CDN).
   const ide = await browser.newPage({ viewport: { width: 1300, height: 800 } });
   ide.on('pageerror', (e) => pageErrors.push(`[ide] ${e.message}`));
@@ -173,7 +213,7 @@ try {
   await ide.goto(BASE + '/graphql');
   await ide.waitForSelector('.graphiql-container', { timeout: 15000 });
   assert.deepEqual(failed, []);
-  await shot(ide, '8-graphiql');
+  await shot(ide, '10-graphiql');
   assert.deepEqual(pageErrors, [], 'no uncaught error on any page');
   console.log('browser test passed; screenshots in', ARTIFACTS);
 } finally {
