@@ -20,7 +20,7 @@ use crate::client::Http;
 use crate::target::Target;
 
 /// The checks, in the order they run. A report always lists every one of them.
-pub const CHECKS: [&str; 14] = [
+pub const CHECKS: [&str; 15] = [
     "no seat is in two confirmed bookings",
     "seats are live exactly on confirmed bookings",
     "every confirmed booking has one kept charge",
@@ -35,6 +35,7 @@ pub const CHECKS: [&str; 14] = [
     "every live seat map reached the show's version",
     "a live seat map was kept by events alone",
     "the hold store's occupancy string matches its holds and bookings",
+    "every buyer of a show with a waiting room was admitted",
 ];
 
 /// How long past its expiry a hold may still be in the store (the sweeper's announcement bound).
@@ -252,6 +253,9 @@ struct RawStore {
     positions: HashMap<i64, usize>,
     plan_len: Option<usize>,
     occupancy: Option<Vec<u8>>,
+    /// The waiting room is on, and who has (or had, within the hour) an admitted session.
+    queue_on: bool,
+    admitted: HashSet<i64>,
 }
 
 async fn read_raw(
@@ -270,26 +274,29 @@ async fn read_raw(
         i64,
         HashMap<String, Vec<u8>>,
         Option<Vec<u8>>,
+        Vec<String>,
     );
-    let (time, seats, holds, recs, booked, meta, exist, plan, occupancy): Reply = redis::pipe()
-        .atomic()
-        .cmd("TIME")
-        .hgetall(key("seats"))
-        .zrange_withscores(key("holds"), 0, -1)
-        .hgetall(key("holdrec"))
-        .smembers(key("booked"))
-        .hgetall(key("meta"))
-        .exists(
-            ["seats", "holds", "holdrec", "uholds", "booked", "meta"]
-                .iter()
-                .map(|k| key(k))
-                .collect::<Vec<_>>(),
-        )
-        .hgetall(key("plan"))
-        .get(key("occ"))
-        .query_async(conn)
-        .await
-        .context("reading the show's keys in Redis")?;
+    let (time, seats, holds, recs, booked, meta, exist, plan, occupancy, admitted): Reply =
+        redis::pipe()
+            .atomic()
+            .cmd("TIME")
+            .hgetall(key("seats"))
+            .zrange_withscores(key("holds"), 0, -1)
+            .hgetall(key("holdrec"))
+            .smembers(key("booked"))
+            .hgetall(key("meta"))
+            .exists(
+                ["seats", "holds", "holdrec", "uholds", "booked", "meta"]
+                    .iter()
+                    .map(|k| key(k))
+                    .collect::<Vec<_>>(),
+            )
+            .hgetall(key("plan"))
+            .get(key("occ"))
+            .zrange(key("qadm"), 0, -1)
+            .query_async(conn)
+            .await
+            .context("reading the show's keys in Redis")?;
     let int = |s: &str, what: &str| -> anyhow::Result<i64> {
         s.parse()
             .map_err(|_| anyhow!("malformed {what} in Redis: {s:?}"))
@@ -305,8 +312,12 @@ async fn read_raw(
         loaded: meta.get("loaded").map(String::as_str) == Some("1"),
         keys_exist: exist > 0,
         occupancy,
+        queue_on: meta.get("q_on").map(String::as_str) == Some("1"),
         ..RawStore::default()
     };
+    for u in admitted {
+        raw.admitted.insert(int(&u, "user id")?);
+    }
     for (field, value) in &plan {
         let text = || String::from_utf8_lossy(value).to_string();
         if field == "n" {
@@ -561,6 +572,7 @@ pub async fn run(
     let truth_version;
     // Checked from the same raw snapshot, reported last.
     let mut occupancy: Option<Option<(bool, String)>> = None;
+    let mut admissions: Option<(bool, HashSet<i64>)> = None;
     match &raw {
         Some(raw) => {
             if raw.loaded {
@@ -639,6 +651,7 @@ pub async fn run(
                 }
             }
             occupancy = Some(occupancy_check(raw));
+            admissions = Some((raw.queue_on, raw.admitted.clone()));
             broken.sort();
             report.check(
                 CHECKS[8],
@@ -796,6 +809,31 @@ pub async fn run(
         None => report.not_applicable(
             CHECKS[13],
             "the server keeps its holds in its own memory: only the server can read them",
+        ),
+    }
+    match admissions {
+        Some((true, admitted)) => {
+            let mut outsiders: Vec<String> = bookings
+                .iter()
+                .filter(|b| !admitted.contains(&b.user_id))
+                .map(|b| format!("booking {} by user {}", b.id, b.user_id))
+                .collect();
+            outsiders.sort();
+            report.check(
+                CHECKS[14],
+                outsiders.is_empty(),
+                format!(
+                    "{} of {} bookings by users the waiting room never admitted {:?}",
+                    outsiders.len(),
+                    bookings.len(),
+                    first(&outsiders)
+                ),
+            );
+        }
+        Some((false, _)) => report.not_applicable(CHECKS[14], "the show has no waiting room"),
+        None => report.not_applicable(
+            CHECKS[14],
+            "the server keeps its waiting room in its own memory: only the server can read it",
         ),
     }
     Ok(report)

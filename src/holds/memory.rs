@@ -59,18 +59,18 @@ impl QueueMem {
             admitted_total: self.done,
             waiting: self.wait.len() as u64,
         };
-        if let Some(end) = self.sessions.get(&user) {
+        if let Some(place) = self.place.get(&user) {
+            p.state = PlaceState::Waiting;
+            if now >= opens {
+                p.ahead = Some(self.wait.range(..(*place, user)).count() as u64);
+            }
+        } else if let Some(end) = self.sessions.get(&user) {
             p.state = if *end > now {
                 PlaceState::Admitted
             } else {
                 PlaceState::Expired
             };
             p.session_end_ms = Some(*end);
-        } else if let Some(place) = self.place.get(&user) {
-            p.state = PlaceState::Waiting;
-            if now >= opens {
-                p.ahead = Some(self.wait.range(..(*place, user)).count() as u64);
-            }
         }
         p
     }
@@ -78,7 +78,6 @@ impl QueueMem {
     fn join(&mut self, user: i64, random: u64, now: i64) -> Place {
         let live = self.sessions.get(&user).is_some_and(|end| *end > now);
         if !live && !self.place.contains_key(&user) {
-            self.sessions.remove(&user);
             let opens = self.config.map_or(0, |c| c.opens_ms);
             let place = if now < opens {
                 random % AFTER_OPENING

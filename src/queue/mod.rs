@@ -10,8 +10,9 @@
 //! Admission: one visitor every 60,000 / `admitPerMinute` ms on a schedule kept in the store, so
 //! any number of instances admit exactly the configured rate between them; optionally no more
 //! than `maxShoppers` at once.
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
@@ -48,11 +49,18 @@ pub struct RoomState {
     pub admitted: u64,
 }
 
+/// How long a show's settings read from the database serve tickets' wait estimates.
+const CONFIG_TTL: Duration = Duration::from_secs(2);
+
+type ConfigCache = std::sync::Mutex<HashMap<i64, (Instant, QueueConfig)>>;
+
 #[derive(Clone)]
 pub struct WaitingRoom {
     store: Arc<dyn HoldStore>,
     holds: Holds,
     catalogue: Catalogue,
+    /// Settings for wait estimates (the store's own copy decides admissions).
+    configs: Arc<ConfigCache>,
 }
 
 impl WaitingRoom {
@@ -61,12 +69,17 @@ impl WaitingRoom {
             store,
             holds,
             catalogue,
+            configs: Arc::default(),
         }
     }
 
     /// Admin: set the show's on-sale settings (database first, then the store).
     pub async fn set_on_sale(&self, show_id: i64, sale: NewSale) -> AppResult<()> {
         self.catalogue.set_sale(show_id, sale).await?;
+        self.configs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&show_id);
         self.holds.set_queue_config(show_id).await
     }
 
@@ -179,8 +192,27 @@ impl WaitingRoom {
         Ok(call().await?)
     }
 
+    /// The show's settings, read from the database at most every `CONFIG_TTL`.
+    async fn config(&self, show_id: i64) -> AppResult<QueueConfig> {
+        let cached = {
+            let map = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+            map.get(&show_id).copied()
+        };
+        if let Some((at, c)) = cached.filter(|(at, _)| at.elapsed() < CONFIG_TTL) {
+            let _ = at;
+            return Ok(c);
+        }
+        let c = self.holds.queue_config(show_id).await?;
+        let mut map = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.clear();
+        }
+        map.insert(show_id, (Instant::now(), c));
+        Ok(c)
+    }
+
     async fn ticket(&self, show_id: i64, p: Place) -> AppResult<Ticket> {
-        let config = self.holds.queue_config(show_id).await?;
+        let config = self.config(show_id).await?;
         let waiting = p.state == PlaceState::Waiting;
         let ahead = p.ahead.filter(|_| waiting);
         let per_admission = Duration::from_millis(config.interval_ms.max(1) as u64);

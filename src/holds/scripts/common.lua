@@ -147,13 +147,13 @@ local function ticket(user, now)
   local m = redis.call('HMGET', KEYS[6], 'q_open', 'q_done')
   local open, done = tonumber(m[1] or '0'), m[2] or '0'
   local waiting = tostring(redis.call('ZCARD', KEYS[9]))
-  local adm = redis.call('ZSCORE', KEYS[10], user)
-  if adm then
+  local rank = redis.call('ZRANK', KEYS[9], user)
+  if not rank then
+    local adm = redis.call('ZSCORE', KEYS[10], user)
+    if not adm then return {'NONE', '-1', '0', done, waiting} end
     local state = tonumber(adm) > now and 'ADMITTED' or 'EXPIRED'
     return {state, '-1', adm, done, waiting}
   end
-  local rank = redis.call('ZRANK', KEYS[9], user)
-  if not rank then return {'NONE', '-1', '0', done, waiting} end
   if now < open then rank = -1 end
   return {'WAITING', tostring(rank), '0', done, waiting}
 end

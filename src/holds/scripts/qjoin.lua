@@ -1,7 +1,8 @@
 -- qjoin: take a place in a show's waiting room; one per user, joining again returns it. Before
 -- the opening the place is the random number the server drew (never shown until the opening,
 -- so the order is a shuffle no client can predict); after it, arrival order. A user whose
--- session lapsed (or ended with a checkout) joins again at the back.
+-- session lapsed (or ended with a checkout) joins again at the back (the ended session stays
+-- in `qadm` until forgotten, so that the audit can tell every buyer was admitted).
 -- ARGV: 1 channel, 2 user id, 3 a random integer below 2^52
 -- Returns {"QCFG"} | {"OFF"} | the user's ticket (see `ticket` in common.lua)
 local cfg = redis.call('HMGET', KEYS[6], 'q_cfg', 'q_on', 'q_open')
@@ -11,7 +12,6 @@ local now, user = now_ms(), ARGV[2]
 local adm = redis.call('ZSCORE', KEYS[10], user)
 if adm and tonumber(adm) > now then return ticket(user, now) end
 if redis.call('ZSCORE', KEYS[9], user) then return ticket(user, now) end
-if adm then redis.call('ZREM', KEYS[10], user) end
 local place
 if now < tonumber(cfg[3]) then
   place = ARGV[3]
