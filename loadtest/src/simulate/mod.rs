@@ -1,5 +1,6 @@
 //! `boxoffice simulate`: many users race for the best seats of one show through the public API
 //! (HTTP and WebSocket), then an audit reads the database and the hold store directly.
+mod onsale;
 mod setup;
 mod users;
 
@@ -73,6 +74,20 @@ pub struct SimulateArgs {
     /// payments) are not errors.
     #[arg(long, default_value_t = 0.01, value_parser = parse_share)]
     pub max_error_share: f64,
+    /// The on-sale scenario: the show's sale opens through the waiting room, admitting this many
+    /// users a minute; users join the queue at their arrival and shop once admitted (needs
+    /// ADMIN_EMAIL and ADMIN_PASSWORD).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=60_000))]
+    pub queue_per_minute: Option<u32>,
+    /// On-sale: seconds an admitted user may shop.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub session_seconds: u32,
+    /// On-sale: the sale opens this many seconds after the users start arriving.
+    #[arg(long, default_value_t = 10)]
+    pub opens_after_seconds: u64,
+    /// On-sale: users arrive spread evenly over this many seconds (before and after the opening).
+    #[arg(long, default_value_t = 30)]
+    pub arrivals_seconds: u64,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -210,6 +225,8 @@ pub struct SimReport {
     /// Watchers whose final map was reached by applying events after their last full read.
     pub watchers_kept_by_events: u64,
     pub errors: BTreeMap<String, u64>,
+    /// The on-sale scenario's waiting room (`--queue-per-minute`).
+    pub queue: Option<onsale::QueueReport>,
     pub audit: Option<AuditReport>,
     pub verdict: Verdict,
 }
@@ -256,6 +273,15 @@ fn verdict(
         reasons.push(format!(
             "no booking was confirmed although {available_at_start} seats were available"
         ));
+    }
+    if let Some(q) = &r.queue {
+        // Enough admissions to measure a rate: it must be the configured one within 5%.
+        if q.admitted >= 100 && (q.admission_rate_ratio - 1.0).abs() > 0.05 {
+            reasons.push(format!(
+                "the waiting room admitted {:.1} a minute, configured {} (more than 5% off)",
+                q.admit_per_minute_measured, q.admit_per_minute_configured
+            ));
+        }
     }
     let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
     for (key, n) in &r.errors {
@@ -370,11 +396,46 @@ pub async fn run(config: &Target, args: SimulateArgs) -> anyhow::Result<bool> {
         ..Tally::default()
     });
     let started = Instant::now();
+    // On-sale: users reach the shoppers through the waiting room, in the order it admits them.
+    let (admitted_tx, admitted_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    let admitted_rx = Arc::new(tokio::sync::Mutex::new(admitted_rx));
+    let line = match args.queue_per_minute {
+        Some(per_minute) => {
+            let on_sale = onsale::OnSaleArgs {
+                per_minute,
+                session_seconds: args.session_seconds,
+                opens_after_seconds: args.opens_after_seconds,
+                arrivals_seconds: args.arrivals_seconds,
+            };
+            let (config, url, show, tokens) =
+                (config.clone(), args.url.clone(), show.clone(), tokens.clone());
+            let seed = args.seed;
+            Some(tokio::spawn(async move {
+                onsale::run(
+                    &config,
+                    &url,
+                    &show,
+                    on_sale,
+                    tokens,
+                    seed,
+                    admitted_tx,
+                    CancellationToken::new(),
+                )
+                .await
+            }))
+        }
+        None => {
+            drop(admitted_tx);
+            None
+        }
+    };
+    let queued = line.is_some();
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
         let (args, show, run_tag) = (args.clone(), show.clone(), run_tag.clone());
         let (roles, next, progress) = (roles.clone(), next.clone(), progress.clone());
         let tokens = tokens.clone();
+        let admitted_rx = admitted_rx.clone();
         workers.push(tokio::spawn(async move {
             let mut tally = Tally::default();
             let mut rng = StdRng::seed_from_u64(args.seed ^ (w + 1).wrapping_mul(0x9e37_79b9));
@@ -387,12 +448,20 @@ pub async fn run(config: &Target, args: SimulateArgs) -> anyhow::Result<bool> {
             };
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                // With a duration, users come back for more until the time is up.
-                let u = match deadline {
-                    Some(d) if Instant::now() >= d => break,
-                    Some(_) => i % roles.len(),
-                    None if i >= roles.len() => break,
-                    None => i,
+                // With a duration, users come back for more until the time is up; on-sale, the
+                // next user the waiting room admitted.
+                let u = if queued {
+                    match admitted_rx.lock().await.recv().await {
+                        Some(u) => u,
+                        None => break,
+                    }
+                } else {
+                    match deadline {
+                        Some(d) if Instant::now() >= d => break,
+                        Some(_) => i % roles.len(),
+                        None if i >= roles.len() => break,
+                        None => i,
+                    }
                 };
                 if let Ok((token, _)) = &tokens[u] {
                     let user = SimUser {
@@ -410,6 +479,10 @@ pub async fn run(config: &Target, args: SimulateArgs) -> anyhow::Result<bool> {
     for w in workers {
         tally.merge(w.await.context("a simulated user panicked")?);
     }
+    let queue = match line {
+        Some(l) => Some(l.await.context("the waiting line panicked")??),
+        None => None,
+    };
     let seconds = started.elapsed().as_secs_f64();
     let users_done = progress.position();
     progress.finish_with_message("all users done");
@@ -561,6 +634,7 @@ pub async fn run(config: &Target, args: SimulateArgs) -> anyhow::Result<bool> {
         watcher_reads: reads,
         watchers_kept_by_events: kept_by_events,
         errors: tally.errors,
+        queue,
         audit,
         verdict: Verdict::default(),
     };
@@ -613,6 +687,25 @@ fn print_report(r: &SimReport) {
         "live maps: {} watchers, {} events, {} gaps re-read, {} streams reopened, {} full reads; {} kept by events since their last read",
         r.watchers, r.watcher_events, r.watcher_gaps, r.watcher_reopened, r.watcher_reads, r.watchers_kept_by_events
     );
+    if let Some(q) = &r.queue {
+        let f = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.3}"));
+        println!(
+            "waiting room: {} joined ({} before the opening), {} admitted, {} still waiting at the sell-out; {} place polls",
+            q.joined, q.joined_before_opening, q.admitted, q.sold_out_while_waiting, q.ticket_polls
+        );
+        println!(
+            "  admissions per minute: {:.1} measured by the server's count ({:.1} from what users saw) vs {} configured: ratio {:.3}",
+            q.admit_per_minute_measured, q.admit_per_minute_seen_by_users, q.admit_per_minute_configured, q.admission_rate_ratio
+        );
+        println!(
+            "  fairness: arrival vs admission rank correlation {} after the opening (1 = first come, first served), {} before it (0 = shuffled); early first half kept {}",
+            f(q.arrival_vs_admission_after_opening), f(q.arrival_vs_admission_before_opening), f(q.early_first_half_kept)
+        );
+        println!(
+            "  joinQueue {}; queueTicket {}; Redis bytes per waiting user {}",
+            q.join_latency, q.ticket_latency, f(q.redis_bytes_per_waiting_user)
+        );
+    }
     if r.errors.is_empty() {
         println!("errors: none");
     } else {

@@ -25,8 +25,14 @@ pub(super) async fn sign_up(http: &mut Http, email: &str) -> anyhow::Result<Stri
 /// A fresh show of about `seats` seats (rows of up to 25, premium in the middle third), created
 /// through the admin API with ADMIN_EMAIL / ADMIN_PASSWORD.
 pub async fn create_show(http: &mut Http, config: &Target, seats: u64) -> anyhow::Result<String> {
+    let admin = admin_token(http, config, "to create a show (or pass --show)").await?;
+    create_show_as(http, &admin, seats).await
+}
+
+/// An admin token (ADMIN_EMAIL / ADMIN_PASSWORD); `why` says what needs it when they are unset.
+pub async fn admin_token(http: &mut Http, config: &Target, why: &str) -> anyhow::Result<String> {
     let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) else {
-        bail!("to create a show, set ADMIN_EMAIL and ADMIN_PASSWORD (as the server has them), or pass --show");
+        bail!("{why}, set ADMIN_EMAIL and ADMIN_PASSWORD (as the server has them)");
     };
     let d = http
         .gql(
@@ -37,8 +43,7 @@ pub async fn create_show(http: &mut Http, config: &Target, seats: u64) -> anyhow
         .await?
         .data()
         .context("admin log-in")?;
-    let admin = d["logIn"]["token"].as_str().unwrap_or_default().to_string();
-    create_show_as(http, &admin, seats).await
+    Ok(d["logIn"]["token"].as_str().unwrap_or_default().to_string())
 }
 
 /// A fresh show of `seats` seats created with an admin token.
