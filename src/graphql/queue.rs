@@ -30,6 +30,9 @@ pub struct QueueTicket {
     pub position: Option<i32>,
     /// People ahead; null when `position` is.
     pub ahead: Option<i32>,
+    /// The place's number in the line since the opening (position + people admitted so far):
+    /// it stays the same while the user waits. Null when `position` is.
+    pub number: Option<i32>,
     /// From the admission rate (and the time left until the opening).
     pub estimated_wait_seconds: Option<i32>,
     /// End of the shopping session (admitted) or when it ended (expired).
@@ -51,6 +54,7 @@ impl From<Ticket> for QueueTicket {
             },
             position: t.position.map(int),
             ahead: t.ahead.map(int),
+            number: t.number.map(int),
             estimated_wait_seconds: t.estimated_wait_seconds.map(int),
             admitted_until: t.admitted_until,
         }

@@ -36,6 +36,9 @@ pub struct Ticket {
     /// 1-based, once the sale has opened and while waiting.
     pub position: Option<u64>,
     pub ahead: Option<u64>,
+    /// The place's number in the line since the opening (position + admitted so far): it does
+    /// not change while the user waits.
+    pub number: Option<u64>,
     pub estimated_wait_seconds: Option<u64>,
     pub admitted_until: Option<DateTime<Utc>>,
 }
@@ -228,6 +231,7 @@ impl WaitingRoom {
             show_id,
             state: p.state,
             position: ahead.map(|a| a + 1),
+            number: ahead.map(|a| a + 1 + p.admitted_total),
             ahead,
             estimated_wait_seconds,
             admitted_until: p.session_end_ms.and_then(DateTime::from_timestamp_millis),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use crate::support::{Backend, TestApp};
+use crate::support::{Api, Backend, TestApp};
 
 const SET: &str = "mutation($s: ID!, $at: DateTime!, $rate: Int!, $secs: Int, $max: Int) {
   setOnSale(showId: $s, opensAt: $at, admitPerMinute: $rate, sessionMinutes: 10, queueEnabled: true,
@@ -41,12 +41,12 @@ async fn on_sale(
         .clone()
 }
 
-async fn ticket(app: &TestApp, token: &str, show: &str) -> Value {
+async fn ticket(app: &Api, token: &str, show: &str) -> Value {
     app.ok(Some(token), TICKET, json!({ "s": show })).await["queueTicket"].clone()
 }
 
 /// Wait until `f` holds of the user's ticket (at most 15 s).
-async fn until(app: &TestApp, token: &str, show: &str, f: impl Fn(&Value) -> bool) -> Value {
+async fn until(app: &Api, token: &str, show: &str, f: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..150 {
         let t = ticket(app, token, show).await;
         if f(&t) {
@@ -267,6 +267,98 @@ async fn a_lapsed_session_frees_a_slot(b: Backend) {
         "BAD_USER_INPUT"
     );
     app.hold(a, &plain, &[&plain_seats[0]]).await;
+}
+
+/// Two server processes admit from one line; one is SIGKILLed while admissions are under way.
+/// Admissions go on (the survivor's ticker runs the same schedule); nobody loses a place and
+/// nobody is admitted twice: every user ends up exactly once in the line or in a session, and
+/// the sessions are as many as the admissions counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_killed_mid_admission_loses_no_place_and_admits_no_one_twice() {
+    use crate::support::{process_env, ServerProcess};
+    if crate::support::served_skipped() {
+        return;
+    }
+    let (_db, env) = process_env(
+        Backend::Served,
+        &[
+            ("RATE_LIMIT_USER_PER_MINUTE", "0"),
+            ("RATE_LIMIT_IP_PER_MINUTE", "0"),
+        ],
+    )
+    .await;
+    let mut a = ServerProcess::start(&env).await;
+    let b = ServerProcess::start(&env).await;
+    let (show, _) = a.api.create_show(2, 5).await;
+    let admin = a.api.admin_token().await;
+    let mut tokens = Vec::new();
+    for i in 0..60 {
+        let (token, _) = b
+            .api
+            .sign_up(&format!(
+                "{}@queue.test",
+                crate::support::unique(&format!("q{i}"))
+            ))
+            .await;
+        tokens.push(token);
+    }
+    // Ten a second from one second from now: the line takes six seconds to empty.
+    let opens = Utc::now() + chrono::Duration::seconds(1);
+    a.api
+        .ok(
+            Some(&admin),
+            SET,
+            json!({ "s": show, "at": opens.to_rfc3339(), "rate": 600, "secs": 600, "max": null }),
+        )
+        .await;
+    for (i, t) in tokens.iter().enumerate() {
+        let api = if i % 2 == 0 { &a.api } else { &b.api };
+        api.ok(Some(t), JOIN, json!({ "s": show })).await;
+    }
+    // Mid-admission: about a second in, A dies without a word.
+    tokio::time::sleep_until(
+        tokio::time::Instant::now()
+            + (opens - Utc::now()).to_std().unwrap_or_default()
+            + Duration::from_millis(1200),
+    )
+    .await;
+    a.kill();
+    let room = "query($s: ID!) { show(id: $s) { onSale { admitted waiting shopping } } }";
+    let mut last = Value::Null;
+    for _ in 0..150 {
+        last = b.api.ok(Some(&admin), room, json!({ "s": show })).await["show"]["onSale"].clone();
+        if last["waiting"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last["waiting"], 0, "the survivor admits the rest: {last}");
+    assert_eq!(last["admitted"], 60, "each admitted once: {last}");
+    assert_eq!(last["shopping"], 60, "{last}");
+    // The store itself: every user once, in the line or in a session, never both.
+    let prefix = env
+        .iter()
+        .find(|(k, _)| k == "REDIS_KEY_PREFIX")
+        .map(|(_, v)| v.clone())
+        .expect("prefix");
+    let mut r = redis::Client::open(crate::support::redis_url().as_str())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let key = |k: &str| format!("{prefix}:{{show:{show}}}:{k}");
+    let (waiting, sessions): (Vec<String>, Vec<String>) = redis::pipe()
+        .zrange(key("qwait"), 0, -1)
+        .zrange(key("qadm"), 0, -1)
+        .query_async(&mut r)
+        .await
+        .expect("read the line");
+    assert!(waiting.is_empty(), "{waiting:?}");
+    let unique: std::collections::HashSet<&String> = sessions.iter().collect();
+    assert_eq!((sessions.len(), unique.len()), (60, 60));
+    for t in &tokens {
+        assert_eq!(ticket(&b.api, t, &show).await["state"], "ADMITTED");
+    }
 }
 
 backends!(

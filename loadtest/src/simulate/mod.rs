@@ -407,8 +407,12 @@ pub async fn run(config: &Target, args: SimulateArgs) -> anyhow::Result<bool> {
                 opens_after_seconds: args.opens_after_seconds,
                 arrivals_seconds: args.arrivals_seconds,
             };
-            let (config, url, show, tokens) =
-                (config.clone(), args.url.clone(), show.clone(), tokens.clone());
+            let (config, url, show, tokens) = (
+                config.clone(),
+                args.url.clone(),
+                show.clone(),
+                tokens.clone(),
+            );
             let seed = args.seed;
             Some(tokio::spawn(async move {
                 onsale::run(
@@ -702,8 +706,14 @@ fn print_report(r: &SimReport) {
             f(q.arrival_vs_admission_after_opening), f(q.arrival_vs_admission_before_opening), f(q.early_first_half_kept)
         );
         println!(
+            "  the line's order (place numbers) vs arrival: rank correlation {} after the opening ({} users), {} before it ({} users)",
+            f(q.arrival_vs_place_after_opening), q.places_after_opening, f(q.arrival_vs_place_before_opening), q.places_before_opening
+        );
+        println!(
             "  joinQueue {}; queueTicket {}; Redis bytes per waiting user {}",
-            q.join_latency, q.ticket_latency, f(q.redis_bytes_per_waiting_user)
+            q.join_latency,
+            q.ticket_latency,
+            f(q.redis_bytes_per_waiting_user)
         );
     }
     if r.errors.is_empty() {

@@ -5,8 +5,8 @@
 //! out ends the waiting. Reported: admissions per minute measured against the setting, the
 //! fairness of the order (rank correlation of arrival and admission), and what a waiting user
 //! costs Redis.
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,6 +58,13 @@ pub struct QueueReport {
     /// Share of the early arrivals' first half (by arrival) admitted in the early arrivals'
     /// first half (by admission): 0.5 for a uniform shuffle.
     pub early_first_half_kept: Option<f64>,
+    /// The whole line's order (each waiting user's `number`, its place since the opening)
+    /// against arrival order: among who arrived after the opening (1.0: first come, first
+    /// served) and before it (near 0: shuffled), and how many numbers each is drawn from.
+    pub arrival_vs_place_after_opening: Option<f64>,
+    pub arrival_vs_place_before_opening: Option<f64>,
+    pub places_after_opening: u64,
+    pub places_before_opening: u64,
     pub ticket_polls: u64,
     pub join_latency: Summary,
     pub ticket_latency: Summary,
@@ -72,6 +79,8 @@ struct Seen {
     joined_at: Option<Instant>,
     before_opening: bool,
     admitted_ms: Option<i64>,
+    /// The place's number in the line, once the sale is open.
+    number: Option<u64>,
 }
 
 /// Open the show's sale through the waiting room, then run the line: every signed-up user joins
@@ -159,14 +168,14 @@ pub async fn run(
                     polls.fetch_add(1, Ordering::Relaxed);
                     http.gql(
                         Some(token),
-                        "query($s: ID!) { queueTicket(showId: $s) { state estimatedWaitSeconds admittedUntil } }",
+                        "query($s: ID!) { queueTicket(showId: $s) { state number estimatedWaitSeconds admittedUntil } }",
                         json!({ "s": show }),
                     )
                     .await
                 } else {
                     http.gql(
                         Some(token),
-                        "mutation($s: ID!) { joinQueue(showId: $s) { state estimatedWaitSeconds admittedUntil } }",
+                        "mutation($s: ID!) { joinQueue(showId: $s) { state number estimatedWaitSeconds admittedUntil } }",
                         json!({ "s": show }),
                     )
                     .await
@@ -205,6 +214,9 @@ pub async fn run(
                         }
                     }
                     _ => {
+                        if let (Some(n), Ok(mut s)) = (ticket["number"].as_u64(), seen.lock()) {
+                            s[u].number = Some(n);
+                        }
                         let wait = ticket["estimatedWaitSeconds"].as_u64().unwrap_or(1);
                         let pause = Duration::from_secs_f64((wait as f64 / 10.0).clamp(0.5, 20.0));
                         due.push(Reverse((Instant::now() + pause, u, true)));
@@ -292,7 +304,11 @@ async fn monitor(
             }
         }
         if let Some(conn) = redis.as_mut() {
-            let len: u64 = redis::cmd("ZCARD").arg(&key).query_async(conn).await.unwrap_or(0);
+            let len: u64 = redis::cmd("ZCARD")
+                .arg(&key)
+                .query_async(conn)
+                .await
+                .unwrap_or(0);
             if len > longest {
                 let used: Option<u64> = redis::cmd("MEMORY")
                     .arg("USAGE")
@@ -333,7 +349,11 @@ fn spearman(a: &[usize], b: &[usize]) -> Option<f64> {
 /// Ranks (0-based) of the items by a key.
 fn ranks<K: PartialOrd + Copy>(keys: &[K]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..keys.len()).collect();
-    order.sort_by(|x, y| keys[*x].partial_cmp(&keys[*y]).unwrap_or(std::cmp::Ordering::Equal));
+    order.sort_by(|x, y| {
+        keys[*x]
+            .partial_cmp(&keys[*y])
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     let mut r = vec![0; keys.len()];
     for (rank, i) in order.into_iter().enumerate() {
         r[i] = rank;
@@ -351,7 +371,11 @@ fn report(
     bytes: Option<f64>,
 ) -> QueueReport {
     let joined: Vec<&Seen> = seen.iter().filter(|s| s.joined_at.is_some()).collect();
-    let admitted: Vec<&Seen> = joined.iter().copied().filter(|s| s.admitted_ms.is_some()).collect();
+    let admitted: Vec<&Seen> = joined
+        .iter()
+        .copied()
+        .filter(|s| s.admitted_ms.is_some())
+        .collect();
     let mut times: Vec<i64> = admitted.iter().filter_map(|s| s.admitted_ms).collect();
     times.sort_unstable();
     let measured = match (times.first(), times.last()) {
@@ -359,7 +383,10 @@ fn report(
         _ => 0.0,
     };
     let correlation = |early: bool| {
-        let group: Vec<&&Seen> = admitted.iter().filter(|s| s.before_opening == early).collect();
+        let group: Vec<&&Seen> = admitted
+            .iter()
+            .filter(|s| s.before_opening == early)
+            .collect();
         let arrival: Vec<Instant> = group.iter().filter_map(|s| s.joined_at).collect();
         let admission: Vec<i64> = group.iter().filter_map(|s| s.admitted_ms).collect();
         spearman(&ranks(&arrival), &ranks(&admission))
@@ -367,7 +394,12 @@ fn report(
     let early_kept = {
         let group: Vec<&&Seen> = admitted.iter().filter(|s| s.before_opening).collect();
         let arrival = ranks(&group.iter().filter_map(|s| s.joined_at).collect::<Vec<_>>());
-        let admission = ranks(&group.iter().filter_map(|s| s.admitted_ms).collect::<Vec<_>>());
+        let admission = ranks(
+            &group
+                .iter()
+                .filter_map(|s| s.admitted_ms)
+                .collect::<Vec<_>>(),
+        );
         let half = group.len() / 2;
         (half > 0).then(|| {
             let kept = arrival
@@ -378,7 +410,25 @@ fn report(
             kept as f64 / half as f64
         })
     };
+    let by_place = |early: bool| {
+        let group: Vec<&&Seen> = joined
+            .iter()
+            .filter(|s| s.before_opening == early && s.number.is_some())
+            .collect();
+        let arrival: Vec<Instant> = group.iter().filter_map(|s| s.joined_at).collect();
+        let number: Vec<u64> = group.iter().filter_map(|s| s.number).collect();
+        (
+            spearman(&ranks(&arrival), &ranks(&number)),
+            group.len() as u64,
+        )
+    };
+    let (place_after, n_after) = by_place(false);
+    let (place_before, n_before) = by_place(true);
     QueueReport {
+        arrival_vs_place_after_opening: place_after,
+        arrival_vs_place_before_opening: place_before,
+        places_after_opening: n_after,
+        places_before_opening: n_before,
         admit_per_minute_configured: args.per_minute,
         admit_per_minute_measured: 0.0,
         admit_per_minute_seen_by_users: measured,
