@@ -423,7 +423,6 @@ pub async fn run(config: &Target, args: SimulateArgs) -> anyhow::Result<bool> {
                     tokens,
                     seed,
                     admitted_tx,
-                    CancellationToken::new(),
                 )
                 .await
             }))

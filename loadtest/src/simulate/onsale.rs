@@ -85,7 +85,7 @@ struct Seen {
 
 /// Open the show's sale through the waiting room, then run the line: every signed-up user joins
 /// at their arrival time and is handed to the shoppers (`admitted`) once admitted. Returns when
-/// the show sells out or `stop` is cancelled.
+/// the show sells out or every user was admitted.
 pub async fn run(
     config: &Target,
     url: &str,
@@ -94,8 +94,8 @@ pub async fn run(
     tokens: Arc<SignUps>,
     seed: u64,
     admitted_tx: mpsc::UnboundedSender<usize>,
-    stop: CancellationToken,
 ) -> anyhow::Result<QueueReport> {
+    let stop = CancellationToken::new();
     let mut http = Http::new(url)?;
     let admin = super::setup::admin_token(&mut http, config, "for an on-sale run").await?;
     let start = Instant::now();
