@@ -11,8 +11,33 @@ use super::Holds;
 pub const PERIOD: Duration = Duration::from_millis(250);
 
 pub fn spawn(holds: Holds, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    periodic(
+        "hold sweeper",
+        "holds_swept_total",
+        PERIOD,
+        shutdown,
+        move || {
+            let holds = holds.clone();
+            async move { holds.sweep().await.map(|n| n as u64) }
+        },
+    )
+}
+
+/// A supervised background loop: `step` every `period` until `shutdown`; what it handled counts
+/// into `metric`; a failure is logged once (and its recovery once), then retried next period.
+pub fn periodic<F, Fut>(
+    what: &'static str,
+    metric: &'static str,
+    period: Duration,
+    shutdown: CancellationToken,
+    step: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<u64, super::StoreError>> + Send,
+{
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PERIOD);
+        let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         loop {
@@ -20,19 +45,19 @@ pub fn spawn(holds: Holds, shutdown: CancellationToken) -> tokio::task::JoinHand
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            match holds.sweep().await {
+            match step().await {
                 Ok(n) => {
                     if failing {
-                        tracing::info!("hold sweeper recovered");
+                        tracing::info!("{what} recovered");
                         failing = false;
                     }
                     if n > 0 {
-                        metrics::counter!("holds_swept_total").increment(n as u64);
+                        metrics::counter!(metric).increment(n);
                     }
                 }
                 Err(e) => {
                     if !failing {
-                        tracing::warn!(error = %e, "hold sweeper failed; retrying");
+                        tracing::warn!(error = %e, "{what} failed; retrying");
                         failing = true;
                     }
                 }

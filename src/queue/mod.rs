@@ -245,40 +245,20 @@ pub fn spawn_admissions(
     store: Arc<dyn HoldStore>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(ADMIT_PERIOD);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {}
-            }
-            let result = async {
+    crate::holds::sweeper::periodic(
+        "waiting-room admissions",
+        "queue_admitted_total",
+        ADMIT_PERIOD,
+        shutdown,
+        move || {
+            let store = store.clone();
+            async move {
                 let mut admitted = 0;
                 for show in store.queued_shows().await? {
                     admitted += store.admit(show).await?.now;
                 }
-                Ok::<u64, crate::holds::StoreError>(admitted)
+                Ok(admitted)
             }
-            .await;
-            match result {
-                Ok(n) => {
-                    if failing {
-                        tracing::info!("waiting-room admissions recovered");
-                        failing = false;
-                    }
-                    if n > 0 {
-                        metrics::counter!("queue_admitted_total").increment(n);
-                    }
-                }
-                Err(e) => {
-                    if !failing {
-                        tracing::warn!(error = %e, "waiting-room admissions failed; retrying");
-                        failing = true;
-                    }
-                }
-            }
-        }
-    })
+        },
+    )
 }

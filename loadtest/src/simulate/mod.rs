@@ -415,16 +415,7 @@ pub async fn run(config: &Target, args: SimulateArgs) -> anyhow::Result<bool> {
             );
             let seed = args.seed;
             Some(tokio::spawn(async move {
-                onsale::run(
-                    &config,
-                    &url,
-                    &show,
-                    on_sale,
-                    tokens,
-                    seed,
-                    admitted_tx,
-                )
-                .await
+                onsale::run(&config, &url, &show, on_sale, tokens, seed, admitted_tx).await
             }))
         }
         None => {
