@@ -208,10 +208,24 @@
   $('more').onclick = () => loadShows(true);
 
   // ---------- seat map ----------
-  const SHOW = `query($id: ID!) { show(id: $id) { id startsAt version holdsKnown totalSeats availableSeats
+  // The compact map: the layout (never changes for a show) and one status letter per seat.
+  const SHOW = `query($id: ID!) { show(id: $id) { id startsAt totalSeats availableSeats
     onSale { queueEnabled opensAt admitPerMinute }
     movie { title } screen { name venue { name } } prices { category priceCents }
-    seats { id row number label category priceCents status heldByMe rowIndex column wheelchair companion restrictedView } } }`;
+    seatLayout { label rowIndex seats { id number column category priceCents wheelchair companion restrictedView } }
+    seatStatuses { version holdsKnown statuses } } }`;
+  const LETTER = { A: ['AVAILABLE', false], H: ['HELD', false], M: ['HELD', true], B: ['BOOKED', false] };
+  // The layout and the status letters, as the seat objects the page works with.
+  function seatsOf(show) {
+    const out = [];
+    for (const row of show.seatLayout) {
+      for (const x of row.seats) {
+        const [status, heldByMe] = LETTER[show.seatStatuses.statuses[out.length]] || LETTER.A;
+        out.push({ ...x, row: row.label, rowIndex: row.rowIndex, label: `${row.label}${x.number}`, status, heldByMe });
+      }
+    }
+    return out;
+  }
   const money = (c) => (c / 100).toLocaleString(undefined, { style: 'currency', currency: 'EUR' });
 
   async function openShow(id) {
@@ -230,6 +244,9 @@
     const d = await gql(SHOW, { id });
     if (!d.show) { say('This show no longer exists.', 'error'); return; }
     const s = d.show;
+    s.seats = seatsOf(s);
+    s.version = s.seatStatuses.version;
+    s.holdsKnown = s.seatStatuses.holdsKnown;
     state.show = { id: s.id, version: s.version, seats: new Map(s.seats.map((x) => [x.id, x])), prices: s.prices, raw: s };
     clearTimeout(state.degradedRetry);
     if (!s.holdsKnown) {

@@ -98,6 +98,27 @@ pub fn seat_view(
     }
 }
 
+/// The compact live map: one character per seat of the layout, in drawing order — `A`
+/// available, `H` held by someone else, `M` held by `viewer`, `B` booked.
+pub fn status_string(layout: &Layout, state: &ShowState, viewer: Option<i64>) -> String {
+    layout
+        .seats
+        .iter()
+        .map(|info| match state.status(info.id) {
+            SeatStatus::Available => 'A',
+            SeatStatus::Booked => 'B',
+            SeatStatus::Held => {
+                let mine = matches!((state.held.get(&info.id), viewer), (Some(h), Some(me)) if h.user_id == me);
+                if mine {
+                    'M'
+                } else {
+                    'H'
+                }
+            }
+        })
+        .collect()
+}
+
 /// One seat named by a live event (its new status and holder), as `viewer` sees it; `None` for
 /// a seat that is not in the layout.
 pub fn changed_seat(

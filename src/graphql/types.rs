@@ -133,6 +133,50 @@ impl Show {
     async fn holds_known(&self, ctx: &Context<'_>) -> Result<bool> {
         Ok(!self.state(ctx).await?.holds_unknown)
     }
+    /// The seat layout without live status, for frontends: rows front to back, seats left to
+    /// right, with categories, prices and attributes. It never changes for a show (cache it for
+    /// ever); `seatStatuses` gives the live status of each seat in the same order.
+    async fn seat_layout(&self, ctx: &Context<'_>) -> Result<Vec<LayoutRow>> {
+        let (layout, prices) = (self.layout(ctx).await?, self.prices_map(ctx).await?);
+        let mut rows: Vec<LayoutRow> = Vec::new();
+        for info in &layout.seats {
+            if rows.last().is_none_or(|r| r.row_index != info.row_index) {
+                rows.push(LayoutRow {
+                    label: info.row.clone(),
+                    row_index: info.row_index,
+                    seats: Vec::new(),
+                });
+            }
+            if let Some(row) = rows.last_mut() {
+                row.seats.push(LayoutSeat {
+                    id: ID(info.id.to_string()),
+                    number: info.number,
+                    column: info.col_index,
+                    category: info.category.clone(),
+                    price_cents: to_int(price_of(&prices, &info.category)),
+                    wheelchair: info.wheelchair,
+                    companion: info.companion,
+                    restricted_view: info.restricted_view,
+                });
+            }
+        }
+        Ok(rows)
+    }
+    /// The live map in compact form (a 3,000-seat map is 3,000 characters): one character per
+    /// seat of `seatLayout`, in its order — `A` available, `H` held by someone else, `M` held by
+    /// you, `B` booked — at `version` (the same snapshot as `seats` and the counts).
+    async fn seat_statuses(&self, ctx: &Context<'_>) -> Result<SeatStatuses> {
+        let (layout, state) = (self.layout(ctx).await?, self.state(ctx).await?);
+        Ok(SeatStatuses {
+            version: if state.holds_unknown {
+                -1
+            } else {
+                to_int(state.version)
+            },
+            holds_known: !state.holds_unknown,
+            statuses: seatmap::status_string(&layout, &state, viewer(ctx).user_id()),
+        })
+    }
     /// The whole layout with live status, front row first.
     async fn seats(&self, ctx: &Context<'_>) -> Result<Vec<Seat>> {
         let (layout, prices, state) = (
@@ -158,6 +202,38 @@ impl Show {
             })
             .collect())
     }
+}
+
+/// One row of `Show.seatLayout`.
+#[derive(SimpleObject)]
+pub struct LayoutRow {
+    pub label: String,
+    /// Drawing position from the front (0-based).
+    pub row_index: i32,
+    pub seats: Vec<LayoutSeat>,
+}
+
+/// One seat of `Show.seatLayout` (no live status: see `Show.seatStatuses`).
+#[derive(SimpleObject)]
+pub struct LayoutSeat {
+    pub id: ID,
+    pub number: i32,
+    /// Drawing position from the left (0-based; aisles are missing columns).
+    pub column: i32,
+    pub category: String,
+    pub price_cents: i32,
+    pub wheelchair: bool,
+    pub companion: bool,
+    pub restricted_view: bool,
+}
+
+/// `Show.seatStatuses`: the compact live map.
+#[derive(SimpleObject)]
+pub struct SeatStatuses {
+    pub version: i32,
+    pub holds_known: bool,
+    /// One character per seat of `seatLayout`, in its order: A, H, M (yours), B.
+    pub statuses: String,
 }
 
 #[derive(SimpleObject)]

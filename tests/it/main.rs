@@ -10,6 +10,7 @@ mod audit;
 mod best;
 mod catalogue;
 mod checkout;
+mod compact;
 mod config;
 mod crash;
 mod database_rules;

@@ -1,0 +1,120 @@
+//! The compact seat map (`seatLayout` + `seatStatuses`) against the full one (`seats`), on both
+//! stores, after random holds, releases, checkouts and expiries, as three different viewers.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use crate::support::{Backend, TestApp};
+
+const BOTH: &str = "query($s: ID!) { show(id: $s) {
+  version seats { id status heldByMe }
+  seatLayout { label rowIndex seats { id number column category priceCents } }
+  seatStatuses { version holdsKnown statuses } } }";
+
+/// Each seat's status in the full form, as the compact form spells it.
+fn full_form(show: &Value) -> (i64, String) {
+    let letters = show["seats"]
+        .as_array()
+        .expect("seats")
+        .iter()
+        .map(|s| match (s["status"].as_str(), s["heldByMe"].as_bool()) {
+            (Some("AVAILABLE"), _) => 'A',
+            (Some("BOOKED"), _) => 'B',
+            (Some("HELD"), Some(true)) => 'M',
+            _ => 'H',
+        })
+        .collect();
+    (show["version"].as_i64().expect("version"), letters)
+}
+
+async fn compact_and_full_maps_agree(b: Backend) {
+    let app = TestApp::spawn_with(b, &["--hold-ttl-seconds", "1"]).await;
+    let (show, seats) = app.create_show(3, 6).await;
+    let users = app.users(2).await;
+    let mut rng = StdRng::seed_from_u64(23);
+    let mut holds: Vec<(usize, String)> = Vec::new();
+    for step in 0..40 {
+        let who = rng.random_range(0..2);
+        let token = users[who].0.as_str();
+        match rng.random_range(0..10) {
+            0..=5 => {
+                let seat = &seats[rng.random_range(0..seats.len())];
+                let body = app
+                    .gql(
+                        Some(token),
+                        "mutation($s: ID!, $x: [ID!]!) { holdSeats(showId: $s, seatIds: $x) { id } }",
+                        json!({ "s": show, "x": [seat] }),
+                    )
+                    .await;
+                if let Some(id) = body["data"]["holdSeats"]["id"].as_str() {
+                    holds.push((who, id.to_string()));
+                }
+            }
+            6 | 7 if !holds.is_empty() => {
+                let (who, id) = holds.remove(rng.random_range(0..holds.len()));
+                app.gql(
+                    Some(&users[who].0),
+                    "mutation($h: ID!) { releaseHold(holdId: $h) }",
+                    json!({ "h": id }),
+                )
+                .await;
+            }
+            8 if !holds.is_empty() => {
+                let (who, id) = holds.remove(rng.random_range(0..holds.len()));
+                app.gql(
+                    Some(&users[who].0),
+                    "mutation($h: ID!, $k: String!) { checkout(holdId: $h, idempotencyKey: $k) { status } }",
+                    json!({ "h": id, "k": format!("c-{step}") }),
+                )
+                .await;
+            }
+            _ => {
+                // Let the holds expire (the TTL is 1 s).
+                tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+                holds.clear();
+            }
+        }
+        for viewer in [Some(users[0].0.as_str()), Some(users[1].0.as_str()), None] {
+            let d = app.ok(viewer, BOTH, json!({ "s": show })).await;
+            let s = &d["show"];
+            let layout_ids: Vec<&str> = s["seatLayout"]
+                .as_array()
+                .expect("rows")
+                .iter()
+                .flat_map(|r| r["seats"].as_array().expect("seats").iter())
+                .map(|x| x["id"].as_str().expect("id"))
+                .collect();
+            let full_ids: Vec<&str> = s["seats"]
+                .as_array()
+                .expect("seats")
+                .iter()
+                .map(|x| x["id"].as_str().expect("id"))
+                .collect();
+            assert_eq!(layout_ids, full_ids, "one order for both forms");
+            let (version, letters) = full_form(s);
+            assert_eq!(s["seatStatuses"]["version"].as_i64(), Some(version), "{s}");
+            assert_eq!(s["seatStatuses"]["holdsKnown"], true);
+            assert_eq!(
+                s["seatStatuses"]["statuses"].as_str(),
+                Some(letters.as_str()),
+                "step {step}, viewer {viewer:?}"
+            );
+        }
+    }
+    // A 3,000-seat map's live statuses: 3,000 characters.
+    let (big, _) = app.create_show(15, 200).await;
+    let d = app
+        .ok(
+            None,
+            "query($s: ID!) { show(id: $s) { seatStatuses { statuses } } }",
+            json!({ "s": big }),
+        )
+        .await;
+    assert_eq!(
+        d["show"]["seatStatuses"]["statuses"].as_str().map(str::len),
+        Some(3000)
+    );
+}
+
+backends!(compact_and_full_maps_agree);
