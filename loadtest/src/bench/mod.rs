@@ -489,24 +489,32 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
         .await?;
         report.figures.push(f);
         let map = shows(&server.base, &people.admin, 500, 1).await?;
-        say("  seat map read (500 seats)…");
-        let f = measure(
-            "seat map read, 500 seats",
-            secs,
-            Some(server.pid()),
-            &redis_info,
-            |w| {
-                reads(
-                    &server.base,
-                    args.clients,
-                    w,
+        // The full map (a `Seat` object per seat) and the compact live statuses (a letter per
+        // seat), on 500 and 3,000 seats.
+        let big = shows(&server.base, &people.admin, 3000, 1).await?;
+        for (seats, show) in [(500, &map[0].0), (3000, &big[0].0)] {
+            for (form, query) in [
+                (
+                    "seat map read",
                     "query($id: ID!) { show(id: $id) { version availableSeats seats { id status } } }",
-                    serde_json::json!({ "id": map[0].0 }),
+                ),
+                (
+                    "compact seat statuses read",
+                    "query($id: ID!) { show(id: $id) { seatStatuses { version statuses } } }",
+                ),
+            ] {
+                say(&format!("  {form} ({seats} seats)…"));
+                let f = measure(
+                    &format!("{form}, {seats} seats"),
+                    secs,
+                    Some(server.pid()),
+                    &redis_info,
+                    |w| reads(&server.base, args.clients, w, query, serde_json::json!({ "id": show })),
                 )
-            },
-        )
-        .await?;
-        report.figures.push(f);
+                .await?;
+                report.figures.push(f);
+            }
+        }
         if let Some(url) = &config.redis_url {
             let store: Arc<dyn HoldStore> = Arc::new(
                 boxoffice::holds::redis::RedisStore::connect(
@@ -664,6 +672,26 @@ fn ratios(r: &mut BenchReport) {
         (
             "low: memory / trivial-query ceiling",
             "holdSeats low (memory)",
+            "trivial query { __typename }",
+        ),
+        (
+            "seat map read, 500 seats / trivial-query ceiling",
+            "seat map read, 500 seats",
+            "trivial query { __typename }",
+        ),
+        (
+            "compact seat statuses, 500 seats / trivial-query ceiling",
+            "compact seat statuses read, 500 seats",
+            "trivial query { __typename }",
+        ),
+        (
+            "seat map read, 3000 seats / trivial-query ceiling",
+            "seat map read, 3000 seats",
+            "trivial query { __typename }",
+        ),
+        (
+            "compact seat statuses, 3000 seats / trivial-query ceiling",
+            "compact seat statuses read, 3000 seats",
             "trivial query { __typename }",
         ),
         (
