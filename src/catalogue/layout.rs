@@ -6,27 +6,8 @@ use std::sync::{Arc, RwLock};
 use entity::{screen, seat, show_price};
 
 use super::plan::SeatPlan;
+pub use super::seat_info::SeatInfo;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
-
-/// One seat of a layout, as clients see it.
-#[derive(Debug, Clone)]
-pub struct SeatInfo {
-    pub id: i64,
-    pub row: String,
-    pub number: i32,
-    pub category: String,
-    pub row_index: i32,
-    pub col_index: i32,
-    pub wheelchair: bool,
-    pub companion: bool,
-    pub restricted_view: bool,
-}
-
-impl SeatInfo {
-    pub fn label(&self) -> String {
-        format!("{}{}", self.row, self.number)
-    }
-}
 
 /// A screen's seats in drawing order (front row first, left to right).
 #[derive(Debug)]

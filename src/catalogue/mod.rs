@@ -4,6 +4,7 @@ pub mod demo;
 pub mod layout;
 pub mod plan;
 pub mod sales;
+pub mod seat_info;
 pub mod seatmap;
 mod shows;
 

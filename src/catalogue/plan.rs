@@ -10,7 +10,7 @@
 //!
 //! The Redis store keeps the same plan, encoded by [`SeatPlan::redis_fields`], in the show's
 //! slot; `holds/scripts/best.lua` reads it with the same meaning.
-use super::layout::SeatInfo;
+use super::seat_info::SeatInfo;
 
 /// The most seats one best-available request may ask for (windows are precomputed up to it).
 pub const BEST_AVAILABLE_MAX: usize = 10;

@@ -8,7 +8,7 @@ use crate::catalogue::sales::NewSale;
 use crate::error::AppError;
 use crate::holds::PlaceState;
 use crate::ids::parse_id;
-use crate::queue::{RoomState, Ticket};
+use crate::queue::Ticket;
 use crate::state::AppState;
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -58,41 +58,6 @@ impl From<Ticket> for QueueTicket {
             estimated_wait_seconds: t.estimated_wait_seconds.map(int),
             admitted_until: t.admitted_until,
         }
-    }
-}
-
-/// A show's on-sale settings and its waiting room now.
-pub struct OnSale(pub RoomState);
-
-#[Object]
-impl OnSale {
-    async fn opens_at(&self) -> Option<DateTime<Utc>> {
-        DateTime::from_timestamp_millis(self.0.config.opens_ms)
-    }
-    async fn queue_enabled(&self) -> bool {
-        self.0.config.on
-    }
-    async fn admit_per_minute(&self) -> i32 {
-        int((60_000 / self.0.config.interval_ms.max(1)) as u64)
-    }
-    async fn session_seconds(&self) -> i32 {
-        int((self.0.config.session_ms / 1000) as u64)
-    }
-    /// Most visitors shopping at once (null: no cap beyond the rate).
-    async fn max_shoppers(&self) -> Option<i32> {
-        (self.0.config.max_shoppers > 0).then_some(self.0.config.max_shoppers as i32)
-    }
-    /// People in line now.
-    async fn waiting(&self) -> i32 {
-        int(self.0.waiting)
-    }
-    /// Admitted visitors whose session is live.
-    async fn shopping(&self) -> i32 {
-        int(self.0.shopping)
-    }
-    /// Admitted so far.
-    async fn admitted(&self) -> i32 {
-        int(self.0.admitted)
     }
 }
 

@@ -108,14 +108,12 @@ impl Show {
         Ok(self.counts(ctx).await?.booked)
     }
     /// On-sale settings and the waiting room's state now; null when none were set.
-    async fn on_sale(&self, ctx: &Context<'_>) -> Result<Option<super::queue::OnSale>> {
+    async fn on_sale(&self, ctx: &Context<'_>) -> Result<Option<OnSale>> {
         let state = ctx.data_unchecked::<crate::state::AppState>();
         if state.catalogue.sale(self.model.id).await?.is_none() {
             return Ok(None);
         }
-        Ok(Some(super::queue::OnSale(
-            state.queue.room(self.model.id).await?,
-        )))
+        Ok(Some(OnSale(state.queue.room(self.model.id).await?)))
     }
     /// Seat-map version: read from the same snapshot as `seats` and the counts. -1 while
     /// `holdsKnown` is false: no event follows from such a map, so a client re-reads on the next.
@@ -202,6 +200,46 @@ impl Show {
             })
             .collect())
     }
+}
+
+/// A show's on-sale settings and its waiting room now.
+pub struct OnSale(pub crate::queue::RoomState);
+
+#[Object]
+impl OnSale {
+    async fn opens_at(&self) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp_millis(self.0.config.opens_ms)
+    }
+    async fn queue_enabled(&self) -> bool {
+        self.0.config.on
+    }
+    async fn admit_per_minute(&self) -> i32 {
+        count((60_000 / self.0.config.interval_ms.max(1)) as u64)
+    }
+    async fn session_seconds(&self) -> i32 {
+        count((self.0.config.session_ms / 1000) as u64)
+    }
+    /// Most visitors shopping at once (null: no cap beyond the rate).
+    async fn max_shoppers(&self) -> Option<i32> {
+        (self.0.config.max_shoppers > 0).then_some(self.0.config.max_shoppers as i32)
+    }
+    /// People in line now.
+    async fn waiting(&self) -> i32 {
+        count(self.0.waiting)
+    }
+    /// Admitted visitors whose session is live.
+    async fn shopping(&self) -> i32 {
+        count(self.0.shopping)
+    }
+    /// Admitted so far.
+    async fn admitted(&self) -> i32 {
+        count(self.0.admitted)
+    }
+}
+
+/// A count as a GraphQL `Int`, saturating.
+fn count(v: u64) -> i32 {
+    v.min(i32::MAX as u64) as i32
 }
 
 /// One row of `Show.seatLayout`.
