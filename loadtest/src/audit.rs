@@ -123,7 +123,9 @@ pub struct View {
 pub struct Source {
     config: Target,
     db: sea_orm::DatabaseConnection,
-    redis: Option<redis::aio::MultiplexedConnection>,
+    /// Checked at `open`; each read connects afresh (a Redis restarted during a run, as the
+    /// soak does, leaves an old connection broken).
+    redis: Option<redis::Client>,
 }
 
 impl Source {
@@ -131,31 +133,38 @@ impl Source {
         let db = config.database().await?;
         let redis = match &config.redis_url {
             None => None,
-            Some(url) => {
-                let shown = boxoffice::db::redact(url);
-                let connect = async {
-                    let mut c = redis::Client::open(url.as_str())?
-                        .get_multiplexed_async_connection()
-                        .await?;
-                    redis::cmd("PING").query_async::<String>(&mut c).await?;
-                    Ok::<_, redis::RedisError>(c)
-                };
-                match tokio::time::timeout(config.dependency_timeout(), connect).await {
-                    Ok(Ok(c)) => Some(c),
-                    Ok(Err(e)) => bail!(
-                        "the audit reads the hold store: REDIS_URL ({shown}) does not answer: {e}"
-                    ),
-                    Err(_) => bail!(
-                        "the audit reads the hold store: REDIS_URL ({shown}) did not answer in time"
-                    ),
-                }
-            }
+            Some(url) => Some(redis::Client::open(url.as_str())?),
         };
-        Ok(Source {
+        let source = Source {
             config: config.clone(),
             db,
             redis,
-        })
+        };
+        source.redis().await?;
+        Ok(source)
+    }
+
+    /// A fresh connection to the hold store's Redis (`None` without REDIS_URL), checked with a
+    /// PING within the dependency timeout.
+    async fn redis(&self) -> anyhow::Result<Option<redis::aio::MultiplexedConnection>> {
+        let Some(client) = &self.redis else {
+            return Ok(None);
+        };
+        let shown = boxoffice::db::redact(self.config.redis_url.as_deref().unwrap_or_default());
+        let connect = async {
+            let mut c = client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut c).await?;
+            Ok::<_, redis::RedisError>(c)
+        };
+        match tokio::time::timeout(self.config.dependency_timeout(), connect).await {
+            Ok(Ok(c)) => Ok(Some(c)),
+            Ok(Err(e)) => {
+                bail!("the audit reads the hold store: REDIS_URL ({shown}) does not answer: {e}")
+            }
+            Err(_) => {
+                bail!("the audit reads the hold store: REDIS_URL ({shown}) did not answer in time")
+            }
+        }
     }
 
     /// The server must keep its holds where the audit reads them: Redis iff REDIS_URL is given.
@@ -189,13 +198,12 @@ impl Source {
     /// Before a run on an existing show: when its map has changed, its keys must be under the
     /// prefix the audit reads (a fresh show has none yet: the audit checks again after the run).
     pub async fn check_prefix(&self, show: &str, version: i64) -> anyhow::Result<()> {
-        let Some(conn) = &self.redis else {
+        let Some(mut conn) = self.redis().await? else {
             return Ok(());
         };
         let show_id: i64 = show
             .parse()
             .map_err(|_| anyhow!("show id {show} is not a number"))?;
-        let mut conn = conn.clone();
         let raw = read_raw(&mut conn, &self.config.redis_key_prefix, show_id).await?;
         prefix_is_the_servers(&self.config, show_id, raw.keys_exist, version)
     }
@@ -370,11 +378,8 @@ pub async fn run(
     let show_id = show_row.id;
 
     // 1. The hold store's raw keys, first: the API read below may expire due holds.
-    let raw = match &source.redis {
-        Some(conn) => {
-            let mut conn = conn.clone();
-            Some(read_raw(&mut conn, &config.redis_key_prefix, show_id).await?)
-        }
+    let raw = match source.redis().await? {
+        Some(mut conn) => Some(read_raw(&mut conn, &config.redis_key_prefix, show_id).await?),
         None => None,
     };
 
