@@ -59,7 +59,8 @@ print(f"  requests served ~{served:.0f}; holds won {r['holds_won']}, lost {r['ho
 print(f"  errors during faults: {sum(r['errors'].values())} {dict(list(r['errors'].items())[:6])}")
 print(f"  seats blocked past TTL + 2 s: {r['abandoned_holds_still_live'] + max(a.get('held', 0), 0)}")
 for c in a.get("checks", []):
-    print(f"  [{'ok' if c['ok'] else 'VIOLATION'}] {c['name']}" + ("" if c["ok"] else f": {c['detail']}"))
+    mark = {"ok": "ok", "violation": "VIOLATION", "not_applicable": "n/a"}.get(c["outcome"], c["outcome"])
+    print(f"  [{mark}] {c['name']}" + ("" if c["outcome"] != "violation" else f": {c['detail']}"))
 print("  audit:", "clean" if not a.get("violations") else f"{len(a['violations'])} violations")
 PY
 echo "logs in $tmp"
