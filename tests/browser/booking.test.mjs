@@ -167,7 +167,7 @@ try {
   await accessible(two, 'seat map with seat attributes');
   await shot(two, '7-seat-attributes');
 
-  // The waiting room. An admin opens a show's sale in 4 s through a queue (600 a minute).
+  // The waiting room. An admin opens a show's sale in 10 s through a queue (600 a minute).
   const admin = await browser.newPage();
   await admin.goto(BASE + '/');
   const queued = await admin.evaluate(async ({ email, password }) => {
@@ -181,7 +181,7 @@ try {
     const token = login.data.logIn.token;
     const shows = await call('{ shows(first: 20) { edges { node { id } } } }', {}, token);
     const id = shows.data.shows.edges[4].node.id;
-    const at = new Date(Date.now() + 4000).toISOString();
+    const at = new Date(Date.now() + 10000).toISOString();
     const set = await call('mutation($s: ID!, $at: DateTime!) { setOnSale(showId: $s, opensAt: $at, admitPerMinute: 600, sessionMinutes: 10, queueEnabled: true) { id } }', { s: id, at }, token);
     return { id, errors: set.errors };
   }, { email: process.env.ADMIN_EMAIL, password: process.env.ADMIN_PASSWORD });
@@ -191,11 +191,18 @@ try {
   await three.getByRole('button', { name: 'Join the queue' }).waitFor();
   assert.equal(await three.locator('#map-area').isHidden(), true, 'no seat map before admission');
   await three.getByRole('button', { name: 'Join the queue' }).click();
-  await three.getByText('You are in the queue').waitFor();
-  await accessible(three, 'waiting room');
-  await shot(three, '8-waiting-room');
+  // Waiting (before the opening, or behind others), or — on a slow machine that got here after
+  // the opening — admitted at once.
+  await three.waitForFunction(() => /in the queue/.test(document.querySelector('#queue-status').textContent)
+    || !document.querySelector('#map-area').hidden, null, { timeout: 15000 });
+  if (await three.locator('#map-area').isHidden()) {
+    await accessible(three, 'waiting room');
+    await shot(three, '8-waiting-room');
+  } else {
+    console.log('browser test: admitted before the waiting screen could be checked (slow start)');
+  }
   // Admitted at the opening: the map appears with the session's countdown.
-  await three.locator('#map-area').waitFor({ state: 'visible', timeout: 15000 });
+  await three.locator('#map-area').waitFor({ state: 'visible', timeout: 30000 });
   await three.getByText('Your shopping session ends in').waitFor();
   const free = await three.locator('.seat[data-status="AVAILABLE"]').first().getAttribute('data-seat');
   await three.locator(`[data-seat="${free}"]`).click();
