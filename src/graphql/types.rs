@@ -110,10 +110,7 @@ impl Show {
     /// On-sale settings and the waiting room's state now; null when none were set.
     async fn on_sale(&self, ctx: &Context<'_>) -> Result<Option<OnSale>> {
         let state = ctx.data_unchecked::<crate::state::AppState>();
-        if state.catalogue.sale(self.model.id).await?.is_none() {
-            return Ok(None);
-        }
-        Ok(Some(OnSale(state.queue.room(self.model.id).await?)))
+        Ok(state.queue.room(self.model.id).await?.map(OnSale))
     }
     /// Seat-map version: read from the same snapshot as `seats` and the counts. -1 while
     /// `holdsKnown` is false: no event follows from such a map, so a client re-reads on the next.

@@ -19,8 +19,8 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, Quer
 
 pub use store::{
     Admitted, BestOutcome, BestRequest, ExtendOutcome, FeedItem, FeedSink, HoldOutcome, HoldRecord,
-    HoldRequest, HoldStore, Interest, Place, PlaceState, QueueConfig, QueueReply, ReleaseOutcome,
-    SeatChange, SeatEvent, StoreError,
+    HoldRequest, HoldStore, Interest, NeedsQueueConfig, Place, PlaceState, QueueConfig, QueueReply,
+    ReleaseOutcome, SeatChange, SeatEvent, StoreError,
 };
 
 /// Which store keeps the holds.
@@ -216,16 +216,11 @@ impl Holds {
 
     /// The show's waiting-room settings as the database has them (`OFF` without a row).
     pub async fn queue_config(&self, show_id: i64) -> AppResult<QueueConfig> {
-        Ok(match self.catalogue.sale(show_id).await? {
-            None => QueueConfig::OFF,
-            Some(s) => QueueConfig {
-                on: s.queue_enabled,
-                opens_ms: s.opens_at.timestamp_millis(),
-                interval_ms: ((60_000.0 / s.admit_per_minute.max(1) as f64).round() as i64).max(1),
-                session_ms: s.session_seconds as i64 * 1000,
-                max_shoppers: s.max_shoppers.unwrap_or(0).max(0) as u32,
-            },
-        })
+        Ok(self
+            .catalogue
+            .sale(show_id)
+            .await?
+            .map_or(QueueConfig::OFF, |s| QueueConfig::of_sale(&s)))
     }
 
     /// Mirror the show's waiting-room settings into the store when it lacks them (first use, or
@@ -233,6 +228,26 @@ impl Holds {
     pub async fn mirror_queue_config(&self, show_id: i64) -> AppResult<()> {
         let config = self.queue_config(show_id).await?;
         Ok(self.store.configure_queue(show_id, config, true).await?)
+    }
+
+    /// Run a store call; when the store lacks the show's waiting-room settings (first use, or
+    /// Redis lost its data), mirror them from the database and run it once more.
+    pub async fn with_queue_config<T, F, Fut>(&self, show_id: i64, call: F) -> AppResult<T>
+    where
+        T: NeedsQueueConfig,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let first = call().await?;
+        if !first.needs_queue_config() {
+            return Ok(first);
+        }
+        self.mirror_queue_config(show_id).await?;
+        let again = call().await?;
+        if again.needs_queue_config() {
+            return Err(queue_config_missing(show_id));
+        }
+        Ok(again)
     }
 
     /// Write the show's settings into the store (after `setOnSale` committed them).
@@ -266,11 +281,9 @@ impl Holds {
             ttl: self.rules.ttl,
             max_holds: self.rules.max_holds,
         };
-        let mut outcome = self.store.hold(&request).await?;
-        if outcome == HoldOutcome::NeedQueueConfig {
-            self.mirror_queue_config(show_id).await?;
-            outcome = self.store.hold(&request).await?;
-        }
+        let outcome = self
+            .with_queue_config(show_id, || self.store.hold(&request))
+            .await?;
         match outcome {
             HoldOutcome::NeedQueueConfig => Err(queue_config_missing(show_id)),
             HoldOutcome::NotAdmitted => {
@@ -333,11 +346,9 @@ impl Holds {
             ttl: self.rules.ttl,
             max_holds: self.rules.max_holds,
         };
-        let mut outcome = self.store.hold_best(&request).await?;
-        if outcome == BestOutcome::NeedQueueConfig {
-            self.mirror_queue_config(show_id).await?;
-            outcome = self.store.hold_best(&request).await?;
-        }
+        let outcome = self
+            .with_queue_config(show_id, || self.store.hold_best(&request))
+            .await?;
         match outcome {
             BestOutcome::NeedQueueConfig => Err(queue_config_missing(show_id)),
             BestOutcome::NotAdmitted => {

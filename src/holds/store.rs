@@ -89,6 +89,29 @@ pub enum HoldOutcome {
     NeedQueueConfig,
 }
 
+/// An answer that can mean "mirror the show's waiting-room settings, then ask again".
+pub trait NeedsQueueConfig {
+    fn needs_queue_config(&self) -> bool;
+}
+
+impl NeedsQueueConfig for HoldOutcome {
+    fn needs_queue_config(&self) -> bool {
+        *self == HoldOutcome::NeedQueueConfig
+    }
+}
+
+impl NeedsQueueConfig for BestOutcome {
+    fn needs_queue_config(&self) -> bool {
+        *self == BestOutcome::NeedQueueConfig
+    }
+}
+
+impl NeedsQueueConfig for QueueReply {
+    fn needs_queue_config(&self) -> bool {
+        *self == QueueReply::NeedQueueConfig
+    }
+}
+
 /// A show's waiting-room settings as the store keeps them (mirrored from `show_sales`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueConfig {
@@ -110,6 +133,17 @@ impl QueueConfig {
         session_ms: 1,
         max_shoppers: 0,
     };
+
+    /// The settings of a `show_sales` row, as the store applies them.
+    pub fn of_sale(s: &entity::show_sale::Model) -> QueueConfig {
+        QueueConfig {
+            on: s.queue_enabled,
+            opens_ms: s.opens_at.timestamp_millis(),
+            interval_ms: ((60_000.0 / s.admit_per_minute.max(1) as f64).round() as i64).max(1),
+            session_ms: s.session_seconds as i64 * 1000,
+            max_shoppers: s.max_shoppers.unwrap_or(0).max(0) as u32,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -92,7 +92,8 @@ impl WaitingRoom {
         self.known_show(show_id).await?;
         let random: u64 = rand::rng().random();
         let reply = self
-            .with_config(show_id, || self.store.join_queue(show_id, user, random))
+            .holds
+            .with_queue_config(show_id, || self.store.join_queue(show_id, user, random))
             .await?;
         match reply {
             QueueReply::Place(p) => self.ticket(show_id, p).await,
@@ -107,7 +108,8 @@ impl WaitingRoom {
         let user = viewer.require_user()?;
         self.known_show(show_id).await?;
         let reply = self
-            .with_config(show_id, || self.store.queue_place(show_id, user))
+            .holds
+            .with_queue_config(show_id, || self.store.queue_place(show_id, user))
             .await?;
         match reply {
             QueueReply::Place(p) if p.state != PlaceState::None => {
@@ -157,20 +159,24 @@ impl WaitingRoom {
         })
     }
 
-    /// The show's room (admins see counts on `Show.onSale`).
-    pub async fn room(&self, show_id: i64) -> AppResult<RoomState> {
-        let config = self.holds.queue_config(show_id).await?;
+    /// The show's room (counts on `Show.onSale`): one read of its settings.
+    /// `None` when the show has no on-sale settings.
+    pub async fn room(&self, show_id: i64) -> AppResult<Option<RoomState>> {
+        let Some(sale) = self.catalogue.sale(show_id).await? else {
+            return Ok(None);
+        };
+        let config = QueueConfig::of_sale(&sale);
         let a = if config.on {
             self.store.admit(show_id).await?
         } else {
             Default::default()
         };
-        Ok(RoomState {
+        Ok(Some(RoomState {
             config,
             waiting: a.waiting,
             shopping: a.shopping,
             admitted: a.total,
-        })
+        }))
     }
 
     async fn known_show(&self, show_id: i64) -> AppResult<()> {
@@ -179,20 +185,6 @@ impl WaitingRoom {
             .await?
             .map(|_| ())
             .ok_or(AppError::NotFound("show"))
-    }
-
-    /// Run a store call, mirroring the show's settings first if the store lacks them.
-    async fn with_config<F, Fut>(&self, show_id: i64, call: F) -> AppResult<QueueReply>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<QueueReply, crate::holds::StoreError>>,
-    {
-        let reply = call().await?;
-        if reply != QueueReply::NeedQueueConfig {
-            return Ok(reply);
-        }
-        self.holds.mirror_queue_config(show_id).await?;
-        Ok(call().await?)
     }
 
     /// The show's settings, read from the database at most every `CONFIG_TTL`.
