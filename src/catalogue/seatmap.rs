@@ -2,7 +2,7 @@
 //! held seats, booked seats). Queries, counts, subscriptions and the web page all go through here,
 //! so `total = available + held + booked` holds everywhere by construction.
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use entity::booking_seat;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect};
@@ -32,6 +32,20 @@ pub struct ShowState {
     /// booked seats are exact, holds are unknown (held seats look available); `version` means
     /// nothing (GraphQL shows -1).
     pub holds_unknown: bool,
+    /// Names this exact state in the store (Redis: `tag:ver`, unique across restarts and
+    /// failovers): a reader holding a state with this stamp may keep using it, and the store
+    /// answers "unchanged" instead of sending it again. `None`: never reused.
+    pub stamp: Option<String>,
+    /// What is derived from this state, computed once and shared by every reader of it.
+    pub derived: Derived,
+}
+
+/// Forms of one state computed on first use: counts and the compact status string (without the
+/// per-viewer `M`, which `status_string` lays over it).
+#[derive(Debug, Clone, Default)]
+pub struct Derived {
+    counts: OnceLock<Counts>,
+    statuses: OnceLock<Arc<str>>,
 }
 
 impl ShowState {
@@ -54,7 +68,16 @@ pub struct Counts {
     pub booked: i32,
 }
 
+/// The state's counts on its show's layout (a show has one layout, so they are computed once
+/// per state).
 pub fn counts(layout: &Layout, state: &ShowState) -> Counts {
+    *state
+        .derived
+        .counts
+        .get_or_init(|| count_seats(layout, state))
+}
+
+fn count_seats(layout: &Layout, state: &ShowState) -> Counts {
     let (mut held, mut booked) = (0, 0);
     for s in &layout.seats {
         match state.status(s.id) {
@@ -99,24 +122,32 @@ pub fn seat_view(
 }
 
 /// The compact live map: one character per seat of the layout, in drawing order — `A`
-/// available, `H` held by someone else, `M` held by `viewer`, `B` booked.
+/// available, `H` held by someone else, `M` held by `viewer`, `B` booked. The viewer-free
+/// string is computed once per state; a viewer's own holds are laid over it.
 pub fn status_string(layout: &Layout, state: &ShowState, viewer: Option<i64>) -> String {
-    layout
-        .seats
-        .iter()
-        .map(|info| match state.status(info.id) {
-            SeatStatus::Available => 'A',
-            SeatStatus::Booked => 'B',
-            SeatStatus::Held => {
-                let mine = matches!((state.held.get(&info.id), viewer), (Some(h), Some(me)) if h.user_id == me);
-                if mine {
-                    'M'
-                } else {
-                    'H'
-                }
+    let shared = state.derived.statuses.get_or_init(|| {
+        layout
+            .seats
+            .iter()
+            .map(|info| match state.status(info.id) {
+                SeatStatus::Available => 'A',
+                SeatStatus::Booked => 'B',
+                SeatStatus::Held => 'H',
+            })
+            .collect::<String>()
+            .into()
+    });
+    let mut out = shared.to_string().into_bytes();
+    if let Some(me) = viewer {
+        for (seat, holder) in &state.held {
+            match layout.position(*seat) {
+                Some(p) if holder.user_id == me && out.get(p) == Some(&b'H') => out[p] = b'M',
+                _ => {}
             }
-        })
-        .collect()
+        }
+    }
+    // Only ASCII letters were written.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// One seat named by a live event (its new status and holder), as `viewer` sees it; `None` for
@@ -218,7 +249,7 @@ mod tests {
                 },
             )]),
             booked: HashSet::from([12]),
-            holds_unknown: false,
+            ..ShowState::default()
         }
     }
 

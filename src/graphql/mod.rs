@@ -8,6 +8,7 @@ pub mod loaders;
 pub mod mutation;
 pub mod query;
 pub mod queue;
+pub mod seat_list;
 pub mod subscription;
 pub mod types;
 
@@ -57,7 +58,9 @@ pub fn build_schema(state: AppState) -> AppSchema {
     if !state.config.graphql_introspection {
         b = b.disable_introspection();
     }
-    b.data(state).finish()
+    b.data(state)
+        .data(seat_list::RenderedMaps::default())
+        .finish()
 }
 
 /// The schema's SDL, as committed in `schema.graphql`.

@@ -173,17 +173,19 @@ impl Show {
         })
     }
     /// The whole layout with live status, front row first.
-    async fn seats(&self, ctx: &Context<'_>) -> Result<Vec<Seat>> {
+    async fn seats(&self, ctx: &Context<'_>) -> Result<super::seat_list::SeatList> {
         let (layout, prices, state) = (
             self.layout(ctx).await?,
             self.prices_map(ctx).await?,
             self.state(ctx).await?,
         );
-        let me = viewer(ctx).user_id();
-        Ok(seatmap::seat_views(&layout, &prices, &state, me)
-            .into_iter()
-            .map(Seat)
-            .collect())
+        Ok(super::seat_list::SeatList {
+            show_id: self.model.id,
+            layout,
+            prices,
+            state,
+            viewer: viewer(ctx).user_id(),
+        })
     }
     /// Price of each seat category.
     async fn prices(&self, ctx: &Context<'_>) -> Result<Vec<CategoryPrice>> {

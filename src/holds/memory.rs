@@ -155,6 +155,8 @@ struct ShowMem {
 
 pub struct MemoryStore {
     db: DatabaseConnection,
+    /// Names this store's lifetime in state stamps.
+    epoch: u64,
     shows: Mutex<HashMap<i64, ShowMem>>,
     events: broadcast::Sender<SeatEvent>,
 }
@@ -266,6 +268,7 @@ impl MemoryStore {
         let (events, _) = broadcast::channel(4096);
         MemoryStore {
             db,
+            epoch: rand::random(),
             shows: Mutex::new(HashMap::new()),
             events,
         }
@@ -584,27 +587,49 @@ impl HoldStore for MemoryStore {
     }
 
     async fn snapshot(&self, show_ids: &[i64]) -> Result<HashMap<i64, ShowState>, StoreError> {
+        let shows: Vec<(i64, Option<&str>)> = show_ids.iter().map(|id| (*id, None)).collect();
+        Ok(self
+            .snapshot_since(&shows)
+            .await?
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect())
+    }
+
+    async fn snapshot_since(
+        &self,
+        shows: &[(i64, Option<&str>)],
+    ) -> Result<HashMap<i64, Option<ShowState>>, StoreError> {
         let mut out = HashMap::new();
-        for id in show_ids {
+        for (id, known) in shows {
             let state = self
-                .with_show(*id, |show, _| ShowState {
-                    version: show.version,
-                    booked: show.booked.clone(),
-                    held: show
-                        .seats
-                        .iter()
-                        .map(|(s, h)| {
-                            let user_id = show.holds.get(h).map(|r| r.user).unwrap_or(0);
-                            (
-                                *s,
-                                Holder {
-                                    hold_id: h.clone(),
-                                    user_id,
-                                },
-                            )
-                        })
-                        .collect(),
-                    holds_unknown: false,
+                .with_show(*id, |show, _| {
+                    // This store's shows never lose their state while it lives: its instance
+                    // and the version name a state.
+                    let stamp = format!("{:x}:{}", self.epoch, show.version);
+                    if *known == Some(stamp.as_str()) {
+                        return None;
+                    }
+                    Some(ShowState {
+                        version: show.version,
+                        booked: show.booked.clone(),
+                        held: show
+                            .seats
+                            .iter()
+                            .map(|(s, h)| {
+                                let user_id = show.holds.get(h).map(|r| r.user).unwrap_or(0);
+                                (
+                                    *s,
+                                    Holder {
+                                        hold_id: h.clone(),
+                                        user_id,
+                                    },
+                                )
+                            })
+                            .collect(),
+                        stamp: Some(stamp),
+                        ..ShowState::default()
+                    })
                 })
                 .await?;
             out.insert(*id, state);

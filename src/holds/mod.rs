@@ -114,7 +114,13 @@ pub struct Holds {
     store: Arc<dyn HoldStore>,
     catalogue: Catalogue,
     rules: HoldRules,
+    /// The last state read of each show, shared by every reader until the store says it
+    /// changed (`HoldStore::snapshot_since`).
+    states: Arc<std::sync::Mutex<HashMap<i64, SharedState>>>,
 }
+
+/// Shows whose last state `Holds` keeps before it starts over (a few MB at most).
+const KEPT_STATES: usize = 4096;
 
 impl Holds {
     pub fn new(store: Arc<dyn HoldStore>, catalogue: Catalogue, rules: HoldRules) -> Self {
@@ -122,6 +128,7 @@ impl Holds {
             store,
             catalogue,
             rules,
+            states: Arc::default(),
         }
     }
 
@@ -187,9 +194,53 @@ impl Holds {
     /// When the hold store is unreachable the seat maps still answer, from the database: booked
     /// seats are exact (the database is their source of truth), holds are unknown and the state
     /// says so (`holds_unknown`, GraphQL `Show.holdsKnown`).
+    ///
+    /// One snapshot per map state is shared by every reader: the store is asked whether each
+    /// show is still at the stamp of the state kept here and sends a show's map only when it
+    /// changed, so a thousand readers of an unchanged map cost a thousand tiny round trips and
+    /// one map (and what is derived from it: counts, the compact string) between them.
     pub async fn states(&self, show_ids: &[i64]) -> AppResult<HashMap<i64, SharedState>> {
-        match self.store.snapshot(show_ids).await {
-            Ok(states) => Ok(states.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()),
+        let kept: Vec<Option<SharedState>> = {
+            let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+            show_ids.iter().map(|id| states.get(id).cloned()).collect()
+        };
+        let asks: Vec<(i64, Option<&str>)> = show_ids
+            .iter()
+            .zip(&kept)
+            .map(|(id, k)| (*id, k.as_ref().and_then(|s| s.stamp.as_deref())))
+            .collect();
+        match self.store.snapshot_since(&asks).await {
+            Ok(mut fresh) => {
+                let mut out = HashMap::with_capacity(show_ids.len());
+                let mut new = Vec::new();
+                for (id, kept) in show_ids.iter().zip(kept) {
+                    match (fresh.remove(id), kept) {
+                        (Some(None), Some(k)) => {
+                            metrics::counter!("seat_map_snapshots_total", "outcome" => "reused")
+                                .increment(1);
+                            out.insert(*id, k);
+                        }
+                        (Some(Some(state)), _) => {
+                            metrics::counter!("seat_map_snapshots_total", "outcome" => "read")
+                                .increment(1);
+                            let state = Arc::new(state);
+                            if state.stamp.is_some() {
+                                new.push((*id, state.clone()));
+                            }
+                            out.insert(*id, state);
+                        }
+                        _ => {}
+                    }
+                }
+                if !new.is_empty() {
+                    let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+                    if states.len() + new.len() > KEPT_STATES {
+                        states.clear();
+                    }
+                    states.extend(new);
+                }
+                Ok(out)
+            }
             Err(StoreError::Unavailable(cause)) => {
                 tracing::warn!(%cause, "hold store unavailable: seat maps from the database");
                 self.states_from_database(show_ids).await

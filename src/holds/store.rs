@@ -361,6 +361,22 @@ pub trait HoldStore: Send + Sync + 'static {
     /// Each show's state at one version (holds due are expired first).
     async fn snapshot(&self, show_ids: &[i64]) -> Result<HashMap<i64, ShowState>, StoreError>;
 
+    /// Like `snapshot`, for callers that keep states: a show still at the stamp passed with it
+    /// (`ShowState::stamp`) answers `None` — unchanged, keep yours — and costs the store almost
+    /// nothing. A store without stamps (this default) sends every state.
+    async fn snapshot_since(
+        &self,
+        shows: &[(i64, Option<&str>)],
+    ) -> Result<HashMap<i64, Option<ShowState>>, StoreError> {
+        let ids: Vec<i64> = shows.iter().map(|s| s.0).collect();
+        Ok(self
+            .snapshot(&ids)
+            .await?
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect())
+    }
+
     /// Expire and announce every hold that is due, on every show. Returns how many were handled.
     async fn sweep(&self) -> Result<usize, StoreError>;
 

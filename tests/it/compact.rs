@@ -10,7 +10,10 @@ use crate::support::{Backend, TestApp};
 const BOTH: &str = "query($s: ID!) { show(id: $s) {
   version seats { id status heldByMe }
   seatLayout { label rowIndex seats { id number column category priceCents } }
-  seatStatuses { version holdsKnown statuses } } }";
+  seatStatuses { version holdsKnown statuses }
+  plain: seats { id label mine: heldByMe status priceCents __typename wheelchair rowIndex column }
+  engine: seats { ...Full } } }
+fragment Full on Seat { id label mine: heldByMe status priceCents __typename wheelchair rowIndex column }";
 
 /// Each seat's status in the full form, as the compact form spells it.
 fn full_form(show: &Value) -> (i64, String) {
@@ -92,6 +95,9 @@ async fn compact_and_full_maps_agree(b: Backend) {
                 .map(|x| x["id"].as_str().expect("id"))
                 .collect();
             assert_eq!(layout_ids, full_ids, "one order for both forms");
+            // The shared rendering of a plain selection (and the viewer's overlay on it) is
+            // what the engine resolves field by field.
+            assert_eq!(s["plain"], s["engine"], "step {step}, viewer {viewer:?}");
             let (version, letters) = full_form(s);
             assert_eq!(s["seatStatuses"]["version"].as_i64(), Some(version), "{s}");
             assert_eq!(s["seatStatuses"]["holdsKnown"], true);
@@ -118,3 +124,36 @@ async fn compact_and_full_maps_agree(b: Backend) {
 }
 
 backends!(compact_and_full_maps_agree);
+
+/// One snapshot per map state: readers of an unchanged map share the state (and what is derived
+/// from it); the next change replaces it.
+async fn a_snapshot_is_shared_within_a_version_and_replaced_on_the_next(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (show, seats) = app.create_show(2, 5).await;
+    let show_id: i64 = show.parse().expect("show id");
+    let holds = &app.app.state.holds;
+    let first = holds.states(&[show_id]).await.expect("state")[&show_id].clone();
+    let again = holds.states(&[show_id]).await.expect("state")[&show_id].clone();
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &again),
+        "an unchanged map is read once"
+    );
+    let users = app.users(1).await;
+    app.ok(
+        Some(&users[0].0),
+        "mutation($s: ID!, $x: [ID!]!) { holdSeats(showId: $s, seatIds: $x) { id } }",
+        json!({ "s": show, "x": [seats[0]] }),
+    )
+    .await;
+    let next = holds.states(&[show_id]).await.expect("state")[&show_id].clone();
+    assert!(
+        !std::sync::Arc::ptr_eq(&first, &next),
+        "a change replaces it"
+    );
+    assert_eq!(next.version, first.version + 1);
+    assert_eq!(next.held.len(), 1);
+    let same = holds.states(&[show_id]).await.expect("state")[&show_id].clone();
+    assert!(std::sync::Arc::ptr_eq(&next, &same));
+}
+
+backends!(a_snapshot_is_shared_within_a_version_and_replaced_on_the_next);

@@ -350,13 +350,14 @@ impl RedisStore {
 
     fn parse_snapshot(reply: &[String]) -> Result<ShowState, StoreError> {
         let version = int(reply.get(1))?;
-        let nbooked = int(reply.get(2))? as usize;
+        let nbooked = int(reply.get(3))? as usize;
         let mut state = ShowState {
             version,
+            stamp: reply.get(2).cloned(),
             ..Default::default()
         };
-        let booked_end = 3 + nbooked;
-        for s in reply.get(3..booked_end).unwrap_or_default() {
+        let booked_end = 4 + nbooked;
+        for s in reply.get(4..booked_end).unwrap_or_default() {
             state.booked.insert(int(Some(s))?);
         }
         for chunk in reply.get(booked_end..).unwrap_or_default().chunks(3) {
@@ -597,15 +598,30 @@ impl HoldStore for RedisStore {
     }
 
     async fn snapshot(&self, show_ids: &[i64]) -> Result<HashMap<i64, ShowState>, StoreError> {
-        // One pipelined round trip for all shows; shows whose cache is not loaded are loaded and
-        // read again.
+        let shows: Vec<(i64, Option<&str>)> = show_ids.iter().map(|id| (*id, None)).collect();
+        Ok(self
+            .snapshot_since(&shows)
+            .await?
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect())
+    }
+
+    async fn snapshot_since(
+        &self,
+        shows: &[(i64, Option<&str>)],
+    ) -> Result<HashMap<i64, Option<ShowState>>, StoreError> {
+        // One pipelined round trip for all shows; a show still at the caller's stamp answers
+        // `SAME` (a few bytes instead of its whole map); shows whose cache is not loaded are
+        // loaded and read again.
         let mut pipe = redis::pipe();
-        for id in show_ids {
+        for (id, known) in shows {
             pipe.cmd("EVALSHA")
                 .arg(self.scripts.snapshot.get_hash())
                 .arg(KEY_NAMES.len())
                 .arg(&self.keys(*id))
-                .arg(self.channel(*id));
+                .arg(self.channel(*id))
+                .arg(known.unwrap_or(""));
         }
         let mut conn = self.conn.clone();
         let replies: Result<Vec<Vec<String>>, RedisError> = pipe.query_async(&mut conn).await;
@@ -623,13 +639,16 @@ impl HoldStore for RedisStore {
             Err(e) => return Err(map_err(e)),
         };
         let mut out = HashMap::new();
-        for (id, reply) in show_ids.iter().zip(replies) {
-            let reply = if reply.first().map(String::as_str) == Some("LOAD") {
-                self.run_loaded(&self.scripts.snapshot, *id, &[]).await?
-            } else {
-                reply
+        for ((id, _), reply) in shows.iter().zip(replies) {
+            let reply = match reply.first().map(String::as_str) {
+                Some("SAME") => {
+                    out.insert(*id, None);
+                    continue;
+                }
+                Some("LOAD") => self.run_loaded(&self.scripts.snapshot, *id, &[]).await?,
+                _ => reply,
             };
-            out.insert(*id, Self::parse_snapshot(&reply)?);
+            out.insert(*id, Some(Self::parse_snapshot(&reply)?));
         }
         Ok(out)
     }

@@ -7,7 +7,10 @@
 --   4 uholds   HASH  user id -> number of live holds on this show
 --   5 booked   SET   booked seat ids (a cache of the database, the truth)
 --   6 meta     HASH  ver (seat-map version), loaded (1 when `booked` mirrors the database),
---                    bookgen (bumped by every booked-set change, fences cache reloads)
+--                    bookgen (bumped by every booked-set change, fences cache reloads),
+--                    tag (Redis TIME in µs of the last map change or cache load: `tag:ver` names
+--                    one map state even across a restart, a restore or a failover that lost
+--                    writes, where `ver` alone could repeat with other contents)
 --   7 plan     HASH  the layout as best-available reads it (catalogue/plan.rs `redis_fields`):
 --                    n, attr, cat, row, rank, rows, w1..wN, s<seat id> -> position,
 --                    i<position> -> seat id. Immutable once loaded (layouts never change).
@@ -29,6 +32,12 @@
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Redis TIME in microseconds, as a string: the `tag` of a map change.
+local function stamp_now()
+  local t = redis.call('TIME')
+  return t[1] .. string.format('%06d', tonumber(t[2]))
 end
 
 local function parse_rec(rec)
@@ -78,6 +87,7 @@ end
 -- `parts` are JSON arrays [seat,"A"|"B"] or [seat,"H",user].
 local function publish(parts)
   local v = redis.call('HINCRBY', KEYS[6], 'ver', 1)
+  redis.call('HSET', KEYS[6], 'tag', stamp_now())
   local h, b = redis.call('HLEN', KEYS[1]), redis.call('SCARD', KEYS[5])
   redis.call('PUBLISH', ARGV[1],
     '{"v":' .. v .. ',"h":' .. h .. ',"b":' .. b .. ',"c":[' .. table.concat(parts, ',') .. ']}')

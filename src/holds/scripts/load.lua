@@ -11,5 +11,5 @@ for i = 3, #ARGV do
   if h then drop_hold(h, {}) end
 end
 rebuild_occ()
-redis.call('HSET', KEYS[6], 'loaded', '1')
+redis.call('HSET', KEYS[6], 'loaded', '1', 'tag', stamp_now())
 return {'OK'}
