@@ -17,7 +17,7 @@ tmp="$(mktemp -d)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 DATABASE_URL="sqlite://$tmp/fuzz.db?mode=rwc" DEMO_DATA=true LISTEN_ADDR="127.0.0.1:$port" \
   ADMIN_EMAIL=admin@fuzz.test ADMIN_PASSWORD=fuzz-admin-pass \
-  RATE_LIMIT_IP_PER_MINUTE=0 RATE_LIMIT_USER_PER_MINUTE=0 LOG_FORMAT=json RUST_LOG=warn \
+  RATE_LIMIT_IP_PER_MINUTE=0 RATE_LIMIT_USER_PER_MINUTE=0 READ_BUDGET_PER_SECOND=0 LOG_FORMAT=json RUST_LOG=warn \
   "$CARGO_TARGET_DIR/debug/boxoffice" >"$tmp/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$tmp"' EXIT

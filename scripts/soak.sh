@@ -21,7 +21,7 @@ start_redis() { redis-server --port "$redis_port" --save "" --appendonly no >>"$
 export DATABASE_URL="${PG_ADMIN%/*}/$DB" REDIS_URL="redis://127.0.0.1:$redis_port" REDIS_KEY_PREFIX=soak \
   JWT_SECRET=soak-secret-0123456789abcdef ADMIN_EMAIL=admin@soak.test ADMIN_PASSWORD=soak-admin-pass \
   HOLD_TTL_SECONDS=10 PAYMENT_TIMEOUT_MS=3000 RECONCILE_INTERVAL_SECONDS=2 DEPENDENCY_TIMEOUT_MS=2000 \
-  RATE_LIMIT_USER_PER_MINUTE=0 RATE_LIMIT_IP_PER_MINUTE=0 WS_CONNECTIONS_PER_ADDRESS=1000000 RUST_LOG=warn
+  RATE_LIMIT_USER_PER_MINUTE=0 RATE_LIMIT_IP_PER_MINUTE=0 READ_BUDGET_PER_SECOND=0 WS_CONNECTIONS_PER_ADDRESS=1000000 RUST_LOG=warn
 start_a() { LISTEN_ADDR="127.0.0.1:$port_a" "$bin" serve >>"$tmp/a.log" 2>&1 & pid_a=$!; }
 start_b() { LISTEN_ADDR="127.0.0.1:$port_b" "$bin" serve >>"$tmp/b.log" 2>&1 & pid_b=$!; }
 cleanup() { kill -9 $pid_a $pid_b $redis_pid 2>/dev/null || true; }

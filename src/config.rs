@@ -162,6 +162,21 @@ pub struct Config {
     #[arg(long, env = "WS_CONNECTIONS_PER_ADDRESS", default_value_t = 200, value_parser = parse_ws_cap, global = true)]
     pub ws_connections_per_address: u32,
 
+    /// Read budget per client (signed-in user, or address when anonymous), in cost units per
+    /// second with five seconds of burst: a request costs 1, a full seat map 10 more, a page of
+    /// shows 4, a layout 2, compact statuses 1. Over budget: `LIMIT_EXCEEDED`. 0: no budget.
+    #[arg(long, env = "READ_BUDGET_PER_SECOND", default_value_t = 200, value_parser = parse_read_budget, global = true)]
+    pub read_budget_per_second: u64,
+
+    /// Queries one instance runs at once; more wait up to `READ_QUEUE_MS`, then are refused
+    /// with `SERVICE_UNAVAILABLE` (mutations never wait for these slots).
+    #[arg(long, env = "READ_CONCURRENCY", default_value_t = 128, value_parser = parse_ws_cap, global = true)]
+    pub read_concurrency: u32,
+
+    /// How long a query may wait for one of the `READ_CONCURRENCY` slots.
+    #[arg(long, env = "READ_QUEUE_MS", default_value_t = 500, value_parser = parse_read_queue, global = true)]
+    pub read_queue_ms: u64,
+
     /// Answer GraphQL introspection queries (the IDE needs it).
     #[arg(long, env = "GRAPHQL_INTROSPECTION", default_value_t = true, value_parser = parse_bool_setting, action = clap::ArgAction::Set, global = true)]
     pub graphql_introspection: bool,
@@ -344,6 +359,12 @@ fn parse_ws_ping(s: &str) -> Result<u64, String> {
 }
 fn parse_payment_seed(s: &str) -> Result<u64, String> {
     ranged_u64(s, "PAYMENT_SEED", 0, u64::MAX)
+}
+fn parse_read_budget(s: &str) -> Result<u64, String> {
+    ranged_u64(s, "READ_BUDGET_PER_SECOND", 0, 10_000_000)
+}
+fn parse_read_queue(s: &str) -> Result<u64, String> {
+    ranged_u64(s, "READ_QUEUE_MS", 0, 60_000)
 }
 fn parse_ws_cap(s: &str) -> Result<u32, String> {
     ranged_u64(s, "WebSocket limit", 1, 1_000_000).map(|v| v as u32)

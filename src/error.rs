@@ -33,6 +33,10 @@ pub enum AppError {
     NotAdmitted,
     #[error("{0}")]
     BadInput(String),
+    /// An automatic persisted query (APQ) named by its hash alone that this server does not
+    /// know: send it again with its text. The message is the one Apollo clients look for.
+    #[error("PersistedQueryNotFound")]
+    PersistedQueryNotFound,
     #[error("{0} is unavailable, retry later")]
     Unavailable(&'static str),
     /// Too many checkouts or cancellations are waiting: refused before any money moved.
@@ -53,6 +57,7 @@ impl AppError {
             AppError::LimitExceeded(_) => "LIMIT_EXCEEDED",
             AppError::NotAdmitted => "NOT_ADMITTED",
             AppError::BadInput(_) => "BAD_USER_INPUT",
+            AppError::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
             AppError::Unavailable(_) | AppError::Busy { .. } => "SERVICE_UNAVAILABLE",
             AppError::Internal(_) => "INTERNAL_SERVER_ERROR",
         }

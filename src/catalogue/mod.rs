@@ -1,6 +1,7 @@
 //! The catalogue: venues, screens and their seat layouts, movies, shows and their prices.
 //! Service functions over SeaORM; resolvers call these and never build SQL themselves.
 pub mod demo;
+mod kept;
 pub mod layout;
 pub mod plan;
 pub mod sales;
@@ -8,7 +9,7 @@ pub mod seat_info;
 pub mod seatmap;
 mod shows;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -105,20 +106,26 @@ impl NewRow {
 pub struct Catalogue {
     pub(crate) db: DatabaseConnection,
     pub(crate) layouts: Arc<LayoutCache>,
-    /// Shows never change once created, so a show read once is good for ever (bounded: cleared
-    /// when full). `holdSeats` reads its show on every call; this saves a database round trip.
-    pub(crate) shows: Arc<std::sync::RwLock<HashMap<i64, entity::show::Model>>>,
+    pub(crate) kept: Arc<KeptRows>,
 }
 
-/// Shows kept by `Catalogue::show` before the cache starts over.
-const SHOW_CACHE_MAX: usize = 50_000;
+/// Catalogue rows and show-list pages served from memory (`kept.rs`).
+#[derive(Default)]
+pub(crate) struct KeptRows {
+    /// `holdSeats` reads its show on every call; this saves a database round trip.
+    pub(crate) shows: kept::Kept<entity::show::Model>,
+    pub(crate) movies: kept::Kept<movie::Model>,
+    pub(crate) screens: kept::Kept<screen::Model>,
+    pub(crate) venues: kept::Kept<venue::Model>,
+    pub(crate) pages: kept::Recent<shows::PageKey, ShowPage>,
+}
 
 impl Catalogue {
     pub fn new(db: DatabaseConnection) -> Self {
         Catalogue {
             db,
             layouts: Arc::new(LayoutCache::default()),
-            shows: Arc::default(),
+            kept: Arc::default(),
         }
     }
 
@@ -239,10 +246,19 @@ impl Catalogue {
     }
 
     pub async fn venues(&self, ids: &[i64]) -> AppResult<Vec<venue::Model>> {
-        Ok(venue::Entity::find()
-            .filter(venue::Column::Id.is_in(ids.to_vec()))
-            .all(&self.db)
-            .await?)
+        self.kept
+            .venues
+            .many(
+                ids,
+                |v| v.id,
+                |ids| async move {
+                    Ok(venue::Entity::find()
+                        .filter(venue::Column::Id.is_in(ids))
+                        .all(&self.db)
+                        .await?)
+                },
+            )
+            .await
     }
     pub async fn all_venues(&self) -> AppResult<Vec<venue::Model>> {
         use sea_orm::QueryOrder;
@@ -252,16 +268,34 @@ impl Catalogue {
             .await?)
     }
     pub async fn screens(&self, ids: &[i64]) -> AppResult<Vec<screen::Model>> {
-        Ok(screen::Entity::find()
-            .filter(screen::Column::Id.is_in(ids.to_vec()))
-            .all(&self.db)
-            .await?)
+        self.kept
+            .screens
+            .many(
+                ids,
+                |s| s.id,
+                |ids| async move {
+                    Ok(screen::Entity::find()
+                        .filter(screen::Column::Id.is_in(ids))
+                        .all(&self.db)
+                        .await?)
+                },
+            )
+            .await
     }
     pub async fn movies(&self, ids: &[i64]) -> AppResult<Vec<movie::Model>> {
-        Ok(movie::Entity::find()
-            .filter(movie::Column::Id.is_in(ids.to_vec()))
-            .all(&self.db)
-            .await?)
+        self.kept
+            .movies
+            .many(
+                ids,
+                |m| m.id,
+                |ids| async move {
+                    Ok(movie::Entity::find()
+                        .filter(movie::Column::Id.is_in(ids))
+                        .all(&self.db)
+                        .await?)
+                },
+            )
+            .await
     }
 }
 

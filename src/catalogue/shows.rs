@@ -41,10 +41,14 @@ impl PricedShow {
     }
 }
 
+#[derive(Clone)]
 pub struct ShowPage {
     pub shows: Vec<show::Model>,
     pub has_next: bool,
 }
+
+/// What names a page of the show list: `first`, `after` (start, id), `include_past`, movie.
+pub(crate) type PageKey = (u64, Option<(i64, i64)>, bool, Option<i64>);
 
 impl Catalogue {
     pub async fn create_show(&self, new: NewShow) -> AppResult<show::Model> {
@@ -111,26 +115,19 @@ impl Catalogue {
             .exec_without_returning(&txn)
             .await?;
         txn.commit().await?;
+        // This instance's list shows it at once (others within `kept::PAGE_FRESH`).
+        self.kept.pages.forget();
         Ok(created)
     }
 
     /// One show, from the cache when it was read before (shows are immutable).
     pub async fn show(&self, id: i64) -> AppResult<Option<show::Model>> {
-        if let Some(s) = self
-            .shows
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-        {
-            return Ok(Some(s.clone()));
+        if let Some(s) = self.kept.shows.get(id) {
+            return Ok(Some(s));
         }
         let found = show::Entity::find_by_id(id).one(&self.db).await?;
         if let Some(s) = &found {
-            let mut cache = self.shows.write().unwrap_or_else(|p| p.into_inner());
-            if cache.len() >= super::SHOW_CACHE_MAX {
-                cache.clear();
-            }
-            cache.insert(id, s.clone());
+            self.kept.shows.keep([(id, s.clone())]);
         }
         Ok(found)
     }
@@ -165,8 +162,36 @@ impl Catalogue {
     }
 
     /// Shows soonest first. By default only those still bookable (not started); `after`
-    /// continues a page.
+    /// continues a page. Served from memory for up to `kept::PAGE_FRESH` (a show that started
+    /// meanwhile is left out).
     pub async fn list_shows(
+        &self,
+        first: u64,
+        after: Option<ShowCursor>,
+        include_past: bool,
+        movie_id: Option<i64>,
+    ) -> AppResult<ShowPage> {
+        let key: PageKey = (
+            first,
+            after.map(|c| (c.starts_at.timestamp_micros(), c.id)),
+            include_past,
+            movie_id,
+        );
+        if let Some(mut page) = self.kept.pages.get(&key) {
+            if !include_past {
+                let now = Utc::now();
+                page.shows.retain(|s| s.starts_at > now);
+            }
+            return Ok(page);
+        }
+        let page = self
+            .query_shows(first, after, include_past, movie_id)
+            .await?;
+        self.kept.pages.keep(key, page.clone());
+        Ok(page)
+    }
+
+    async fn query_shows(
         &self,
         first: u64,
         after: Option<ShowCursor>,

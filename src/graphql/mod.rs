@@ -1,6 +1,7 @@
 //! Schema assembly. Resolvers are thin: they parse ids, check the viewer, call a service.
 pub mod booking;
 pub mod deadline;
+pub mod documents;
 pub mod ext;
 pub mod guard;
 pub mod holds;
@@ -8,6 +9,7 @@ pub mod loaders;
 pub mod mutation;
 pub mod query;
 pub mod queue;
+pub mod reads;
 pub mod seat_list;
 pub mod subscription;
 pub mod types;
@@ -48,8 +50,10 @@ fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     .limit_depth(MAX_DEPTH)
     .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
+    .extension(documents::Documents::default())
     .extension(ext::Observe)
     .extension(guard::Guard)
+    .extension(reads::Reads)
     .extension(deadline::Deadline)
 }
 
@@ -58,8 +62,14 @@ pub fn build_schema(state: AppState) -> AppSchema {
     if !state.config.graphql_introspection {
         b = b.disable_introspection();
     }
-    b.data(state)
+    let reads = reads::ReadLimits::new(
+        state.config.read_budget_per_second,
+        state.config.read_concurrency,
+        std::time::Duration::from_millis(state.config.read_queue_ms),
+    );
+    b.data(std::sync::Arc::new(reads))
         .data(seat_list::RenderedMaps::default())
+        .data(state)
         .finish()
 }
 

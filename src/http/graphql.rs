@@ -1,9 +1,12 @@
-//! `/graphql`: POST with a JSON body runs one operation; GET serves the IDE, or upgrades to a
-//! WebSocket (graphql-transport-ws or legacy graphql-ws) for subscriptions.
+//! `/graphql`: POST with a JSON body runs one operation; GET with `query` (or an APQ hash in
+//! `extensions`) in the query string runs one query — never a mutation — and caches what is
+//! immutable; any other GET serves the IDE, or upgrades to a WebSocket (graphql-transport-ws or
+//! legacy graphql-ws) for subscriptions.
 //!
-//! The plain async-graphql service would also run operations from GET query strings and from
+//! The plain async-graphql service would also run mutations from GET query strings and from
 //! `text/plain` POSTs, which browsers send cross-origin without a preflight (a CSRF hole), and
-//! accept batches. This handler takes only `application/json`, one operation per request.
+//! accept batches. This handler takes POSTs only as `application/json`, one operation per
+//! request, and GETs for queries only (a cross-site GET can read nothing: no cookies, no CORS).
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,6 +27,7 @@ use super::assets;
 use super::App;
 use crate::auth::Viewer;
 use crate::error::AppError;
+use crate::graphql::documents::GetRequest;
 use crate::graphql::loaders::new_loaders;
 use crate::limits::ClientIp;
 
@@ -85,23 +89,110 @@ pub async fn post_graphql(
             )
         }
     };
+    run(&app, request, &headers, peer.as_deref(), None).await
+}
+
+/// Run one operation for the HTTP handlers: the viewer from `Authorization`, the request's
+/// loaders and client address. A `GET` (`get`) runs queries only, and a query of immutable data
+/// only is answered cacheably (`Cache-Control`, `ETag`, `304 Not Modified`).
+async fn run(
+    app: &App,
+    request: async_graphql::Request,
+    headers: &HeaderMap,
+    peer: Option<&ConnectInfo<SocketAddr>>,
+    get: Option<Arc<GetRequest>>,
+) -> Response {
     let viewer = viewer_from_header(
-        &app,
+        app,
         headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
     );
     let mut request = request.data(viewer).data(new_loaders(app.state.clone()));
-    if let Some(ip) = client_ip(&app, &headers, peer.as_deref()) {
+    if let Some(ip) = client_ip(app, headers, peer) {
         request = request.data(ip);
     }
+    if let Some(get) = &get {
+        request = request.data(get.clone());
+    }
     let response = app.schema.execute(request).await;
-    let mut http = axum::Json(response).into_response();
+    let Some(get) = get else {
+        return no_store(axum::Json(response).into_response());
+    };
+    if get.refused.load(Ordering::Relaxed) {
+        let mut http = (StatusCode::METHOD_NOT_ALLOWED, axum::Json(response)).into_response();
+        http.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
+        return no_store(http);
+    }
+    // Immutable data, all found: a browser or CDN may keep it for ever. A show that does not
+    // exist (yet) answers null and is not cached.
+    let found = matches!(&response.data, async_graphql::Value::Object(o)
+        if !o.is_empty() && o.values().all(|v| *v != async_graphql::Value::Null));
+    if !(get.cacheable.load(Ordering::Relaxed) && response.errors.is_empty() && found) {
+        return no_store(axum::Json(response).into_response());
+    }
+    let body = match serde_json::to_vec(&response) {
+        Ok(b) => b,
+        Err(_) => return no_store(axum::Json(response).into_response()),
+    };
+    let etag = format!("\"{:016x}\"", fingerprint(&body));
+    let cache = header::HeaderValue::from_static("public, max-age=31536000, immutable");
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut http = if matches {
+        metrics::counter!("graphql_not_modified_total").increment(1);
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            Bytes::from(body),
+        )
+            .into_response()
+    };
+    http.headers_mut().insert(header::CACHE_CONTROL, cache);
+    if let Ok(v) = header::HeaderValue::from_str(&etag) {
+        http.headers_mut().insert(header::ETAG, v);
+    }
+    http
+}
+
+/// A stable 64-bit fingerprint of a body (FNV-1a): the same bytes give the same `ETag` on every
+/// instance and release.
+fn fingerprint(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn no_store(mut http: Response) -> Response {
     http.headers_mut().insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
     );
     http
+}
+
+/// `GET /graphql?query=…&variables=…&operationName=…&extensions=…` (queries only, APQ
+/// welcome); other GETs serve the IDE or upgrade to a WebSocket.
+async fn get_operation(
+    app: &App,
+    query: &str,
+    headers: &HeaderMap,
+    peer: Option<&ConnectInfo<SocketAddr>>,
+) -> Response {
+    let request = match async_graphql::http::parse_query_string(query) {
+        Ok(r) => r,
+        Err(e) => {
+            return client_error(
+                StatusCode::BAD_REQUEST,
+                &format!("the query string is not a GraphQL request: {e}"),
+            )
+        }
+    };
+    run(app, request, headers, peer, Some(Arc::default())).await
 }
 
 pub async fn get_graphql(State(app): State<App>, req: Request) -> Response {
@@ -112,7 +203,17 @@ pub async fn get_graphql(State(app): State<App>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if !wants_ws {
-        return assets::ide();
+        let operation = parts.uri.query().filter(|q| {
+            q.split('&')
+                .any(|kv| kv.starts_with("query=") || kv.starts_with("extensions="))
+        });
+        return match operation {
+            Some(q) => {
+                let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned();
+                get_operation(&app, q, &parts.headers, peer.as_ref()).await
+            }
+            None => assets::ide(),
+        };
     }
     let ip = client_ip(
         &app,

@@ -1,4 +1,4 @@
-//! HTTP surface: `/graphql` (POST JSON; GET = IDE or WebSocket), `/`, `/assets/*`,
+//! HTTP surface: `/graphql` (POST JSON; GET = a query, the IDE or a WebSocket), `/`, `/assets/*`,
 //! `/healthz`, `/readyz`, `/metrics`.
 mod assets;
 pub mod graphql;
@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -63,6 +64,9 @@ pub fn router(app: App) -> Router {
             HeaderValue::from_static("nosniff"),
         ))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        // gzip or brotli for clients that accept it (a 3,000-seat full map: 270 KB of JSON);
+        // small answers (under 32 bytes) and WebSocket upgrades pass as they are.
+        .layer(CompressionLayer::new())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
 
     Router::new()

@@ -23,6 +23,7 @@ mod metrics;
 mod overload;
 mod parsers;
 mod queue;
+mod reads;
 mod schema;
 mod simulate;
 mod sockets;

@@ -48,6 +48,7 @@ impl Server {
             // The load comes from one address and a few accounts: abuse limits off.
             .env("RATE_LIMIT_USER_PER_MINUTE", "0")
             .env("RATE_LIMIT_IP_PER_MINUTE", "0")
+            .env("READ_BUDGET_PER_SECOND", "0")
             // Every subscriber of the fan-out comes from this one address too.
             .env("WS_CONNECTIONS_PER_ADDRESS", "1000000")
             .env_remove("ADMIN_EMAIL")

@@ -58,6 +58,9 @@ impl TestApp {
             "0".into(),
             "--demo-data".into(),
             "false".into(),
+            // Every test client comes from 127.0.0.1: the read budget's own test turns it on.
+            "--read-budget-per-second".into(),
+            "0".into(),
             "--redis-key-prefix".into(),
             prefix.clone(),
         ];

@@ -1,0 +1,333 @@
+//! Parsed documents, kept: automatic persisted queries (APQ), a parse cache for every request,
+//! and what a `GET /graphql` may run and cache.
+//!
+//! - **APQ** (Apollo's protocol, version 1): a request with
+//!   `extensions.persistedQuery.sha256Hash` and no text runs the document registered under that
+//!   hash, or fails with `PERSISTED_QUERY_NOT_FOUND` (message `PersistedQueryNotFound`) so the
+//!   client sends the text once; a request with both registers it (the hash must match).
+//! - **Parse cache**: a client sends the same few documents over and over; each is parsed once
+//!   (keyed by the SHA-256 of its text, the same key as APQ) and the parsed form is reused.
+//! - **GET**: queries only — a mutation or subscription is refused before anything runs. A query
+//!   that reads only immutable data (a show's times, movie, screen, prices and seat layout) is
+//!   marked cacheable; the HTTP layer then sends `Cache-Control` and an `ETag`.
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
+};
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
+};
+use async_graphql::{Request, ServerResult, Variables};
+use sha2::{Digest, Sha256};
+
+use super::ext::error_of;
+use crate::error::AppError;
+
+/// Documents kept before the cache starts over (a client flooding distinct documents costs us
+/// a reparse, never memory).
+const KEPT_DOCUMENTS: usize = 2048;
+/// Longer documents are parsed every time (and cannot be persisted).
+const MAX_KEPT_LEN: usize = 16 * 1024;
+
+#[derive(Default)]
+pub struct Documents {
+    kept: Arc<Mutex<HashMap<String, ExecutableDocument>>>,
+}
+
+impl ExtensionFactory for Documents {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(DocumentsExt {
+            kept: self.kept.clone(),
+        })
+    }
+}
+
+struct DocumentsExt {
+    kept: Arc<Mutex<HashMap<String, ExecutableDocument>>>,
+}
+
+/// Request data of a `GET /graphql`: filled in by the parse step for the HTTP layer.
+#[derive(Default)]
+pub struct GetRequest {
+    /// The document reads only immutable data (set once parsed).
+    pub cacheable: AtomicBool,
+    /// The document was refused: it is not a query.
+    pub refused: AtomicBool,
+}
+
+fn sha256_hex(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl DocumentsExt {
+    fn get(&self, key: &str) -> Option<ExecutableDocument> {
+        self.kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn keep(&self, key: String, doc: &ExecutableDocument) {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() >= KEPT_DOCUMENTS {
+            kept.clear();
+        }
+        kept.insert(key, doc.clone());
+    }
+
+    /// The request's document, from the cache or parsed (and kept); `None` leaves parsing (and
+    /// its error) to the engine.
+    fn document(&self, request: &mut Request) -> ServerResult<Option<ExecutableDocument>> {
+        let persisted = request.extensions.remove("persistedQuery");
+        if let Some(p) = persisted {
+            let hash = match (&p, p.clone().into_json().ok()) {
+                (_, Some(serde_json::Value::Object(o)))
+                    if o.get("version").and_then(|v| v.as_i64()) == Some(1) =>
+                {
+                    o.get("sha256Hash")
+                        .and_then(|h| h.as_str())
+                        .map(str::to_ascii_lowercase)
+                }
+                _ => None,
+            };
+            let Some(hash) = hash else {
+                return Err(error_of(&AppError::bad_input(
+                    "persistedQuery must be {\"version\": 1, \"sha256Hash\": \"<hex>\"}",
+                )));
+            };
+            if request.query.is_empty() {
+                metrics::counter!("graphql_documents_total", "source" => "persisted").increment(1);
+                return match self.get(&hash) {
+                    Some(doc) => Ok(Some(doc)),
+                    None => Err(error_of(&AppError::PersistedQueryNotFound)),
+                };
+            }
+            if sha256_hex(&request.query) != hash {
+                return Err(error_of(&AppError::bad_input(
+                    "persistedQuery.sha256Hash is not the SHA-256 of the query",
+                )));
+            }
+            if request.query.len() > MAX_KEPT_LEN {
+                return Err(error_of(&AppError::bad_input(format!(
+                    "a persisted query is at most {MAX_KEPT_LEN} bytes"
+                ))));
+            }
+        }
+        if request.query.is_empty() || request.query.len() > MAX_KEPT_LEN {
+            return Ok(None);
+        }
+        let key = sha256_hex(&request.query);
+        if let Some(doc) = self.get(&key) {
+            metrics::counter!("graphql_documents_total", "source" => "kept").increment(1);
+            return Ok(Some(doc));
+        }
+        metrics::counter!("graphql_documents_total", "source" => "parsed").increment(1);
+        // A syntax error is left to the engine, which reports it the usual way.
+        match async_graphql::parser::parse_query(&request.query) {
+            Ok(doc) => {
+                self.keep(key, &doc);
+                Ok(Some(doc))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for DocumentsExt {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        if let Some(doc) = self.document(&mut request)? {
+            request.set_parsed_query(doc);
+        }
+        next.run(ctx, request).await
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let doc = next.run(ctx, query, variables).await?;
+        if let Some(get) = ctx.data_opt::<Arc<GetRequest>>() {
+            if !only_queries(&doc) {
+                get.refused.store(true, Ordering::Relaxed);
+                return Err(error_of(&AppError::bad_input(
+                    "GET runs queries only: send mutations as POST, subscriptions over the WebSocket",
+                )));
+            }
+            get.cacheable.store(immutable(&doc), Ordering::Relaxed);
+        }
+        Ok(doc)
+    }
+}
+
+fn only_queries(doc: &ExecutableDocument) -> bool {
+    doc.operations
+        .iter()
+        .all(|(_, op)| op.node.ty == OperationType::Query)
+}
+
+/// What a field of an immutable type leads to: `Some(None)` a scalar (or list of scalars),
+/// `Some(Some(type))` an object of that type, `None` a field whose value may change (or one
+/// this table does not know: not cacheable). Shows, movies, screens, venues, layouts and prices
+/// are never changed once created (the schema has no mutation that would).
+fn immutable_field(ty: &str, field: &str) -> Option<Option<&'static str>> {
+    const SCALAR: Option<Option<&str>> = Some(None);
+    match (ty, field) {
+        (_, "__typename") => SCALAR,
+        ("Query", "show") => Some(Some("Show")),
+        ("Show", "id" | "startsAt" | "endsAt") => SCALAR,
+        ("Show", "movie") => Some(Some("Movie")),
+        ("Show", "screen") => Some(Some("Screen")),
+        ("Show", "seatLayout") => Some(Some("LayoutRow")),
+        ("Show", "prices") => Some(Some("CategoryPrice")),
+        ("LayoutRow", "label" | "rowIndex") => SCALAR,
+        ("LayoutRow", "seats") => Some(Some("LayoutSeat")),
+        (
+            "LayoutSeat",
+            "id" | "number" | "column" | "category" | "priceCents" | "wheelchair" | "companion"
+            | "restrictedView",
+        ) => SCALAR,
+        ("Movie", "id" | "title" | "durationMinutes") => SCALAR,
+        ("Screen", "id" | "name" | "totalSeats" | "categories") => SCALAR,
+        ("Screen", "venue") => Some(Some("Venue")),
+        ("Screen", "bestPoint") => Some(Some("BestPoint")),
+        ("Venue", "id" | "name" | "city") => SCALAR,
+        ("BestPoint", "row" | "column") => SCALAR,
+        ("CategoryPrice", "category" | "priceCents") => SCALAR,
+        _ => None,
+    }
+}
+
+/// True when every field any operation of the document selects is immutable.
+fn immutable(doc: &ExecutableDocument) -> bool {
+    let ops: Vec<_> = match &doc.operations {
+        DocumentOperations::Single(op) => vec![op],
+        DocumentOperations::Multiple(ops) => ops.values().collect(),
+    };
+    ops.iter().all(|op| {
+        op.node.ty == OperationType::Query && walk(doc, "Query", &op.node.selection_set.node, 0)
+    })
+}
+
+fn walk(doc: &ExecutableDocument, ty: &str, set: &SelectionSet, depth: usize) -> bool {
+    if depth > 32 {
+        return false;
+    }
+    set.items.iter().all(|item| match &item.node {
+        Selection::Field(f) => match immutable_field(ty, f.node.name.node.as_str()) {
+            Some(None) => f.node.selection_set.node.items.is_empty(),
+            Some(Some(child)) => walk(doc, child, &f.node.selection_set.node, depth + 1),
+            None => false,
+        },
+        Selection::FragmentSpread(s) => {
+            doc.fragments
+                .get(&s.node.fragment_name.node)
+                .is_some_and(|f| {
+                    f.node.type_condition.node.on.node.as_str() == ty
+                        && walk(doc, ty, &f.node.selection_set.node, depth + 1)
+                })
+        }
+        Selection::InlineFragment(i) => {
+            i.node
+                .type_condition
+                .as_ref()
+                .is_none_or(|c| c.node.on.node.as_str() == ty)
+                && walk(doc, ty, &i.node.selection_set.node, depth + 1)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cacheable(q: &str) -> bool {
+        immutable(&async_graphql::parser::parse_query(q).expect("parses"))
+    }
+
+    #[test]
+    fn only_immutable_selections_are_cacheable() {
+        assert!(cacheable(
+            "query($id: ID!) { show(id: $id) { id startsAt movie { title } screen { name venue { city } bestPoint { row } }
+               prices { category priceCents } seatLayout { label seats { id number column category priceCents } } } }"
+        ));
+        assert!(cacheable(
+            "query { show(id: 1) { ...L } } fragment L on Show { seatLayout { seats { ... on LayoutSeat { id } } } }"
+        ));
+        // Live fields, anywhere, make it uncacheable.
+        assert!(!cacheable("{ show(id: 1) { id version } }"));
+        assert!(!cacheable("{ show(id: 1) { seats { id } } }"));
+        assert!(!cacheable("{ show(id: 1) { seatStatuses { statuses } } }"));
+        assert!(!cacheable("{ show(id: 1) { availableSeats } }"));
+        assert!(!cacheable("{ shows { edges { node { id } } } }"));
+        assert!(!cacheable("{ me { id } }"));
+        assert!(!cacheable(
+            "{ show(id: 1) { ...F } } fragment F on Show { onSale { waiting } }"
+        ));
+        assert!(!cacheable(
+            "{ show(id: 1) { ...F } } fragment F on Movie { title }"
+        ));
+        assert!(!cacheable(
+            "mutation { logIn(email: \"a\", password: \"b\") { token } }"
+        ));
+    }
+
+    /// Every field the table calls immutable exists in the schema with that type: a renamed or
+    /// retyped field cannot silently keep a stale entry.
+    #[test]
+    fn the_table_matches_the_schema() {
+        let sdl = crate::graphql::sdl();
+        let fields: &[(&str, &str)] = &[
+            ("Query", "show"),
+            ("Show", "id"),
+            ("Show", "startsAt"),
+            ("Show", "endsAt"),
+            ("Show", "movie"),
+            ("Show", "screen"),
+            ("Show", "seatLayout"),
+            ("Show", "prices"),
+            ("LayoutRow", "label"),
+            ("LayoutRow", "rowIndex"),
+            ("LayoutRow", "seats"),
+            ("LayoutSeat", "restrictedView"),
+            ("Movie", "durationMinutes"),
+            ("Screen", "venue"),
+            ("Screen", "bestPoint"),
+            ("Screen", "categories"),
+            ("Venue", "city"),
+            ("BestPoint", "column"),
+            ("CategoryPrice", "priceCents"),
+        ];
+        for (ty, field) in fields {
+            let body = sdl
+                .split(&format!("type {ty} {{"))
+                .nth(1)
+                .and_then(|rest| rest.split('}').next())
+                .unwrap_or_else(|| panic!("type {ty} in the schema"));
+            let line = body
+                .lines()
+                .map(str::trim)
+                .find(|l| {
+                    l.starts_with(&format!("{field}:")) || l.starts_with(&format!("{field}("))
+                })
+                .unwrap_or_else(|| panic!("{ty}.{field} in the schema"));
+            let child = immutable_field(ty, field).expect("in the table");
+            if let Some(child) = child {
+                assert!(line.contains(child), "{ty}.{field} is {line}, not {child}");
+            }
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Reads cannot starve writes.
+//!
+//! - **A read budget per client** (`READ_BUDGET_PER_SECOND`): every query costs units by what it
+//!   selects — 1 for the request, plus 10 for a full seat map (`Show.seats`), 4 for a page of
+//!   `shows`, 2 for a layout, 1 for compact statuses, 2 for bookings — charged to a token
+//!   bucket per signed-in user, or per client address for anonymous callers, that refills at
+//!   the budget per second and holds five seconds of it. A query over budget is refused with
+//!   `LIMIT_EXCEEDED` and `retryAfterSeconds` before it runs. The buckets live in each instance
+//!   (no round trip added to a read): a client spread over N instances gets N budgets, in
+//!   proportion to the capacity serving it.
+//! - **Reads in flight** (`READ_CONCURRENCY` per instance): a query waits up to
+//!   `READ_QUEUE_MS` for a slot, then is refused with `SERVICE_UNAVAILABLE` and a retry hint.
+//!   Mutations never wait here: under overload the server sheds reads before holds and
+//!   checkouts.
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
+};
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
+use async_graphql::{Response, ServerResult, Variables};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::ext::error_of;
+use crate::auth::Viewer;
+use crate::error::AppError;
+use crate::limits::ClientIp;
+
+/// Seconds of budget a bucket holds (the burst a page load may spend at once).
+pub const BURST_SECONDS: u64 = 5;
+/// Buckets kept before idle ones are dropped.
+const KEPT_BUCKETS: usize = 100_000;
+
+/// What each field costs on top of the request's 1 (by field name; the children of a layout are
+/// part of the layout).
+fn weight(field: &str) -> (u64, bool) {
+    match field {
+        "seats" => (10, true),
+        "shows" => (4, true),
+        "seatLayout" => (2, false),
+        "seatStatuses" => (1, true),
+        "myBookings" | "bookings" => (2, true),
+        _ => (0, true),
+    }
+}
+
+/// The cost of a query: 1 plus the weights of what it selects (fragments counted where used).
+pub fn cost(doc: &ExecutableDocument) -> u64 {
+    fn walk(doc: &ExecutableDocument, set: &SelectionSet, depth: usize) -> u64 {
+        if depth > 32 {
+            return 0;
+        }
+        set.items
+            .iter()
+            .map(|item| match &item.node {
+                Selection::Field(f) => {
+                    let (w, deeper) = weight(f.node.name.node.as_str());
+                    w + if deeper {
+                        walk(doc, &f.node.selection_set.node, depth + 1)
+                    } else {
+                        0
+                    }
+                }
+                Selection::InlineFragment(i) => walk(doc, &i.node.selection_set.node, depth + 1),
+                Selection::FragmentSpread(s) => doc
+                    .fragments
+                    .get(&s.node.fragment_name.node)
+                    .map_or(0, |f| walk(doc, &f.node.selection_set.node, depth + 1)),
+            })
+            .sum()
+    }
+    1 + doc
+        .operations
+        .iter()
+        .map(|(_, op)| walk(doc, &op.node.selection_set.node, 0))
+        .sum::<u64>()
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Client {
+    User(i64),
+    Address(IpAddr),
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Shared by every request of an instance.
+pub struct ReadLimits {
+    per_second: u64,
+    buckets: Mutex<HashMap<Client, Bucket>>,
+    slots: Arc<Semaphore>,
+    wait: Duration,
+}
+
+impl ReadLimits {
+    pub fn new(per_second: u64, concurrency: u32, wait: Duration) -> ReadLimits {
+        ReadLimits {
+            per_second,
+            buckets: Mutex::default(),
+            slots: Arc::new(Semaphore::new(concurrency.max(1) as usize)),
+            wait,
+        }
+    }
+
+    /// Take `cost` from the client's bucket; the seconds until it would fit when it does not.
+    fn spend(&self, client: Client, cost: u64) -> Result<(), u64> {
+        if self.per_second == 0 {
+            return Ok(());
+        }
+        let rate = self.per_second as f64;
+        let capacity = rate * BURST_SECONDS as f64;
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= KEPT_BUCKETS {
+            // A full bucket is the same as none.
+            let full = Duration::from_secs(BURST_SECONDS);
+            buckets.retain(|_, b| now.duration_since(b.at) < full);
+        }
+        let b = buckets.entry(client).or_insert(Bucket {
+            tokens: capacity,
+            at: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(capacity);
+        b.at = now;
+        let cost = cost as f64;
+        if b.tokens >= cost {
+            b.tokens -= cost;
+            Ok(())
+        } else {
+            Err((((cost - b.tokens) / rate).ceil() as u64).max(1))
+        }
+    }
+
+    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        tokio::time::timeout(self.wait, self.slots.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+}
+
+pub struct Reads;
+
+impl ExtensionFactory for Reads {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ReadsExt {
+            query: Mutex::new(false),
+        })
+    }
+}
+
+struct ReadsExt {
+    /// The operation is a query (read): it waits for a read slot.
+    query: Mutex<bool>,
+}
+
+#[async_trait::async_trait]
+impl Extension for ReadsExt {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let doc = next.run(ctx, query, variables).await?;
+        let reads = doc
+            .operations
+            .iter()
+            .all(|(_, op)| op.node.ty == OperationType::Query);
+        let Some(limits) = ctx.data_opt::<Arc<ReadLimits>>() else {
+            return Ok(doc);
+        };
+        if !reads {
+            return Ok(doc);
+        }
+        if let Ok(mut q) = self.query.lock() {
+            *q = true;
+        }
+        let client = match (ctx.data_opt::<Viewer>(), ctx.data_opt::<ClientIp>()) {
+            (Some(Viewer::User { id, .. }), _) => Some(Client::User(*id)),
+            (_, Some(ClientIp(ip))) => Some(Client::Address(*ip)),
+            _ => None,
+        };
+        if let Some(client) = client {
+            let cost = cost(&doc);
+            if let Err(retry) = limits.spend(client, cost) {
+                metrics::counter!("read_budget_refusals_total").increment(1);
+                let mut e = error_of(&AppError::LimitExceeded(format!(
+                    "too many reads from this client: at most {} units per second (this one costs {cost}); retry in {retry} s",
+                    limits.per_second
+                )));
+                e.extensions
+                    .get_or_insert_with(Default::default)
+                    .set("retryAfterSeconds", retry);
+                return Err(e);
+            }
+        }
+        Ok(doc)
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let is_query = self.query.lock().map(|q| *q).unwrap_or(false);
+        let limits = ctx.data_opt::<Arc<ReadLimits>>();
+        let _slot = match (is_query, limits) {
+            (true, Some(limits)) => match limits.slot().await {
+                Some(p) => Some(p),
+                None => {
+                    metrics::counter!("read_sheds_total").increment(1);
+                    let busy = AppError::Busy {
+                        retry_after: Duration::from_secs(1),
+                    };
+                    return Response::from_errors(vec![error_of(&busy)]);
+                }
+            },
+            _ => None,
+        };
+        next.run(ctx, operation_name).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cost_of(q: &str) -> u64 {
+        cost(&async_graphql::parser::parse_query(q).expect("parses"))
+    }
+
+    #[test]
+    fn a_full_map_costs_more_than_a_page_of_shows() {
+        assert_eq!(cost_of("{ __typename }"), 1);
+        assert_eq!(cost_of("{ show(id: 1) { seats { id status } } }"), 11);
+        assert_eq!(cost_of("{ shows { edges { node { id } } } }"), 5);
+        // A layout's own seats are part of the layout.
+        assert_eq!(
+            cost_of("{ show(id: 1) { seatLayout { seats { id } } seatStatuses { statuses } } }"),
+            4
+        );
+        assert_eq!(
+            cost_of("{ show(id: 1) { ...F } } fragment F on Show { seats { id } }"),
+            11
+        );
+    }
+
+    #[test]
+    fn a_bucket_refills_at_the_budget() {
+        let l = ReadLimits::new(10, 4, Duration::from_millis(10));
+        let me = Client::User(1);
+        // Five seconds of budget at once, then nothing.
+        assert!(l.spend(me.clone(), 50).is_ok());
+        assert_eq!(l.spend(me.clone(), 10), Err(1));
+        // Another client has its own.
+        assert!(l.spend(Client::User(2), 11).is_ok());
+        // Off: never refused.
+        assert!(ReadLimits::new(0, 4, Duration::ZERO)
+            .spend(me, 1_000_000)
+            .is_ok());
+    }
+}
