@@ -28,6 +28,12 @@ pub enum AppError {
     HoldExpired,
     #[error("{0}")]
     LimitExceeded(String),
+    /// A client's read budget is spent (`LIMIT_EXCEEDED` with `retryAfterSeconds`).
+    #[error("{message}")]
+    ReadBudget {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// The show's sale runs through a waiting room and this user has no live session.
     #[error("this show's sale runs through a waiting room: join the queue (joinQueue) and wait for your turn; a session ends when it lapses or after a checkout")]
     NotAdmitted,
@@ -54,7 +60,7 @@ impl AppError {
             AppError::NotFound(_) => "NOT_FOUND",
             AppError::SeatsUnavailable { .. } | AppError::NoSeatsFit(_) => "SEATS_UNAVAILABLE",
             AppError::HoldExpired => "HOLD_EXPIRED",
-            AppError::LimitExceeded(_) => "LIMIT_EXCEEDED",
+            AppError::LimitExceeded(_) | AppError::ReadBudget { .. } => "LIMIT_EXCEEDED",
             AppError::NotAdmitted => "NOT_ADMITTED",
             AppError::BadInput(_) => "BAD_USER_INPUT",
             AppError::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",

@@ -7,8 +7,10 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use redis::aio::ConnectionManager;
 
@@ -48,6 +50,8 @@ pub struct Limits {
     pub mutations_per_user: Rule,
     pub mutations_per_ip: Rule,
     pub login_failures_per_account: Rule,
+    /// Read budgets and slots (`READ_*`), in this instance.
+    pub reads: ReadLimits,
 }
 
 /// How long the Redis counters are skipped after a failed call.
@@ -84,6 +88,11 @@ impl Limits {
                 limit: config.login_failures_per_15_minutes,
                 window: Duration::from_secs(15 * 60),
             },
+            reads: ReadLimits::new(
+                config.read_budget_per_second,
+                config.read_concurrency,
+                Duration::from_millis(config.read_queue_ms),
+            ),
         }
     }
 
@@ -174,5 +183,126 @@ impl Limits {
         if rule.limit > 0 {
             let _ = self.add(key, rule, 1).await;
         }
+    }
+}
+
+/// Seconds of budget a bucket holds (the burst a page load may spend at once).
+pub const BURST_SECONDS: u64 = 5;
+/// Buckets kept before idle ones are dropped.
+const KEPT_BUCKETS: usize = 100_000;
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum Reader {
+    User(i64),
+    Address(IpAddr),
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Read budgets and read slots, shared by every request of an instance (see
+/// `graphql::reads`).
+pub struct ReadLimits {
+    per_second: u64,
+    buckets: Mutex<HashMap<Reader, Bucket>>,
+    slots: Arc<Semaphore>,
+    wait: Duration,
+}
+
+impl ReadLimits {
+    pub fn new(per_second: u64, concurrency: u32, wait: Duration) -> ReadLimits {
+        ReadLimits {
+            per_second,
+            buckets: Mutex::default(),
+            slots: Arc::new(Semaphore::new(concurrency.max(1) as usize)),
+            wait,
+        }
+    }
+
+    /// Take `cost` from the client's bucket; the seconds until it would fit when it does not.
+    fn spend(&self, client: Reader, cost: u64) -> Result<(), u64> {
+        if self.per_second == 0 {
+            return Ok(());
+        }
+        let rate = self.per_second as f64;
+        let capacity = rate * BURST_SECONDS as f64;
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= KEPT_BUCKETS {
+            // A full bucket is the same as none.
+            let full = Duration::from_secs(BURST_SECONDS);
+            buckets.retain(|_, b| now.duration_since(b.at) < full);
+        }
+        let b = buckets.entry(client).or_insert(Bucket {
+            tokens: capacity,
+            at: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(capacity);
+        b.at = now;
+        let cost = cost as f64;
+        if b.tokens >= cost {
+            b.tokens -= cost;
+            Ok(())
+        } else {
+            Err((((cost - b.tokens) / rate).ceil() as u64).max(1))
+        }
+    }
+
+    pub async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        tokio::time::timeout(self.wait, self.slots.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+}
+
+impl Reader {
+    /// Who a read is charged to: the signed-in user, else the client address.
+    pub fn of(viewer: Option<&crate::auth::Viewer>, ip: Option<&ClientIp>) -> Option<Reader> {
+        match (viewer, ip) {
+            (Some(crate::auth::Viewer::User { id, .. }), _) => Some(Reader::User(*id)),
+            (_, Some(ClientIp(ip))) => Some(Reader::Address(*ip)),
+            _ => None,
+        }
+    }
+}
+
+impl ReadLimits {
+    /// Charge a read of `cost` units to `reader`: `LIMIT_EXCEEDED` with a retry hint when its
+    /// budget is spent (counted in `read_budget_refusals_total`).
+    pub fn charge(&self, reader: Option<Reader>, cost: u64) -> AppResult<()> {
+        let Some(reader) = reader else { return Ok(()) };
+        self.spend(reader, cost).map_err(|retry| {
+            metrics::counter!("read_budget_refusals_total").increment(1);
+            AppError::ReadBudget {
+                message: format!(
+                    "too many reads from this client: at most {} units per second (this one costs {cost}); retry in {retry} s",
+                    self.per_second
+                ),
+                retry_after: Duration::from_secs(retry),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_refills_at_the_budget() {
+        let l = ReadLimits::new(10, 4, Duration::from_millis(10));
+        let me = Reader::User(1);
+        // Five seconds of budget at once, then nothing.
+        assert!(l.spend(me.clone(), 50).is_ok());
+        assert_eq!(l.spend(me.clone(), 10), Err(1));
+        // Another client has its own.
+        assert!(l.spend(Reader::User(2), 11).is_ok());
+        // Off: never refused.
+        assert!(ReadLimits::new(0, 4, Duration::ZERO)
+            .spend(me, 1_000_000)
+            .is_ok());
     }
 }

@@ -49,6 +49,32 @@ struct DocumentsExt {
     kept: Arc<Mutex<HashMap<String, ExecutableDocument>>>,
 }
 
+/// Request data for the HTTP layer's shared map answers (`http::responses`): whether the
+/// document reads nothing but a show's immutable data and its live seat map (no per-viewer
+/// field but the `M` of `seatStatuses`), what it costs, and the map states it read.
+#[derive(Default)]
+pub struct MapRecorder {
+    pub map_only: AtomicBool,
+    pub cost: std::sync::atomic::AtomicU64,
+    states: Mutex<Vec<(i64, Option<String>)>>,
+}
+
+impl MapRecorder {
+    /// A show's state was read (its stamp: `None` when it cannot be reused).
+    pub fn saw(&self, show_id: i64, stamp: Option<String>) {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((show_id, stamp));
+    }
+    pub fn states(&self) -> Vec<(i64, Option<String>)> {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 /// Request data of a `GET /graphql`: filled in by the parse step for the HTTP layer.
 #[derive(Default)]
 pub struct GetRequest {
@@ -169,6 +195,13 @@ impl Extension for DocumentsExt {
             }
             get.cacheable.store(immutable(&doc), Ordering::Relaxed);
         }
+        if let Some(r) = ctx.data_opt::<Arc<MapRecorder>>() {
+            r.map_only.store(
+                only_queries(&doc) && selects_only(&doc, map_field) && !immutable(&doc),
+                Ordering::Relaxed,
+            );
+            r.cost.store(super::reads::cost(&doc), Ordering::Relaxed);
+        }
         Ok(doc)
     }
 }
@@ -211,25 +244,61 @@ fn immutable_field(ty: &str, field: &str) -> Option<Option<&'static str>> {
     }
 }
 
+/// A field of a show's seat map: immutable, or live but derived from the map state alone and the
+/// same for every viewer who holds nothing on the show (`heldByMe` is left out).
+fn map_field(ty: &str, field: &str) -> Option<Option<&'static str>> {
+    const SCALAR: Option<Option<&str>> = Some(None);
+    immutable_field(ty, field).or(match (ty, field) {
+        (
+            "Show",
+            "version" | "holdsKnown" | "totalSeats" | "availableSeats" | "heldSeats"
+            | "bookedSeats",
+        ) => SCALAR,
+        ("Show", "seats") => Some(Some("Seat")),
+        ("Show", "seatStatuses") => Some(Some("SeatStatuses")),
+        (
+            "Seat",
+            "id" | "row" | "number" | "label" | "category" | "priceCents" | "status" | "wheelchair"
+            | "companion" | "restrictedView" | "rowIndex" | "column",
+        ) => SCALAR,
+        ("SeatStatuses", "version" | "holdsKnown" | "statuses") => SCALAR,
+        _ => None,
+    })
+}
+
+type FieldTable = fn(&str, &str) -> Option<Option<&'static str>>;
+
 /// True when every field any operation of the document selects is immutable.
 fn immutable(doc: &ExecutableDocument) -> bool {
+    selects_only(doc, immutable_field)
+}
+
+/// True when every field any operation of the document selects is in `table`.
+fn selects_only(doc: &ExecutableDocument, table: FieldTable) -> bool {
     let ops: Vec<_> = match &doc.operations {
         DocumentOperations::Single(op) => vec![op],
         DocumentOperations::Multiple(ops) => ops.values().collect(),
     };
     ops.iter().all(|op| {
-        op.node.ty == OperationType::Query && walk(doc, "Query", &op.node.selection_set.node, 0)
+        op.node.ty == OperationType::Query
+            && walk(doc, table, "Query", &op.node.selection_set.node, 0)
     })
 }
 
-fn walk(doc: &ExecutableDocument, ty: &str, set: &SelectionSet, depth: usize) -> bool {
+fn walk(
+    doc: &ExecutableDocument,
+    table: FieldTable,
+    ty: &str,
+    set: &SelectionSet,
+    depth: usize,
+) -> bool {
     if depth > 32 {
         return false;
     }
     set.items.iter().all(|item| match &item.node {
-        Selection::Field(f) => match immutable_field(ty, f.node.name.node.as_str()) {
+        Selection::Field(f) => match table(ty, f.node.name.node.as_str()) {
             Some(None) => f.node.selection_set.node.items.is_empty(),
-            Some(Some(child)) => walk(doc, child, &f.node.selection_set.node, depth + 1),
+            Some(Some(child)) => walk(doc, table, child, &f.node.selection_set.node, depth + 1),
             None => false,
         },
         Selection::FragmentSpread(s) => {
@@ -237,7 +306,7 @@ fn walk(doc: &ExecutableDocument, ty: &str, set: &SelectionSet, depth: usize) ->
                 .get(&s.node.fragment_name.node)
                 .is_some_and(|f| {
                     f.node.type_condition.node.on.node.as_str() == ty
-                        && walk(doc, ty, &f.node.selection_set.node, depth + 1)
+                        && walk(doc, table, ty, &f.node.selection_set.node, depth + 1)
                 })
         }
         Selection::InlineFragment(i) => {
@@ -245,7 +314,7 @@ fn walk(doc: &ExecutableDocument, ty: &str, set: &SelectionSet, depth: usize) ->
                 .type_condition
                 .as_ref()
                 .is_none_or(|c| c.node.on.node.as_str() == ty)
-                && walk(doc, ty, &i.node.selection_set.node, depth + 1)
+                && walk(doc, table, ty, &i.node.selection_set.node, depth + 1)
         }
     })
 }
@@ -285,6 +354,27 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn map_answers_are_shared_only_for_map_fields() {
+        let map_only = |q: &str| {
+            let doc = async_graphql::parser::parse_query(q).expect("parses");
+            selects_only(&doc, map_field) && !immutable(&doc)
+        };
+        assert!(map_only(
+            "{ show(id: 1) { version availableSeats seats { id label status } } }"
+        ));
+        assert!(map_only(
+            "{ show(id: 1) { seatStatuses { version statuses } seatLayout { label } } }"
+        ));
+        // Per viewer, or not of the map: never shared.
+        assert!(!map_only("{ show(id: 1) { seats { id heldByMe } } }"));
+        assert!(!map_only("{ show(id: 1) { version onSale { waiting } } }"));
+        assert!(!map_only("{ shows { edges { node { availableSeats } } } }"));
+        assert!(!map_only("{ show(id: 1) { version } me { id } }"));
+        // Immutable alone goes the CDN way instead.
+        assert!(!map_only("{ show(id: 1) { seatLayout { label } } }"));
+    }
+
     /// Every field the table calls immutable exists in the schema with that type: a renamed or
     /// retyped field cannot silently keep a stale entry.
     #[test]
@@ -293,6 +383,10 @@ mod tests {
         let fields: &[(&str, &str)] = &[
             ("Query", "show"),
             ("Show", "id"),
+            ("Show", "seatStatuses"),
+            ("Show", "seats"),
+            ("Seat", "restrictedView"),
+            ("SeatStatuses", "statuses"),
             ("Show", "startsAt"),
             ("Show", "endsAt"),
             ("Show", "movie"),
@@ -324,7 +418,7 @@ mod tests {
                     l.starts_with(&format!("{field}:")) || l.starts_with(&format!("{field}("))
                 })
                 .unwrap_or_else(|| panic!("{ty}.{field} in the schema"));
-            let child = immutable_field(ty, field).expect("in the table");
+            let child = map_field(ty, field).expect("in the table");
             if let Some(child) = child {
                 assert!(line.contains(child), "{ty}.{field} is {line}, not {child}");
             }

@@ -157,7 +157,9 @@ impl Public {
             code: app.code(),
             seat_ids: app.seat_ids(),
             retry_after_seconds: match app {
-                AppError::Busy { retry_after } => Some(retry_after.as_secs().max(1)),
+                AppError::Busy { retry_after } | AppError::ReadBudget { retry_after, .. } => {
+                    Some(retry_after.as_secs().max(1))
+                }
                 _ => None,
             },
         }

@@ -62,13 +62,7 @@ pub fn build_schema(state: AppState) -> AppSchema {
     if !state.config.graphql_introspection {
         b = b.disable_introspection();
     }
-    let reads = reads::ReadLimits::new(
-        state.config.read_budget_per_second,
-        state.config.read_concurrency,
-        std::time::Duration::from_millis(state.config.read_queue_ms),
-    );
-    b.data(std::sync::Arc::new(reads))
-        .data(seat_list::RenderedMaps::default())
+    b.data(seat_list::RenderedMaps::default())
         .data(state)
         .finish()
 }

@@ -12,27 +12,20 @@
 //!   `READ_QUEUE_MS` for a slot, then is refused with `SERVICE_UNAVAILABLE` and a retry hint.
 //!   Mutations never wait here: under overload the server sheds reads before holds and
 //!   checkouts.
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
 };
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql::{Response, ServerResult, Variables};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ext::error_of;
 use crate::auth::Viewer;
 use crate::error::AppError;
-use crate::limits::ClientIp;
-
-/// Seconds of budget a bucket holds (the burst a page load may spend at once).
-pub const BURST_SECONDS: u64 = 5;
-/// Buckets kept before idle ones are dropped.
-const KEPT_BUCKETS: usize = 100_000;
+use crate::limits::{ClientIp, Reader};
+use crate::state::AppState;
 
 /// What each field costs on top of the request's 1 (by field name; the children of a layout are
 /// part of the layout).
@@ -79,72 +72,6 @@ pub fn cost(doc: &ExecutableDocument) -> u64 {
         .sum::<u64>()
 }
 
-#[derive(Clone, PartialEq, Eq, Hash)]
-enum Client {
-    User(i64),
-    Address(IpAddr),
-}
-
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-/// Shared by every request of an instance.
-pub struct ReadLimits {
-    per_second: u64,
-    buckets: Mutex<HashMap<Client, Bucket>>,
-    slots: Arc<Semaphore>,
-    wait: Duration,
-}
-
-impl ReadLimits {
-    pub fn new(per_second: u64, concurrency: u32, wait: Duration) -> ReadLimits {
-        ReadLimits {
-            per_second,
-            buckets: Mutex::default(),
-            slots: Arc::new(Semaphore::new(concurrency.max(1) as usize)),
-            wait,
-        }
-    }
-
-    /// Take `cost` from the client's bucket; the seconds until it would fit when it does not.
-    fn spend(&self, client: Client, cost: u64) -> Result<(), u64> {
-        if self.per_second == 0 {
-            return Ok(());
-        }
-        let rate = self.per_second as f64;
-        let capacity = rate * BURST_SECONDS as f64;
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() >= KEPT_BUCKETS {
-            // A full bucket is the same as none.
-            let full = Duration::from_secs(BURST_SECONDS);
-            buckets.retain(|_, b| now.duration_since(b.at) < full);
-        }
-        let b = buckets.entry(client).or_insert(Bucket {
-            tokens: capacity,
-            at: now,
-        });
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(capacity);
-        b.at = now;
-        let cost = cost as f64;
-        if b.tokens >= cost {
-            b.tokens -= cost;
-            Ok(())
-        } else {
-            Err((((cost - b.tokens) / rate).ceil() as u64).max(1))
-        }
-    }
-
-    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
-        tokio::time::timeout(self.wait, self.slots.clone().acquire_owned())
-            .await
-            .ok()
-            .and_then(Result::ok)
-    }
-}
-
 pub struct Reads;
 
 impl ExtensionFactory for Reads {
@@ -174,7 +101,7 @@ impl Extension for ReadsExt {
             .operations
             .iter()
             .all(|(_, op)| op.node.ty == OperationType::Query);
-        let Some(limits) = ctx.data_opt::<Arc<ReadLimits>>() else {
+        let Some(limits) = ctx.data_opt::<AppState>().map(|s| &s.limits.reads) else {
             return Ok(doc);
         };
         if !reads {
@@ -183,25 +110,10 @@ impl Extension for ReadsExt {
         if let Ok(mut q) = self.query.lock() {
             *q = true;
         }
-        let client = match (ctx.data_opt::<Viewer>(), ctx.data_opt::<ClientIp>()) {
-            (Some(Viewer::User { id, .. }), _) => Some(Client::User(*id)),
-            (_, Some(ClientIp(ip))) => Some(Client::Address(*ip)),
-            _ => None,
-        };
-        if let Some(client) = client {
-            let cost = cost(&doc);
-            if let Err(retry) = limits.spend(client, cost) {
-                metrics::counter!("read_budget_refusals_total").increment(1);
-                let mut e = error_of(&AppError::LimitExceeded(format!(
-                    "too many reads from this client: at most {} units per second (this one costs {cost}); retry in {retry} s",
-                    limits.per_second
-                )));
-                e.extensions
-                    .get_or_insert_with(Default::default)
-                    .set("retryAfterSeconds", retry);
-                return Err(e);
-            }
-        }
+        let reader = Reader::of(ctx.data_opt::<Viewer>(), ctx.data_opt::<ClientIp>());
+        limits
+            .charge(reader, cost(&doc))
+            .map_err(|e| error_of(&e))?;
         Ok(doc)
     }
 
@@ -212,7 +124,7 @@ impl Extension for ReadsExt {
         next: NextExecute<'_>,
     ) -> Response {
         let is_query = self.query.lock().map(|q| *q).unwrap_or(false);
-        let limits = ctx.data_opt::<Arc<ReadLimits>>();
+        let limits = ctx.data_opt::<AppState>().map(|s| &s.limits.reads);
         let _slot = match (is_query, limits) {
             (true, Some(limits)) => match limits.slot().await {
                 Some(p) => Some(p),
@@ -252,20 +164,5 @@ mod tests {
             cost_of("{ show(id: 1) { ...F } } fragment F on Show { seats { id } }"),
             11
         );
-    }
-
-    #[test]
-    fn a_bucket_refills_at_the_budget() {
-        let l = ReadLimits::new(10, 4, Duration::from_millis(10));
-        let me = Client::User(1);
-        // Five seconds of budget at once, then nothing.
-        assert!(l.spend(me.clone(), 50).is_ok());
-        assert_eq!(l.spend(me.clone(), 10), Err(1));
-        // Another client has its own.
-        assert!(l.spend(Client::User(2), 11).is_ok());
-        // Off: never refused.
-        assert!(ReadLimits::new(0, 4, Duration::ZERO)
-            .spend(me, 1_000_000)
-            .is_ok());
     }
 }

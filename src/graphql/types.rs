@@ -48,7 +48,13 @@ impl Show {
         let l = loaders(ctx);
         let id = self.model.id;
         self.state
-            .get_or_try_init(|| async move { must(&l, StateOf(id), "show state").await })
+            .get_or_try_init(|| async move {
+                let state: SharedState = must(&l, StateOf(id), "show state").await?;
+                if let Some(r) = ctx.data_opt::<Arc<super::documents::MapRecorder>>() {
+                    r.saw(id, state.stamp.clone());
+                }
+                Ok::<_, async_graphql::Error>(state)
+            })
             .await
             .cloned()
     }

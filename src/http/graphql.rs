@@ -27,9 +27,9 @@ use super::assets;
 use super::App;
 use crate::auth::Viewer;
 use crate::error::AppError;
-use crate::graphql::documents::GetRequest;
+use crate::graphql::documents::{GetRequest, MapRecorder};
 use crate::graphql::loaders::new_loaders;
-use crate::limits::ClientIp;
+use crate::limits::{ClientIp, Reader};
 
 /// The caller's address: the TCP peer, or the first `X-Forwarded-For` entry when the operator
 /// said a proxy sets it (`TRUST_FORWARDED_FOR`).
@@ -108,14 +108,52 @@ async fn run(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
     );
-    let mut request = request.data(viewer).data(new_loaders(app.state.clone()));
-    if let Some(ip) = client_ip(app, headers, peer) {
+    let ip = client_ip(app, headers, peer);
+    // A seat-map read shared with every reader of the same map state (`responses.rs`).
+    let shared = super::responses::key_of(&request);
+    if let Some(key) = &shared {
+        if let Some((body, cost)) = app.answers.lookup(&app.state.holds, key, &viewer).await {
+            let reader = Reader::of(Some(&viewer), ip.as_ref());
+            if let Err(e) = app.state.limits.reads.charge(reader, cost) {
+                let body = serde_json::json!({ "errors": [crate::graphql::ext::error_of(&e)] });
+                return no_store(axum::Json(body).into_response());
+            }
+            return no_store(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+        }
+    }
+    let recorder = Arc::new(MapRecorder::default());
+    let mut request = request
+        .data(viewer.clone())
+        .data(new_loaders(app.state.clone()))
+        .data(recorder.clone());
+    if let Some(ip) = ip {
         request = request.data(ip);
     }
     if let Some(get) = &get {
         request = request.data(get.clone());
     }
     let response = app.schema.execute(request).await;
+    if let (Some(key), true, true) = (
+        shared,
+        recorder.map_only.load(Ordering::Relaxed),
+        response.errors.is_empty(),
+    ) {
+        if let Ok(body) = serde_json::to_vec(&response) {
+            let body = Bytes::from(body);
+            let cost = recorder.cost.load(Ordering::Relaxed);
+            app.answers
+                .keep(
+                    &app.state.holds,
+                    key,
+                    &viewer,
+                    recorder.states(),
+                    body.clone(),
+                    cost,
+                )
+                .await;
+            return no_store(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+        }
+    }
     let Some(get) = get else {
         return no_store(axum::Json(response).into_response());
     };

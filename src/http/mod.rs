@@ -2,6 +2,7 @@
 //! `/healthz`, `/readyz`, `/metrics`.
 mod assets;
 pub mod graphql;
+mod responses;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +31,8 @@ pub struct App {
     pub schema: AppSchema,
     /// Open WebSocket connections per client address.
     pub sockets: Arc<graphql::Sockets>,
+    /// Seat-map answers shared by readers of one map state.
+    answers: Arc<responses::MapAnswers>,
 }
 
 impl App {
@@ -38,6 +41,7 @@ impl App {
             state,
             schema,
             sockets: Arc::default(),
+            answers: Arc::default(),
         }
     }
 }

@@ -15,6 +15,9 @@ const BOTH: &str = "query($s: ID!) { show(id: $s) {
   engine: seats { ...Full } } }
 fragment Full on Seat { id label mine: heldByMe status priceCents __typename wheelchair rowIndex column }";
 
+/// A read of the map alone (no per-viewer field): eligible for a shared answer.
+const SHARED: &str = "query($s: ID!) { show(id: $s) { version availableSeats seats { id status } seatStatuses { statuses } } }";
+
 /// Each seat's status in the full form, as the compact form spells it.
 fn full_form(show: &Value) -> (i64, String) {
     let letters = show["seats"]
@@ -106,6 +109,27 @@ async fn compact_and_full_maps_agree(b: Backend) {
                 Some(letters.as_str()),
                 "step {step}, viewer {viewer:?}"
             );
+            // A map-only read is answered once per map state and shared (`http::responses`):
+            // each viewer still gets exactly what the engine gives them (their own `M`s).
+            for _ in 0..2 {
+                let d = app.ok(viewer, SHARED, json!({ "s": show })).await;
+                let m = &d["show"];
+                assert_eq!(m["seatStatuses"]["statuses"], s["seatStatuses"]["statuses"]);
+                assert_eq!(m["version"], s["version"]);
+                let statuses: Vec<&Value> = s["seats"]
+                    .as_array()
+                    .expect("seats")
+                    .iter()
+                    .map(|x| &x["status"])
+                    .collect();
+                let shared: Vec<&Value> = m["seats"]
+                    .as_array()
+                    .expect("seats")
+                    .iter()
+                    .map(|x| &x["status"])
+                    .collect();
+                assert_eq!(statuses, shared, "step {step}, viewer {viewer:?}");
+            }
         }
     }
     // A 3,000-seat map's live statuses: 3,000 characters.

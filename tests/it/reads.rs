@@ -21,8 +21,8 @@ async fn get(
     params: &[(&str, String)],
     headers: &[(&str, &str)],
 ) -> reqwest::Response {
-    let url = url::Url::parse_with_params(&format!("{}/graphql", app.api.base), params)
-        .expect("url");
+    let url =
+        url::Url::parse_with_params(&format!("{}/graphql", app.api.base), params).expect("url");
     let mut req = app.api.client.get(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -43,13 +43,26 @@ async fn get_runs_queries_and_caches_only_immutable_data(b: Backend) {
     let vars = json!({ "s": show }).to_string();
 
     // Immutable data: cacheable for ever, with an ETag a revalidation matches.
-    let r = get(&app, &[("query", LAYOUT.into()), ("variables", vars.clone())], &[]).await;
+    let r = get(
+        &app,
+        &[("query", LAYOUT.into()), ("variables", vars.clone())],
+        &[],
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let cache = header(&r, "cache-control").expect("cache-control");
-    assert!(cache.contains("public") && cache.contains("max-age"), "{cache}");
+    assert!(
+        cache.contains("public") && cache.contains("max-age"),
+        "{cache}"
+    );
     let etag = header(&r, "etag").expect("etag");
     let body: Value = r.json().await.expect("json");
-    assert_eq!(body["data"]["show"]["seatLayout"][0]["seats"].as_array().map(Vec::len), Some(4));
+    assert_eq!(
+        body["data"]["show"]["seatLayout"][0]["seats"]
+            .as_array()
+            .map(Vec::len),
+        Some(4)
+    );
     let again = get(
         &app,
         &[("query", LAYOUT.into()), ("variables", vars.clone())],
@@ -60,7 +73,12 @@ async fn get_runs_queries_and_caches_only_immutable_data(b: Backend) {
     assert_eq!(header(&again, "etag").as_deref(), Some(etag.as_str()));
 
     // Live data over GET runs, and is never cached; nor is a show that does not exist.
-    let live = get(&app, &[("query", LIVE.into()), ("variables", vars.clone())], &[]).await;
+    let live = get(
+        &app,
+        &[("query", LIVE.into()), ("variables", vars.clone())],
+        &[],
+    )
+    .await;
     assert_eq!(live.status(), 200);
     assert_eq!(header(&live, "cache-control").as_deref(), Some("no-store"));
     assert!(header(&live, "etag").is_none());
@@ -68,14 +86,20 @@ async fn get_runs_queries_and_caches_only_immutable_data(b: Backend) {
     assert_eq!(body["data"]["show"]["seatStatuses"]["statuses"], "AAAAAAAA");
     let missing = get(
         &app,
-        &[("query", LAYOUT.into()), ("variables", json!({ "s": "999999" }).to_string())],
+        &[
+            ("query", LAYOUT.into()),
+            ("variables", json!({ "s": "999999" }).to_string()),
+        ],
         &[],
     )
     .await;
-    assert_eq!(header(&missing, "cache-control").as_deref(), Some("no-store"));
+    assert_eq!(
+        header(&missing, "cache-control").as_deref(),
+        Some("no-store")
+    );
 
     // A signed-in user's data is never cached either.
-    let (token, _) = app.sign_up(&crate::support::unique("get")).await;
+    let token = app.users(1).await[0].0.clone();
     let me = get(
         &app,
         &[("query", "{ me { id } myBookings { id } }".into())],
@@ -98,7 +122,10 @@ async fn get_runs_queries_and_caches_only_immutable_data(b: Backend) {
     .await;
     assert_eq!(m.status(), 405);
     let body: Value = m.json().await.expect("json");
-    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{body}"
+    );
     let still = app
         .gql(
             None,
@@ -106,7 +133,10 @@ async fn get_runs_queries_and_caches_only_immutable_data(b: Backend) {
             json!({}),
         )
         .await;
-    assert!(still["errors"].is_array(), "the GET created no account: {still}");
+    assert!(
+        still["errors"].is_array(),
+        "the GET created no account: {still}"
+    );
 
     // Without a query, GET is still the IDE.
     assert_eq!(app.get_status("/graphql").await, 200);
@@ -130,22 +160,33 @@ async fn automatic_persisted_queries(b: Backend) {
     )
     .await;
     let body: Value = r.json().await.expect("json");
-    assert_eq!(body["errors"][0]["message"], "PersistedQueryNotFound", "{body}");
-    assert_eq!(body["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_FOUND");
+    assert_eq!(
+        body["errors"][0]["message"], "PersistedQueryNotFound",
+        "{body}"
+    );
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_FOUND"
+    );
 
     // A wrong hash is refused; the right one registers the text (over POST here).
     let wrong = app
         .api
         .client
         .post(format!("{}/graphql", app.api.base))
-        .json(&json!({ "query": LIVE, "variables": vars, "extensions": persisted(&"0".repeat(64)) }))
+        .json(
+            &json!({ "query": LIVE, "variables": vars, "extensions": persisted(&"0".repeat(64)) }),
+        )
         .send()
         .await
         .expect("post")
         .json::<Value>()
         .await
         .expect("json");
-    assert_eq!(wrong["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{wrong}");
+    assert_eq!(
+        wrong["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{wrong}"
+    );
     let first = app
         .api
         .client
@@ -157,7 +198,10 @@ async fn automatic_persisted_queries(b: Backend) {
         .json::<Value>()
         .await
         .expect("json");
-    assert_eq!(first["data"]["show"]["seatStatuses"]["statuses"], "AAA", "{first}");
+    assert_eq!(
+        first["data"]["show"]["seatStatuses"]["statuses"], "AAA",
+        "{first}"
+    );
 
     // Now the hash alone runs it, over GET.
     let r = get(
@@ -170,13 +214,20 @@ async fn automatic_persisted_queries(b: Backend) {
     )
     .await;
     let body: Value = r.json().await.expect("json");
-    assert_eq!(body["data"]["show"]["seatStatuses"]["statuses"], "AAA", "{body}");
+    assert_eq!(
+        body["data"]["show"]["seatStatuses"]["statuses"], "AAA",
+        "{body}"
+    );
 }
 
 async fn large_answers_are_compressed(b: Backend) {
     let app = TestApp::spawn(b).await;
     let (show, _) = app.create_show(10, 30).await;
-    for (encoding, expect) in [("gzip", Some("gzip")), ("br", Some("br")), ("identity", None)] {
+    for (encoding, expect) in [
+        ("gzip", Some("gzip")),
+        ("br", Some("br")),
+        ("identity", None),
+    ] {
         let r = app
             .api
             .client
@@ -190,7 +241,11 @@ async fn large_answers_are_compressed(b: Backend) {
             .await
             .expect("post");
         assert_eq!(r.status(), 200);
-        assert_eq!(header(&r, "content-encoding").as_deref(), expect, "{encoding}");
+        assert_eq!(
+            header(&r, "content-encoding").as_deref(),
+            expect,
+            "{encoding}"
+        );
         let bytes = r.bytes().await.expect("body");
         if expect.is_some() {
             // 300 seats of JSON (about 25 KB) shrink severalfold.
@@ -206,7 +261,7 @@ async fn large_answers_are_compressed(b: Backend) {
 async fn the_read_budget_refuses_a_flood_but_not_holds(b: Backend) {
     let app = TestApp::spawn_with(b, &["--read-budget-per-second", "20"]).await;
     let (show, seats) = app.create_show(2, 10).await;
-    let (token, _) = app.sign_up(&crate::support::unique("budget")).await;
+    let token = app.users(1).await[0].0.clone();
     let full = "query($s: ID!) { show(id: $s) { seats { id status } } }";
     let mut refused = None;
     // 20 units/s with 5 s of burst: 100 units; a full map costs 11.
@@ -220,7 +275,9 @@ async fn the_read_budget_refuses_a_flood_but_not_holds(b: Backend) {
     let (after, err) = refused.expect("the flood was refused");
     assert!((8..=12).contains(&after), "refused after {after} reads");
     assert_eq!(err["extensions"]["code"], "LIMIT_EXCEEDED", "{err}");
-    assert!(err["extensions"]["retryAfterSeconds"].as_u64().is_some_and(|s| s >= 1));
+    assert!(err["extensions"]["retryAfterSeconds"]
+        .as_u64()
+        .is_some_and(|s| s >= 1));
     // Mutations are not charged to the read budget: a hold goes through.
     let hold = app.hold(&token, &show, &[&seats[0]]).await;
     assert!(!hold.is_empty());
