@@ -152,6 +152,46 @@ impl Http {
         Ok(Reply::Data(v.get("data").cloned().unwrap_or(Value::Null)))
     }
 
+    /// Like `gql`, for reads whose answer the caller does not look at: the body is checked for
+    /// errors without being built into a value (building a 3,000-seat map would cost the load
+    /// generator more than the server spends answering it). Success is `Reply::Data(Null)`.
+    pub async fn gql_unread(
+        &mut self,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> anyhow::Result<Reply> {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            #[serde(default)]
+            errors: Option<Vec<Value>>,
+            #[serde(default, rename = "data")]
+            _data: serde::de::IgnoredAny,
+        }
+        let body = serde_json::to_vec(&json!({ "query": query, "variables": variables }))?;
+        let (status, bytes) = self.post(token, &body).await?;
+        let head: Head = serde_json::from_slice(&bytes)
+            .with_context(|| format!("HTTP {status}: the body is not JSON"))?;
+        if let Some(err) = head.errors.as_ref().and_then(|e| e.first()) {
+            return Ok(Reply::Error {
+                code: err
+                    .pointer("/extensions/code")
+                    .and_then(Value::as_str)
+                    .unwrap_or("NO_CODE")
+                    .to_string(),
+                message: err
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            });
+        }
+        if status >= 500 {
+            bail!("HTTP {status} without a GraphQL error");
+        }
+        Ok(Reply::Data(Value::Null))
+    }
+
     /// `POST /graphql` with a JSON body to the current server; the status and the body.
     async fn post_once(
         &mut self,

@@ -496,7 +496,7 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
             for (form, query) in [
                 (
                     "seat map read",
-                    "query($id: ID!) { show(id: $id) { version availableSeats seats { id status } } }",
+                    "query($id: ID!) { show(id: $id) { version availableSeats seats { id label status category priceCents } } }",
                 ),
                 (
                     "compact seat statuses read",
@@ -515,6 +515,24 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
                 report.figures.push(f);
             }
         }
+        say("  shows(first: 20) with live counts…");
+        let f = measure(
+            "shows(first: 20) with live counts",
+            secs,
+            Some(server.pid()),
+            &redis_info,
+            |w| {
+                reads(
+                    &server.base,
+                    args.clients,
+                    w,
+                    "{ shows(first: 20) { edges { node { id startsAt movie { title } totalSeats availableSeats heldSeats bookedSeats } } } }",
+                    serde_json::json!({}),
+                )
+            },
+        )
+        .await?;
+        report.figures.push(f);
         if let Some(url) = &config.redis_url {
             let store: Arc<dyn HoldStore> = Arc::new(
                 boxoffice::holds::redis::RedisStore::connect(
@@ -692,6 +710,11 @@ fn ratios(r: &mut BenchReport) {
         (
             "compact seat statuses, 3000 seats / trivial-query ceiling",
             "compact seat statuses read, 3000 seats",
+            "trivial query { __typename }",
+        ),
+        (
+            "shows(first: 20) with live counts / trivial-query ceiling",
+            "shows(first: 20) with live counts",
             "trivial query { __typename }",
         ),
         (

@@ -296,7 +296,7 @@ pub(super) async fn reads(
             };
             while w.running() {
                 let t = Instant::now();
-                match http.gql(None, query, variables.clone()).await {
+                match http.gql_unread(None, query, variables.clone()).await {
                     Ok(Reply::Data(_)) => m.answer(&w, t, "ok", Class::Success),
                     Ok(Reply::Error { code, .. }) => m.answer(&w, t, &code, Class::Error),
                     Err(e) => m.answer(&w, t, &format!("transport error: {e}"), Class::Error),
