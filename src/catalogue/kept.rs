@@ -4,6 +4,7 @@
 //! a show created on another instance appears in this one's list within `PAGE_FRESH`.
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
@@ -76,12 +77,13 @@ pub const PAGE_FRESH: Duration = Duration::from_secs(2);
 /// Pages kept before the copy starts over.
 const KEPT_PAGES: usize = 4096;
 
-/// Recent answers of a query, by key, each good for `PAGE_FRESH`.
-pub struct Recent<K, V>(RwLock<HashMap<K, (Instant, V)>>);
+/// Recent answers of a query, by key, each good for `PAGE_FRESH`, and a generation that
+/// `forget` bumps (answers derived from them elsewhere compare it).
+pub struct Recent<K, V>(RwLock<HashMap<K, (Instant, V)>>, AtomicU64);
 
 impl<K, V> Default for Recent<K, V> {
     fn default() -> Self {
-        Recent(RwLock::default())
+        Recent(RwLock::default(), AtomicU64::new(0))
     }
 }
 
@@ -106,6 +108,11 @@ impl<K: std::hash::Hash + Eq, V: Clone> Recent<K, V> {
 
     /// Forget every answer (something they may include was just created here).
     pub fn forget(&self) {
+        self.1.fetch_add(1, Ordering::SeqCst);
         self.0.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.1.load(Ordering::SeqCst)
     }
 }

@@ -19,6 +19,7 @@ use sea_orm::{
     TransactionTrait,
 };
 
+pub use kept::PAGE_FRESH;
 pub use shows::{NewShow, PricedShow, ShowPage};
 
 pub fn shows_max_page() -> u64 {
@@ -134,6 +135,11 @@ impl Catalogue {
     }
     pub fn layouts(&self) -> &LayoutCache {
         &self.layouts
+    }
+    /// Bumped by every show created on this instance: answers that list shows and were built
+    /// before it are stale.
+    pub fn list_generation(&self) -> u64 {
+        self.kept.pages.generation()
     }
 
     pub async fn create_venue(&self, name: &str, city: &str) -> AppResult<venue::Model> {

@@ -262,6 +262,15 @@ fn map_field(ty: &str, field: &str) -> Option<Option<&'static str>> {
             | "companion" | "restrictedView" | "rowIndex" | "column",
         ) => SCALAR,
         ("SeatStatuses", "version" | "holdsKnown" | "statuses") => SCALAR,
+        // A page of the show list is itself kept for `catalogue::kept::PAGE_FRESH`, and so is
+        // a shared answer (`http::responses`).
+        ("Query", "shows") => Some(Some("ShowConnection")),
+        ("ShowConnection", "edges") => Some(Some("ShowEdge")),
+        ("ShowConnection", "nodes") => Some(Some("Show")),
+        ("ShowConnection", "pageInfo") => Some(Some("PageInfo")),
+        ("ShowEdge", "cursor") => SCALAR,
+        ("ShowEdge", "node") => Some(Some("Show")),
+        ("PageInfo", "hasNextPage" | "hasPreviousPage" | "startCursor" | "endCursor") => SCALAR,
         _ => None,
     })
 }
@@ -369,7 +378,12 @@ mod tests {
         // Per viewer, or not of the map: never shared.
         assert!(!map_only("{ show(id: 1) { seats { id heldByMe } } }"));
         assert!(!map_only("{ show(id: 1) { version onSale { waiting } } }"));
-        assert!(!map_only("{ shows { edges { node { availableSeats } } } }"));
+        assert!(map_only(
+            "{ shows { edges { cursor node { id availableSeats } } pageInfo { hasNextPage } } }"
+        ));
+        assert!(!map_only(
+            "{ shows { edges { node { onSale { waiting } } } } }"
+        ));
         assert!(!map_only("{ show(id: 1) { version } me { id } }"));
         // Immutable alone goes the CDN way instead.
         assert!(!map_only("{ show(id: 1) { seatLayout { label } } }"));
@@ -387,6 +401,10 @@ mod tests {
             ("Show", "seats"),
             ("Seat", "restrictedView"),
             ("SeatStatuses", "statuses"),
+            ("Query", "shows"),
+            ("ShowConnection", "nodes"),
+            ("ShowEdge", "node"),
+            ("PageInfo", "endCursor"),
             ("Show", "startsAt"),
             ("Show", "endsAt"),
             ("Show", "movie"),

@@ -111,8 +111,14 @@ async fn run(
     let ip = client_ip(app, headers, peer);
     // A seat-map read shared with every reader of the same map state (`responses.rs`).
     let shared = super::responses::key_of(&request);
+    // Read before anything else: an answer built after a show was created here lists it.
+    let generation = app.state.catalogue.list_generation();
     if let Some(key) = &shared {
-        if let Some((body, cost)) = app.answers.lookup(&app.state.holds, key, &viewer).await {
+        if let Some((body, cost)) = app
+            .answers
+            .lookup(&app.state.holds, generation, key, &viewer)
+            .await
+        {
             let reader = Reader::of(Some(&viewer), ip.as_ref());
             if let Err(e) = app.state.limits.reads.charge(reader, cost) {
                 let body = serde_json::json!({ "errors": [crate::graphql::ext::error_of(&e)] });
@@ -144,6 +150,7 @@ async fn run(
             app.answers
                 .keep(
                     &app.state.holds,
+                    generation,
                     key,
                     &viewer,
                     recorder.states(),

@@ -9,7 +9,10 @@
 //! whether those states are unchanged (one round trip, answered `SAME`) and, if so, gets the
 //! kept bytes. Per-viewer data never leaks: `heldByMe` makes a document ineligible, and a
 //! signed-in viewer who holds seats on the show (whose `seatStatuses` would show `M`) is always
-//! answered by the engine. The read budget is charged on a hit as on a miss.
+//! answered by the engine. The read budget is charged on a hit as on a miss. A page of the show
+//! list with live counts is shared the same way; since the page itself is kept for
+//! `PAGE_FRESH` (a show created on another instance appears within it), no answer is kept
+//! longer than that.
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -17,6 +20,7 @@ use axum::body::Bytes;
 
 use crate::auth::Viewer;
 use crate::catalogue::seatmap::SharedState;
+use crate::catalogue::PAGE_FRESH;
 use crate::holds::Holds;
 
 /// Answers kept before the cache starts over, and the largest one kept.
@@ -24,6 +28,9 @@ const KEPT_ANSWERS: usize = 512;
 const MAX_ANSWER_BYTES: usize = 1 << 20;
 
 struct Kept {
+    at: std::time::Instant,
+    /// `Catalogue::list_generation` before the answer was built.
+    generation: u64,
     states: Vec<(i64, String)>,
     body: Bytes,
     cost: u64,
@@ -67,10 +74,19 @@ fn holds_here<'a>(viewer: &Viewer, states: impl IntoIterator<Item = &'a SharedSt
 impl MapAnswers {
     /// The kept answer for `key` when every map state it was built from is still current, with
     /// its read cost.
-    pub async fn lookup(&self, holds: &Holds, key: &str, viewer: &Viewer) -> Option<(Bytes, u64)> {
+    pub async fn lookup(
+        &self,
+        holds: &Holds,
+        generation: u64,
+        key: &str,
+        viewer: &Viewer,
+    ) -> Option<(Bytes, u64)> {
         let (states, body, cost) = {
             let kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
             let k = kept.get(key)?;
+            if k.at.elapsed() >= PAGE_FRESH || k.generation != generation {
+                return None;
+            }
             (k.states.clone(), k.body.clone(), k.cost)
         };
         let ids: Vec<i64> = states.iter().map(|(id, _)| *id).collect();
@@ -88,9 +104,11 @@ impl MapAnswers {
 
     /// Keep an answer built from these map states (each must have a stamp, and the viewer must
     /// hold nothing in them).
+    #[allow(clippy::too_many_arguments)]
     pub async fn keep(
         &self,
         holds: &Holds,
+        generation: u64,
         key: String,
         viewer: &Viewer,
         read: Vec<(i64, Option<String>)>,
@@ -121,6 +139,15 @@ impl MapAnswers {
         if kept.len() >= KEPT_ANSWERS {
             kept.clear();
         }
-        kept.insert(key, Kept { states, body, cost });
+        kept.insert(
+            key,
+            Kept {
+                at: std::time::Instant::now(),
+                generation,
+                states,
+                body,
+                cost,
+            },
+        );
     }
 }
