@@ -27,9 +27,12 @@ pub struct SeatList {
     pub viewer: Option<i64>,
 }
 
-/// Rendered maps, one per (show, selection), each at the stamp it was rendered from.
+/// A map rendered for one selection, and the stamp of the state it was rendered from.
+type Rendered = (String, Arc<Vec<Value>>);
+
+/// Rendered maps, one per (show, selection).
 #[derive(Default)]
-pub struct RenderedMaps(Mutex<HashMap<(i64, String), (String, Arc<Vec<Value>>)>>);
+pub struct RenderedMaps(Mutex<HashMap<(i64, String), Rendered>>);
 
 /// Rendered maps kept before the cache starts over.
 const KEPT_MAPS: usize = 1024;
