@@ -181,12 +181,19 @@ async fn run(
         Ok(b) => b,
         Err(_) => return no_store(axum::Json(response).into_response()),
     };
-    let etag = format!("\"{:016x}\"", fingerprint(&body));
+    // Weak: the engine may order an object's fields differently from one answer to the next
+    // (resolvers finish in any order), so the tag is of the data with keys sorted.
+    let etag = format!("W/\"{:016x}\"", fingerprint(&response.data));
     let cache = header::HeaderValue::from_static("public, max-age=31536000, immutable");
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',').any(|t| {
+                let t = t.trim();
+                t == "*" || t.trim_start_matches("W/") == etag.trim_start_matches("W/")
+            })
+        });
     let mut http = if matches {
         metrics::counter!("graphql_not_modified_total").increment(1);
         StatusCode::NOT_MODIFIED.into_response()
@@ -204,12 +211,43 @@ async fn run(
     http
 }
 
-/// A stable 64-bit fingerprint of a body (FNV-1a): the same bytes give the same `ETag` on every
-/// instance and release.
-fn fingerprint(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+/// A stable 64-bit fingerprint of an answer's data (FNV-1a over a canonical form: object keys
+/// sorted): the same data gives the same `ETag` on every instance and release.
+fn fingerprint(data: &async_graphql::Value) -> u64 {
+    fn feed(h: &mut u64, bytes: &[u8]) {
+        for b in bytes {
+            *h = (*h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn walk(h: &mut u64, v: &async_graphql::Value) {
+        use async_graphql::Value as V;
+        match v {
+            V::Object(o) => {
+                let mut keys: Vec<_> = o.iter().collect();
+                keys.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+                feed(h, b"{");
+                for (k, v) in keys {
+                    feed(h, k.as_bytes());
+                    feed(h, b":");
+                    walk(h, v);
+                    feed(h, b",");
+                }
+                feed(h, b"}");
+            }
+            V::List(l) => {
+                feed(h, b"[");
+                for v in l {
+                    walk(h, v);
+                    feed(h, b",");
+                }
+                feed(h, b"]");
+            }
+            other => feed(h, other.to_string().as_bytes()),
+        }
+    }
+    let mut h = 0xcbf2_9ce4_8422_2325;
+    walk(&mut h, data);
+    h
 }
 
 fn no_store(mut http: Response) -> Response {
