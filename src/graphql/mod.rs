@@ -10,6 +10,7 @@ pub mod mutation;
 pub mod query;
 pub mod queue;
 pub mod reads;
+pub mod seat;
 pub mod seat_list;
 pub mod subscription;
 pub mod types;

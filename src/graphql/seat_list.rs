@@ -14,7 +14,7 @@ use async_graphql::parser::types::{Field, Selection, SelectionSet};
 use async_graphql::registry::Registry;
 use async_graphql::{ContextSelectionSet, Name, OutputType, Positioned, ServerResult, Value};
 
-use super::types::{to_int, Seat};
+use super::seat::{to_int, Seat};
 use crate::catalogue::layout::{price_of, Layout, Prices};
 use crate::catalogue::seatmap::{self, SeatStatus, SharedState};
 
