@@ -9,7 +9,7 @@ PG_ADMIN="${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 DB="${BENCH_DATABASE:-boxoffice_bench}"
 psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
 cargo build --release --locked -p boxoffice -p loadtest --bins
-ulimit -n 20000 2>/dev/null || true
+ulimit -n 65536 2>/dev/null || ulimit -n 20000 2>/dev/null || true
 export DATABASE_URL="${PG_ADMIN%/*}/$DB"
 export REDIS_URL="${BENCH_REDIS_URL:-redis://127.0.0.1:6379}"
 exec "$CARGO_TARGET_DIR/release/loadtest" bench "$@"

@@ -141,6 +141,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         live,
         catalogue,
         accounts,
+        keys: Arc::new(crate::auth::keys::ApiKeys::new(db.clone())),
         db,
         db_stats,
         config,

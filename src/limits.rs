@@ -193,6 +193,7 @@ const KEPT_BUCKETS: usize = 100_000;
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Reader {
+    Key(i64),
     User(i64),
     Address(IpAddr),
 }
@@ -263,6 +264,7 @@ impl Reader {
     pub fn of(viewer: Option<&crate::auth::Viewer>, ip: Option<&ClientIp>) -> Option<Reader> {
         match (viewer, ip) {
             (Some(crate::auth::Viewer::User { id, .. }), _) => Some(Reader::User(*id)),
+            (Some(crate::auth::Viewer::ApiKey { id, .. }), _) => Some(Reader::Key(*id)),
             (_, Some(ClientIp(ip))) => Some(Reader::Address(*ip)),
             _ => None,
         }

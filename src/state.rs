@@ -6,6 +6,7 @@ use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::accounts::Accounts;
+use crate::auth::keys::ApiKeys;
 use crate::booking::Bookings;
 use crate::catalogue::Catalogue;
 use crate::config::Config;
@@ -23,6 +24,7 @@ pub struct AppState {
     pub db_stats: Arc<DbStats>,
     pub catalogue: Catalogue,
     pub accounts: Accounts,
+    pub keys: Arc<ApiKeys>,
     pub bookings: Bookings,
     pub holds: Holds,
     pub queue: WaitingRoom,

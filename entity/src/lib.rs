@@ -1,5 +1,6 @@
 //! SeaORM entities, one module per table. Hand-kept in the generated style; the schema itself
 //! is owned by the `migration` crate, and these structs must mirror it column for column.
+pub mod api_key;
 pub mod app_setting;
 pub mod booking;
 pub mod booking_seat;
@@ -15,6 +16,7 @@ pub mod user;
 pub mod venue;
 
 pub mod prelude {
+    pub use super::api_key::Entity as ApiKey;
     pub use super::app_setting::Entity as AppSetting;
     pub use super::booking::Entity as Booking;
     pub use super::booking_seat::Entity as BookingSeat;

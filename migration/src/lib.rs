@@ -7,6 +7,7 @@ mod m20261124_000001_create_schema;
 mod m20261124_000002_checkout;
 mod m20261201_000003_seat_attributes;
 mod m20261201_000004_on_sale;
+mod m20261201_000005_api_keys;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_checkout::Migration),
             Box::new(m20261201_000003_seat_attributes::Migration),
             Box::new(m20261201_000004_on_sale::Migration),
+            Box::new(m20261201_000005_api_keys::Migration),
         ]
     }
 }

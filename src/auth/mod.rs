@@ -1,5 +1,6 @@
 //! Accounts and authentication: argon2id passwords, HS256 tokens, and the request's `Viewer`.
 pub mod accounts;
+pub mod keys;
 pub mod password;
 pub mod token;
 
@@ -14,7 +15,15 @@ pub use entity::user::Role;
 #[derive(Debug, Clone)]
 pub enum Viewer {
     Anonymous,
-    User { id: i64, role: Role },
+    User {
+        id: i64,
+        role: Role,
+    },
+    /// A server-to-server client with an API key: what it may do is its scopes.
+    ApiKey {
+        id: i64,
+        scopes: Vec<keys::Scope>,
+    },
     BadToken,
 }
 
@@ -26,10 +35,25 @@ impl Viewer {
         }
     }
 
+    /// An admin, or an API key with `scope`; else `UNAUTHENTICATED` or `FORBIDDEN`.
+    pub fn require_scope(&self, scope: keys::Scope) -> AppResult<()> {
+        match self {
+            Viewer::ApiKey { scopes, .. } if scopes.contains(&scope) => Ok(()),
+            Viewer::ApiKey { .. } => Err(AppError::Forbidden(format!(
+                "this API key lacks the {} scope",
+                scope.as_str()
+            ))),
+            _ => self.require_admin().map(|_| ()),
+        }
+    }
+
     /// The signed-in user, or `UNAUTHENTICATED`.
     pub fn require_user(&self) -> AppResult<i64> {
         match self {
             Viewer::User { id, .. } => Ok(*id),
+            Viewer::ApiKey { .. } => Err(AppError::Forbidden(
+                "an API key acts for no user: this needs a user's token".into(),
+            )),
             Viewer::BadToken => Err(AppError::Unauthenticated(
                 "the token is invalid or expired; sign in again".into(),
             )),

@@ -6,6 +6,7 @@ mod converge;
 pub use checkout::{charge_key, refund_key};
 pub use converge::Drift;
 pub mod reconciler;
+pub mod report;
 mod settle;
 
 use std::collections::HashMap;

@@ -124,10 +124,15 @@ impl Extension for GuardExt {
         if mutation {
             if let Some(state) = ctx.data_opt::<AppState>() {
                 let limits = &state.limits;
-                if let Some(Viewer::User { id, .. }) = ctx.data_opt::<Viewer>() {
+                let client = match ctx.data_opt::<Viewer>() {
+                    Some(Viewer::User { id, .. }) => Some(format!("user:{id}")),
+                    Some(Viewer::ApiKey { id, .. }) => Some(format!("key:{id}")),
+                    _ => None,
+                };
+                if let Some(client) = client {
                     limits
                         .charge(
-                            &format!("user:{id}"),
+                            &client,
                             limits.mutations_per_user,
                             roots as u64,
                             "requests from this account",

@@ -5,6 +5,7 @@ pub mod documents;
 pub mod ext;
 pub mod guard;
 pub mod holds;
+pub mod integrations;
 pub mod loaders;
 pub mod mutation;
 pub mod query;
@@ -20,7 +21,11 @@ use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder};
 use crate::state::AppState;
 
 #[derive(MergedObject, Default)]
-pub struct Query(query::CatalogueQuery, queue::QueueQuery);
+pub struct Query(
+    query::CatalogueQuery,
+    queue::QueueQuery,
+    integrations::IntegrationsQuery,
+);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(
@@ -29,6 +34,7 @@ pub struct Mutation(
     booking::BookingMutation,
     mutation::CatalogueMutation,
     queue::QueueMutation,
+    integrations::IntegrationsMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -102,12 +102,20 @@ async fn run(
     peer: Option<&ConnectInfo<SocketAddr>>,
     get: Option<Arc<GetRequest>>,
 ) -> Response {
-    let viewer = viewer_from_header(
+    let viewer = match viewer_from_header(
         app,
         headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
-    );
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            let body = serde_json::json!({ "errors": [crate::graphql::ext::error_of(&e)] });
+            return no_store(axum::Json(body).into_response());
+        }
+    };
     let ip = client_ip(app, headers, peer);
     // A seat-map read shared with every reader of the same map state (`responses.rs`).
     let shared = super::responses::key_of(&request);
@@ -362,7 +370,7 @@ pub async fn get_graphql(State(app): State<App>, req: Request) -> Response {
                 .filter(move |m| std::future::ready(incoming.admit(m, cap, &refusals)));
             let serve = GraphQLWebSocket::new_with_pair(tx, socket_rx, schema, protocol)
                 .on_connection_init(move |payload| async move {
-                    let data = connection_data(&init_app, payload).map(|mut d| {
+                    let data = connection_data(&init_app, payload).await.map(|mut d| {
                         if let Some(ip) = ip {
                             d.insert(ip);
                         }
@@ -567,7 +575,7 @@ pub const WS_INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Authentication for a WebSocket: `{"Authorization": "Bearer <jwt>"}` or `{"token": "<jwt>"}`
 /// in the `connection_init` payload. A token that does not verify refuses the connection.
-fn connection_data(app: &App, payload: serde_json::Value) -> async_graphql::Result<Data> {
+async fn connection_data(app: &App, payload: serde_json::Value) -> async_graphql::Result<Data> {
     let header = payload
         .get("Authorization")
         .or_else(|| payload.get("authorization"))
@@ -579,7 +587,9 @@ fn connection_data(app: &App, payload: serde_json::Value) -> async_graphql::Resu
                 .and_then(|v| v.as_str())
                 .map(|t| format!("Bearer {t}"))
         });
-    let viewer = viewer_from_header(app, header.as_deref());
+    let viewer = viewer_from_header(app, header.as_deref())
+        .await
+        .map_err(|e| async_graphql::Error::new(e.to_string()))?;
     if matches!(viewer, Viewer::BadToken) {
         return Err(async_graphql::Error::new("the token is invalid or expired"));
     }
@@ -589,20 +599,29 @@ fn connection_data(app: &App, payload: serde_json::Value) -> async_graphql::Resu
 }
 
 /// `Bearer <jwt>` → the viewer. Anything present but unverifiable is `BadToken`.
-pub fn viewer_from_header(app: &App, value: Option<&str>) -> Viewer {
+/// An API key (`bok_…`) is looked up in the database: a revoked one fails at once everywhere;
+/// the lookup failing (database down) is `SERVICE_UNAVAILABLE`, not a bad credential.
+pub async fn viewer_from_header(app: &App, value: Option<&str>) -> Result<Viewer, AppError> {
     let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
-        return Viewer::Anonymous;
+        return Ok(Viewer::Anonymous);
     };
     let Some((scheme, token)) = value.split_once(' ') else {
-        return Viewer::BadToken;
+        return Ok(Viewer::BadToken);
     };
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Viewer::BadToken;
+        return Ok(Viewer::BadToken);
     }
-    match app.state.accounts.tokens().verify(token.trim()) {
+    let token = token.trim();
+    if token.starts_with(crate::auth::keys::KEY_PREFIX) {
+        return Ok(match app.state.keys.verify(token).await? {
+            Some((id, scopes)) => Viewer::ApiKey { id, scopes },
+            None => Viewer::BadToken,
+        });
+    }
+    Ok(match app.state.accounts.tokens().verify(token) {
         Some((id, role)) => Viewer::User { id, role },
         None => Viewer::BadToken,
-    }
+    })
 }
 
 /// An error in the GraphQL response shape, for requests refused before they reach the engine.

@@ -80,12 +80,66 @@ pub fn router(app: App) -> Router {
         )
         .route("/", get(assets::index))
         .route("/assets/{*path}", get(assets::asset))
+        .route("/reports/sales.csv", get(sales_csv))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn(track))
         .layer(layers)
         .with_state(app)
+}
+
+/// `GET /reports/sales.csv?showId=<id>`: a show's sales report as CSV, for an admin's token or
+/// an API key with `READ_REPORTS` (`Authorization: Bearer …`).
+async fn sales_csv(
+    State(app): State<App>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    use crate::error::AppError;
+    let fail = |e: AppError| {
+        let status = match e.code() {
+            "UNAUTHENTICATED" => StatusCode::UNAUTHORIZED,
+            "FORBIDDEN" => StatusCode::FORBIDDEN,
+            "NOT_FOUND" => StatusCode::NOT_FOUND,
+            "BAD_USER_INPUT" => StatusCode::BAD_REQUEST,
+            "SERVICE_UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let body = serde_json::json!({ "errors": [crate::graphql::ext::error_of(&e)] });
+        (status, axum::Json(body)).into_response()
+    };
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let viewer = match graphql::viewer_from_header(&app, auth).await {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let Some(raw) = q.get("showId") else {
+        return fail(AppError::bad_input(
+            "showId is required: /reports/sales.csv?showId=<id>",
+        ));
+    };
+    let id = match crate::ids::parse_id(raw, "show") {
+        Ok(id) => id,
+        Err(e) => return fail(e),
+    };
+    match crate::graphql::integrations::sales_report_for(&app.state, &viewer, id).await {
+        Ok(report) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"sales-show-{id}.csv\""),
+                ),
+                (header::CACHE_CONTROL, "no-store".to_string()),
+            ],
+            report.to_csv(),
+        )
+            .into_response(),
+        Err(e) => fail(e),
+    }
 }
 
 async fn healthz() -> &'static str {

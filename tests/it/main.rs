@@ -17,6 +17,7 @@ mod database_rules;
 mod examples;
 mod faults;
 mod holds;
+mod integrations;
 mod limits;
 mod live;
 mod metrics;

@@ -132,6 +132,8 @@ impl TestApp {
             "0".into(),
             "--demo-data".into(),
             "false".into(),
+            "--read-budget-per-second".into(),
+            "0".into(),
         ];
         if let Some(p) = &self.redis_prefix {
             args.extend([

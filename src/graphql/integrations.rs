@@ -1,0 +1,199 @@
+//! For API consumers: API keys (admin) and sales reports (admin, or a key with `READ_REPORTS`).
+use async_graphql::{Context, Enum, Object, Result, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+
+use super::types::viewer;
+use crate::auth::keys::{scopes_of, Scope};
+use crate::booking::report;
+use crate::error::AppError;
+use crate::ids::parse_id;
+use crate::state::AppState;
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "crate::auth::keys::Scope")]
+pub enum ApiScope {
+    /// Read the catalogue and seat maps (public; the key gets budgets of its own).
+    ReadCatalogue,
+    /// Read sales reports (`salesReport`, `GET /reports/sales.csv`).
+    ReadReports,
+}
+
+/// An API key as listed (its secret is never shown again).
+pub struct ApiKey(pub entity::api_key::Model);
+
+#[Object]
+impl ApiKey {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// The secret's first characters, to tell keys apart.
+    async fn prefix(&self) -> &str {
+        &self.0.prefix
+    }
+    async fn scopes(&self) -> Vec<ApiScope> {
+        scopes_of(&self.0).into_iter().map(Into::into).collect()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// Null while the key works.
+    async fn revoked_at(&self) -> Option<DateTime<Utc>> {
+        self.0.revoked_at
+    }
+    /// When the key was last used (updated at most once a minute).
+    async fn last_used_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_used_at
+    }
+}
+
+/// A new key and its secret: send it as `Authorization: Bearer <secret>`. Shown once.
+#[derive(SimpleObject)]
+pub struct CreatedApiKey {
+    pub secret: String,
+    pub api_key: ApiKey,
+}
+
+/// One seat category's sales (or the show's, as `TOTAL`).
+#[derive(SimpleObject)]
+pub struct CategorySales {
+    pub category: String,
+    pub total_seats: i64,
+    pub sold: i64,
+    pub held: i64,
+    pub available: i64,
+    pub gross_cents: i64,
+    pub refunds_cents: i64,
+    pub net_cents: i64,
+}
+
+impl From<&report::CategorySales> for CategorySales {
+    fn from(c: &report::CategorySales) -> Self {
+        CategorySales {
+            category: c.category.clone(),
+            total_seats: c.total,
+            sold: c.sold,
+            held: c.held,
+            available: c.available,
+            gross_cents: c.gross_cents,
+            refunds_cents: c.refunds_cents,
+            net_cents: c.net_cents,
+        }
+    }
+}
+
+/// A show's sales now, from the ledger (bookings, the price paid per seat, payments) and the
+/// live holds. `gross` counts every seat of a booking whose charge succeeded, `refunds` every
+/// seat of a booking whose refund succeeded; `net` = gross − refunds.
+pub struct SalesReport(pub report::SalesReport);
+
+#[Object]
+impl SalesReport {
+    async fn show_id(&self) -> ID {
+        ID(self.0.show_id.to_string())
+    }
+    async fn categories(&self) -> Vec<CategorySales> {
+        self.0.categories.iter().map(Into::into).collect()
+    }
+    async fn total(&self) -> CategorySales {
+        (&self.0.total).into()
+    }
+    async fn bookings_confirmed(&self) -> i64 {
+        self.0.bookings_confirmed
+    }
+    async fn bookings_cancelled(&self) -> i64 {
+        self.0.bookings_cancelled
+    }
+    async fn bookings_failed(&self) -> i64 {
+        self.0.bookings_failed
+    }
+    async fn bookings_pending(&self) -> i64 {
+        self.0.bookings_pending
+    }
+    /// Succeeded charges of the show's bookings, from the payments table.
+    async fn charged_cents(&self) -> i64 {
+        self.0.charged_cents
+    }
+    /// Succeeded refunds of the show's bookings, from the payments table.
+    async fn refunded_cents(&self) -> i64 {
+        self.0.refunded_cents
+    }
+    /// True when the per-seat sums equal the payments (anything else is a ledger fault).
+    async fn ledger_matches(&self) -> bool {
+        self.0.ledger_matches()
+    }
+}
+
+/// The sales report of a show for whoever may read it (admin, or a `READ_REPORTS` key).
+pub async fn sales_report_for(
+    state: &AppState,
+    viewer: &crate::auth::Viewer,
+    show_id: i64,
+) -> crate::error::AppResult<report::SalesReport> {
+    viewer.require_scope(Scope::ReadReports)?;
+    let show = state.catalogue.priced_show(show_id).await?;
+    let states = state.holds.states(&[show_id]).await?;
+    let live = states
+        .get(&show_id)
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("no state for show {show_id}")))?;
+    state
+        .bookings
+        .sales_report(show_id, &show.layout, live)
+        .await
+}
+
+#[derive(Default)]
+pub struct IntegrationsQuery;
+
+#[Object]
+impl IntegrationsQuery {
+    /// Every API key, newest first (admin).
+    async fn api_keys(&self, ctx: &Context<'_>) -> Result<Vec<ApiKey>> {
+        viewer(ctx).require_admin()?;
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(state.keys.list().await?.into_iter().map(ApiKey).collect())
+    }
+
+    /// A show's sales now (admin, or an API key with `READ_REPORTS`); also as CSV at
+    /// `GET /reports/sales.csv?showId=<id>`.
+    async fn sales_report(&self, ctx: &Context<'_>, show_id: ID) -> Result<SalesReport> {
+        let id = parse_id(&show_id, "show")?;
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(SalesReport(sales_report_for(state, viewer(ctx), id).await?))
+    }
+}
+
+#[derive(Default)]
+pub struct IntegrationsMutation;
+
+#[Object]
+impl IntegrationsMutation {
+    /// A new API key with these scopes (admin). The secret is in the answer and never again.
+    async fn create_api_key(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        scopes: Vec<ApiScope>,
+    ) -> Result<CreatedApiKey> {
+        let admin = viewer(ctx).require_admin()?;
+        let state = ctx.data_unchecked::<AppState>();
+        let scopes: Vec<Scope> = scopes.into_iter().map(Into::into).collect();
+        let (secret, key) = state.keys.create(&name, &scopes, admin).await?;
+        Ok(CreatedApiKey {
+            secret,
+            api_key: ApiKey(key),
+        })
+    }
+
+    /// Revoke an API key (admin): it stops working at once, on every instance. False when it
+    /// was already revoked.
+    async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
+        let admin = viewer(ctx).require_admin()?;
+        let id = parse_id(&id, "API key")?;
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(state.keys.revoke(id, admin).await?)
+    }
+}
