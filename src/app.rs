@@ -126,6 +126,14 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         std::time::Duration::from_secs(config.reconcile_interval_seconds),
         shutdown.clone(),
     );
+    crate::webhooks::dispatch::Dispatcher::new(
+        db.clone(),
+        std::time::Duration::from_millis(config.webhook_retry_base_ms),
+    )?
+    .spawn(
+        std::time::Duration::from_millis(config.webhook_dispatch_interval_ms),
+        shutdown.clone(),
+    );
     let limits = Arc::new(crate::limits::Limits::new(
         &config,
         match &config.redis_url {
@@ -142,6 +150,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         catalogue,
         accounts,
         keys: Arc::new(crate::auth::keys::ApiKeys::new(db.clone())),
+        webhooks: crate::webhooks::Webhooks::new(db.clone(), config.webhook_allow_http),
         db,
         db_stats,
         config,

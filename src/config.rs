@@ -177,6 +177,20 @@ pub struct Config {
     #[arg(long, env = "READ_QUEUE_MS", default_value_t = 500, value_parser = parse_read_queue, global = true)]
     pub read_queue_ms: u64,
 
+    /// First retry of a failed webhook delivery, in ms; each next one waits twice as long (at
+    /// most an hour), for about three days.
+    #[arg(long, env = "WEBHOOK_RETRY_BASE_MS", default_value_t = 1000, value_parser = parse_webhook_ms, global = true)]
+    pub webhook_retry_base_ms: u64,
+
+    /// How often each instance fans out new events and sends due webhook deliveries, in ms.
+    #[arg(long, env = "WEBHOOK_DISPATCH_INTERVAL_MS", default_value_t = 1000, value_parser = parse_webhook_ms, global = true)]
+    pub webhook_dispatch_interval_ms: u64,
+
+    /// Accept `http://` webhook URLs on any host (otherwise only `https://`, and `http://` on
+    /// loopback).
+    #[arg(long, env = "WEBHOOK_ALLOW_HTTP", default_value_t = false, value_parser = parse_bool_setting, action = clap::ArgAction::Set, global = true)]
+    pub webhook_allow_http: bool,
+
     /// Answer GraphQL introspection queries (the IDE needs it).
     #[arg(long, env = "GRAPHQL_INTROSPECTION", default_value_t = true, value_parser = parse_bool_setting, action = clap::ArgAction::Set, global = true)]
     pub graphql_introspection: bool,
@@ -359,6 +373,9 @@ fn parse_ws_ping(s: &str) -> Result<u64, String> {
 }
 fn parse_payment_seed(s: &str) -> Result<u64, String> {
     ranged_u64(s, "PAYMENT_SEED", 0, u64::MAX)
+}
+fn parse_webhook_ms(s: &str) -> Result<u64, String> {
+    ranged_u64(s, "webhook interval", 10, 3_600_000)
 }
 fn parse_read_budget(s: &str) -> Result<u64, String> {
     ranged_u64(s, "READ_BUDGET_PER_SECOND", 0, 10_000_000)

@@ -21,3 +21,4 @@ pub mod payment;
 pub mod queue;
 pub mod state;
 pub mod telemetry;
+pub mod webhooks;

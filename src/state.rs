@@ -25,6 +25,7 @@ pub struct AppState {
     pub catalogue: Catalogue,
     pub accounts: Accounts,
     pub keys: Arc<ApiKeys>,
+    pub webhooks: crate::webhooks::Webhooks,
     pub bookings: Bookings,
     pub holds: Holds,
     pub queue: WaitingRoom,

@@ -6,6 +6,7 @@ pub mod booking;
 pub mod booking_seat;
 pub mod mock_gateway_ledger;
 pub mod movie;
+pub mod outbox;
 pub mod payment;
 pub mod screen;
 pub mod seat;
@@ -14,6 +15,8 @@ pub mod show_price;
 pub mod show_sale;
 pub mod user;
 pub mod venue;
+pub mod webhook;
+pub mod webhook_delivery;
 
 pub mod prelude {
     pub use super::api_key::Entity as ApiKey;

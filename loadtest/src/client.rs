@@ -75,6 +75,11 @@ pub struct Http {
 }
 
 impl Http {
+    /// Drop the kept-alive connection (the next request opens a new one).
+    pub fn close(&mut self) {
+        self.conn = None;
+    }
+
     /// One server, or several separated by commas.
     pub fn new(base: &str) -> anyhow::Result<Http> {
         let authorities = base
@@ -561,6 +566,14 @@ const STALE_WINDOW: i64 = 4096;
 
 /// Re-read the map (its version, and its seats when the watcher keeps a copy).
 async fn resync(http: &mut Http, show: &str, watch: &Watch) -> anyhow::Result<()> {
+    let r = resync_open(http, show, watch).await;
+    // Re-reads are rare: a watcher keeps one socket (its WebSocket), not two — 10,000 watchers
+    // fit this machine's 20,000 open files.
+    http.close();
+    r
+}
+
+async fn resync_open(http: &mut Http, show: &str, watch: &Watch) -> anyhow::Result<()> {
     watch.reads.fetch_add(1, Ordering::Relaxed);
     watch.applied_since_read.store(0, Ordering::Relaxed);
     if !watch.tracking {

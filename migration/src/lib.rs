@@ -8,6 +8,7 @@ mod m20261124_000002_checkout;
 mod m20261201_000003_seat_attributes;
 mod m20261201_000004_on_sale;
 mod m20261201_000005_api_keys;
+mod m20261201_000006_webhooks;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_seat_attributes::Migration),
             Box::new(m20261201_000004_on_sale::Migration),
             Box::new(m20261201_000005_api_keys::Migration),
+            Box::new(m20261201_000006_webhooks::Migration),
         ]
     }
 }

@@ -106,6 +106,18 @@ impl Bookings {
             .filter(booking_seat::Column::BookingId.eq(b.id))
             .exec(&txn)
             .await?;
+        if moved.rows_affected > 0 {
+            let data = super::settle::event_data(b, "CANCELLED");
+            crate::webhooks::record(
+                &txn,
+                "booking.cancelled",
+                b.show_id,
+                Some(b.id),
+                data.clone(),
+            )
+            .await?;
+            crate::webhooks::record(&txn, "refund.succeeded", b.show_id, Some(b.id), data).await?;
+        }
         txn.commit().await?;
 
         if moved.rows_affected > 0 {

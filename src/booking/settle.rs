@@ -121,6 +121,14 @@ impl Bookings {
             None,
         )
         .await?;
+        crate::webhooks::record(
+            &txn,
+            "booking.confirmed",
+            b.show_id,
+            Some(b.id),
+            event_data(b, "CONFIRMED"),
+        )
+        .await?;
         txn.commit().await?;
         Ok(Confirmed::Now(now))
     }
@@ -139,7 +147,7 @@ impl Bookings {
         )
         .await?;
         insert_refund(&txn, b, &refund_ref).await?;
-        booking::Entity::update_many()
+        let moved = booking::Entity::update_many()
             .col_expr(booking::Column::Status, Expr::value(BookingStatus::Failed))
             .col_expr(booking::Column::FailureReason, Expr::value(SOLD_MEANWHILE))
             .col_expr(booking::Column::UpdatedAt, Expr::value(now))
@@ -147,6 +155,12 @@ impl Bookings {
             .filter(booking::Column::Status.eq(BookingStatus::Pending))
             .exec(&txn)
             .await?;
+        if moved.rows_affected > 0 {
+            let data = event_data(b, "FAILED");
+            crate::webhooks::record(&txn, "booking.failed", b.show_id, Some(b.id), data.clone())
+                .await?;
+            crate::webhooks::record(&txn, "refund.succeeded", b.show_id, Some(b.id), data).await?;
+        }
         txn.commit().await?;
         Ok(())
     }
@@ -197,6 +211,9 @@ impl Bookings {
                 Some(reason),
             )
             .await?;
+            let mut data = event_data(b, "FAILED");
+            data["failureReason"] = reason.into();
+            crate::webhooks::record(&txn, "booking.failed", b.show_id, Some(b.id), data).await?;
             metrics::counter!("bookings_total", "outcome" => "failed").increment(1);
         }
         txn.commit().await?;
@@ -308,6 +325,17 @@ pub(super) fn refund_row(
         created_at: Set(now),
         updated_at: Set(now),
     }
+}
+
+/// What a webhook event says of a booking.
+pub(super) fn event_data(b: &booking::Model, status: &str) -> serde_json::Value {
+    serde_json::json!({
+        "bookingId": b.id.to_string(),
+        "showId": b.show_id.to_string(),
+        "userId": b.user_id.to_string(),
+        "status": status,
+        "totalCents": b.total_cents,
+    })
 }
 
 /// Record a refund attempt that succeeded (idempotent on its key): a new row, or the refund

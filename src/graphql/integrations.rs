@@ -1,4 +1,5 @@
-//! For API consumers: API keys (admin) and sales reports (admin, or a key with `READ_REPORTS`).
+//! For API consumers: API keys and webhooks (admin), sales reports (admin, or a key with
+//! `READ_REPORTS`).
 use async_graphql::{Context, Enum, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
@@ -145,6 +146,84 @@ pub async fn sales_report_for(
         .await
 }
 
+/// A webhook subscriber (its secret is never shown again).
+pub struct Webhook(pub entity::webhook::Model);
+
+#[Object]
+impl Webhook {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn url(&self) -> &str {
+        &self.0.url
+    }
+    /// The event kinds it receives.
+    async fn events(&self) -> Vec<String> {
+        self.0.events.split(',').map(str::to_string).collect()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// Set when an admin disabled it: nothing more is sent.
+    async fn disabled_at(&self) -> Option<DateTime<Utc>> {
+        self.0.disabled_at
+    }
+    /// Set when it failed too many times in a row: nothing is sent until a delivery is re-sent.
+    async fn parked_at(&self) -> Option<DateTime<Utc>> {
+        self.0.parked_at
+    }
+    async fn consecutive_failures(&self) -> i32 {
+        self.0.consecutive_failures
+    }
+}
+
+/// A new webhook and the secret its deliveries are signed with. Shown once.
+#[derive(SimpleObject)]
+pub struct CreatedWebhook {
+    pub secret: String,
+    pub webhook: Webhook,
+}
+
+/// One event for one webhook.
+pub struct WebhookDelivery(
+    pub entity::webhook_delivery::Model,
+    pub Option<entity::outbox::Model>,
+);
+
+#[Object]
+impl WebhookDelivery {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// The event's id (receivers deduplicate on it).
+    async fn event_id(&self) -> Option<&str> {
+        self.1.as_ref().map(|e| e.event_id.as_str())
+    }
+    async fn event_type(&self) -> Option<&str> {
+        self.1.as_ref().map(|e| e.kind.as_str())
+    }
+    /// `PENDING`, `DELIVERED` or `FAILED` (gave up).
+    async fn status(&self) -> &str {
+        &self.0.status
+    }
+    async fn attempts(&self) -> i32 {
+        self.0.attempts
+    }
+    async fn next_attempt_at(&self) -> DateTime<Utc> {
+        self.0.next_attempt_at
+    }
+    /// The HTTP status of the last attempt (null: no answer).
+    async fn last_status(&self) -> Option<i32> {
+        self.0.last_status
+    }
+    async fn last_error(&self) -> Option<&str> {
+        self.0.last_error.as_deref()
+    }
+    async fn delivered_at(&self) -> Option<DateTime<Utc>> {
+        self.0.delivered_at
+    }
+}
+
 #[derive(Default)]
 pub struct IntegrationsQuery;
 
@@ -155,6 +234,43 @@ impl IntegrationsQuery {
         viewer(ctx).require_admin()?;
         let state = ctx.data_unchecked::<AppState>();
         Ok(state.keys.list().await?.into_iter().map(ApiKey).collect())
+    }
+
+    /// Every webhook, newest first (admin).
+    async fn webhooks(&self, ctx: &Context<'_>) -> Result<Vec<Webhook>> {
+        viewer(ctx).require_admin()?;
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(state
+            .webhooks
+            .list()
+            .await?
+            .into_iter()
+            .map(Webhook)
+            .collect())
+    }
+
+    /// A webhook's deliveries, newest first (admin); `status` filters (`PENDING`, `DELIVERED`,
+    /// `FAILED`).
+    async fn webhook_deliveries(
+        &self,
+        ctx: &Context<'_>,
+        webhook_id: ID,
+        status: Option<String>,
+        #[graphql(default = 50)] first: i32,
+    ) -> Result<Vec<WebhookDelivery>> {
+        viewer(ctx).require_admin()?;
+        let id = parse_id(&webhook_id, "webhook")?;
+        if !(0..=500).contains(&first) {
+            return Err(AppError::bad_input("first must be from 0 to 500").into());
+        }
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(state
+            .webhooks
+            .deliveries(id, status.as_deref(), first as u64)
+            .await?
+            .into_iter()
+            .map(|(d, e)| WebhookDelivery(d, e))
+            .collect())
     }
 
     /// A show's sales now (admin, or an API key with `READ_REPORTS`); also as CSV at
@@ -186,6 +302,40 @@ impl IntegrationsMutation {
             secret,
             api_key: ApiKey(key),
         })
+    }
+
+    /// Subscribe an endpoint to event kinds (admin): `booking.confirmed`, `booking.cancelled`,
+    /// `booking.failed`, `refund.succeeded`. Deliveries are signed with the returned secret
+    /// (header `Boxoffice-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`).
+    async fn create_webhook(
+        &self,
+        ctx: &Context<'_>,
+        url: String,
+        events: Vec<String>,
+    ) -> Result<CreatedWebhook> {
+        let admin = viewer(ctx).require_admin()?;
+        let state = ctx.data_unchecked::<AppState>();
+        let (secret, hook) = state.webhooks.create(&url, &events, admin).await?;
+        Ok(CreatedWebhook {
+            secret,
+            webhook: Webhook(hook),
+        })
+    }
+
+    /// Stop sending to a webhook (admin). False when it was disabled already.
+    async fn disable_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
+        viewer(ctx).require_admin()?;
+        let id = parse_id(&id, "webhook")?;
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(state.webhooks.disable(id).await?)
+    }
+
+    /// Send a delivery again now, whatever its state, and un-park its webhook (admin).
+    async fn resend_webhook_delivery(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
+        viewer(ctx).require_admin()?;
+        let id = parse_id(&id, "webhook delivery")?;
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(state.webhooks.resend(id).await?)
     }
 
     /// Revoke an API key (admin): it stops working at once, on every instance. False when it

@@ -28,3 +28,4 @@ mod reads;
 mod schema;
 mod simulate;
 mod sockets;
+mod webhooks;

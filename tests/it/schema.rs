@@ -39,6 +39,7 @@ fn schema_has_the_contract() {
         "joinQueue(showId: ID!): QueueTicket!",
         "createApiKey(name: String!, scopes: [ApiScope!]!): CreatedApiKey!",
         "revokeApiKey(id: ID!): Boolean!",
+        "createWebhook(url: String!, events: [String!]!): CreatedWebhook!",
         "salesReport(showId: ID!): SalesReport!",
         "queueTicket(showId: ID!): QueueTicket",
         "queueUpdates(showId: ID!): QueueTicket!",

@@ -1,0 +1,264 @@
+//! Webhooks from the transactional outbox: every confirmed, failed and cancelled booking and
+//! every refund is one outbox event, delivered signed to a local receiver, retried after the
+//! receiver fails, visible (and re-sendable) to admins.
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use crate::support::{Backend, TestApp};
+
+/// A local endpoint that answers 500 to its first `fail_first` requests and records the rest.
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<(String, String)>>>,
+    seen: Arc<AtomicUsize>,
+    fail_first: usize,
+}
+
+impl Receiver {
+    async fn start(fail_first: usize) -> (Receiver, String) {
+        let r = Receiver {
+            fail_first,
+            ..Default::default()
+        };
+        let state = r.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let state = state.clone();
+                async move {
+                    let n = state.seen.fetch_add(1, Ordering::SeqCst);
+                    if n < state.fail_first {
+                        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    let sig = headers
+                        .get("boxoffice-signature")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    state.got.lock().expect("lock").push((sig, body));
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (r, url)
+    }
+}
+
+/// The receiver's side of the signature: `t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
+fn verify(secret: &str, header: &str, body: &str) -> bool {
+    let mut t = None;
+    let mut v1 = None;
+    for part in header.split(',') {
+        match part.split_once('=') {
+            Some(("t", x)) => t = Some(x),
+            Some(("v1", x)) => v1 = Some(x),
+            _ => {}
+        }
+    }
+    let (Some(t), Some(v1)) = (t, v1) else {
+        return false;
+    };
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(format!("{t}.{body}").as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    hex == v1
+}
+
+async fn webhooks_deliver_every_event_once_signed_and_retried(b: Backend) {
+    let app = TestApp::spawn_with(
+        b,
+        &[
+            "--payment-failure-rate",
+            "0.4",
+            "--payment-seed",
+            "3",
+            "--webhook-retry-base-ms",
+            "200",
+            "--webhook-dispatch-interval-ms",
+            "100",
+        ],
+    )
+    .await;
+    let admin = app.admin_token().await;
+    // Bad subscriptions are refused.
+    for (url, events) in [
+        ("ftp://127.0.0.1/x", json!(["booking.confirmed"])),
+        ("http://example.com/hook", json!(["booking.confirmed"])),
+        ("https://example.com/hook", json!(["booking.exploded"])),
+        ("https://example.com/hook", json!([])),
+    ] {
+        assert_eq!(
+            app.err_code(
+                Some(&admin),
+                "mutation($u: String!, $e: [String!]!) { createWebhook(url: $u, events: $e) { secret } }",
+                json!({ "u": url, "e": events }),
+            )
+            .await,
+            "BAD_USER_INPUT",
+            "{url} {events}"
+        );
+    }
+    let (receiver, url) = Receiver::start(2).await;
+    let d = app
+        .ok(
+            Some(&admin),
+            "mutation($u: String!, $e: [String!]!) { createWebhook(url: $u, events: $e) { secret webhook { id url events } } }",
+            json!({ "u": url, "e": ["booking.confirmed", "booking.cancelled", "booking.failed", "refund.succeeded"] }),
+        )
+        .await;
+    let secret = d["createWebhook"]["secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    let hook = d["createWebhook"]["webhook"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+
+    // Book seats until some are confirmed and some declined; cancel one confirmed booking.
+    let (show, seats) = app.create_show(2, 6).await;
+    let users = app.users(2).await;
+    let mut confirmed = Vec::new();
+    let mut failed = 0;
+    for (i, seat) in seats.iter().enumerate().take(8) {
+        let token = &users[i % 2].0;
+        let h = app.hold(token, &show, &[seat]).await;
+        let c = app
+            .ok(
+                Some(token),
+                "mutation($h: ID!, $k: String!) { checkout(holdId: $h, idempotencyKey: $k) { id status } }",
+                json!({ "h": h, "k": format!("w{i}") }),
+            )
+            .await;
+        match c["checkout"]["status"].as_str() {
+            Some("CONFIRMED") => confirmed.push((
+                i % 2,
+                c["checkout"]["id"].as_str().unwrap_or("").to_string(),
+            )),
+            _ => failed += 1,
+        }
+    }
+    assert!(
+        failed > 0 && confirmed.len() > 1,
+        "{failed} failed, {} confirmed",
+        confirmed.len()
+    );
+    let (who, cancelled) = confirmed[0].clone();
+    app.ok(
+        Some(&users[who].0),
+        "mutation($b: ID!) { cancelBooking(bookingId: $b) { status } }",
+        json!({ "b": cancelled }),
+    )
+    .await;
+    let expected = confirmed.len() + failed + 2; // + booking.cancelled + refund.succeeded
+
+    // Every event arrives (after the receiver's two failures), each signed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let got = receiver.got.lock().expect("lock").clone();
+        let ids: std::collections::HashSet<String> = got
+            .iter()
+            .filter_map(|(_, body)| serde_json::from_str::<Value>(body).ok())
+            .filter_map(|v| v["id"].as_str().map(str::to_string))
+            .collect();
+        if ids.len() >= expected || tokio::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut kinds: std::collections::HashMap<String, usize> = Default::default();
+    let mut ids = std::collections::HashSet::new();
+    for (sig, body) in &got {
+        assert!(verify(&secret, sig, body), "bad signature {sig} on {body}");
+        assert!(!verify("whsec_wrong", sig, body));
+        let v: Value = serde_json::from_str(body).expect("json");
+        if ids.insert(v["id"].as_str().expect("id").to_string()) {
+            *kinds
+                .entry(v["type"].as_str().expect("type").to_string())
+                .or_default() += 1;
+        }
+        assert!(
+            v["createdAt"].is_string() && v["data"]["bookingId"].is_string(),
+            "{v}"
+        );
+    }
+    assert_eq!(ids.len(), expected, "{kinds:?}");
+    assert_eq!(kinds.get("booking.confirmed"), Some(&confirmed.len()));
+    assert_eq!(kinds.get("booking.failed"), Some(&failed));
+    assert_eq!(kinds.get("booking.cancelled"), Some(&1));
+    assert_eq!(kinds.get("refund.succeeded"), Some(&1));
+
+    // The outbox holds exactly one event per change.
+    {
+        use entity::outbox;
+        use sea_orm::EntityTrait;
+        let rows = outbox::Entity::find()
+            .all(&app.state().db)
+            .await
+            .expect("outbox");
+        assert_eq!(rows.len(), expected);
+        let mut pairs: Vec<(Option<i64>, String)> = rows
+            .iter()
+            .map(|r| (r.booking_id, r.kind.clone()))
+            .collect();
+        pairs.sort();
+        let before = pairs.len();
+        pairs.dedup();
+        assert_eq!(pairs.len(), before, "one event per booking and kind");
+    }
+
+    // Admins see the deliveries: all delivered, the first ones after retries; and can re-send.
+    let list = app
+        .ok(
+            Some(&admin),
+            "query($w: ID!) { webhookDeliveries(webhookId: $w, first: 100) { id eventId eventType status attempts lastStatus } }",
+            json!({ "w": hook }),
+        )
+        .await;
+    let rows = list["webhookDeliveries"].as_array().expect("deliveries");
+    assert_eq!(rows.len(), expected);
+    assert!(rows.iter().all(|r| r["status"] == "DELIVERED"), "{list}");
+    assert!(
+        rows.iter().any(|r| r["attempts"].as_i64() > Some(1)),
+        "retries: {list}"
+    );
+    let first = rows[0]["id"].as_str().expect("id");
+    let before = receiver.seen.load(Ordering::SeqCst);
+    app.ok(
+        Some(&admin),
+        "mutation($d: ID!) { resendWebhookDelivery(id: $d) }",
+        json!({ "d": first }),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while receiver.seen.load(Ordering::SeqCst) == before && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(receiver.seen.load(Ordering::SeqCst) > before, "re-sent");
+    // Customers see none of it.
+    let customer = users[0].0.clone();
+    assert_eq!(
+        app.err_code(Some(&customer), "{ webhooks { id } }", json!({}))
+            .await,
+        "FORBIDDEN"
+    );
+}
+
+backends!(webhooks_deliver_every_event_once_signed_and_retried);
