@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{anyhow, bail, Context};
 use entity::booking::BookingStatus;
-use entity::{booking, booking_seat, mock_gateway_ledger as ledger, seat, show};
+use entity::{booking, booking_seat, mock_gateway_ledger as ledger, outbox, seat, show};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -20,7 +20,7 @@ use crate::client::Http;
 use crate::target::Target;
 
 /// The checks, in the order they run. A report always lists every one of them.
-pub const CHECKS: [&str; 15] = [
+pub const CHECKS: [&str; 16] = [
     "no seat is in two confirmed bookings",
     "seats are live exactly on confirmed bookings",
     "every confirmed booking has one kept charge",
@@ -36,6 +36,7 @@ pub const CHECKS: [&str; 15] = [
     "a live seat map was kept by events alone",
     "the hold store's occupancy string matches its holds and bookings",
     "every buyer of a show with a waiting room was admitted",
+    "every confirmed, cancelled and failed booking has exactly one outbox event of each kind",
 ];
 
 /// How long past its expiry a hold may still be in the store (the sweeper's announcement bound).
@@ -390,6 +391,10 @@ pub async fn run(
         .await?;
     let seat_rows = booking_seat::Entity::find()
         .filter(booking_seat::Column::ShowId.eq(show_id))
+        .all(db)
+        .await?;
+    let events = outbox::Entity::find()
+        .filter(outbox::Column::ShowId.eq(show_id))
         .all(db)
         .await?;
     let layout_seats = seat::Entity::find()
@@ -841,6 +846,44 @@ pub async fn run(
             "the server keeps its waiting room in its own memory: only the server can read it",
         ),
     }
+    // Webhooks: the outbox holds one event per booking state change, written with the change —
+    // a confirmed booking one `booking.confirmed`, a cancelled one that and a
+    // `booking.cancelled`, a failed one `booking.failed`; none twice, none for a change that
+    // did not happen.
+    let mut seen: HashMap<(i64, &str), usize> = HashMap::new();
+    for e in &events {
+        if let Some(b) = e.booking_id {
+            *seen.entry((b, e.kind.as_str())).or_default() += 1;
+        }
+    }
+    let mut wrong: Vec<i64> = bookings
+        .iter()
+        .filter(|b| {
+            let want = |kind: &str| -> usize {
+                match (b.status, kind) {
+                    (BookingStatus::Confirmed | BookingStatus::Cancelled, "booking.confirmed") => 1,
+                    (BookingStatus::Cancelled, "booking.cancelled") => 1,
+                    (BookingStatus::Failed, "booking.failed") => 1,
+                    _ => 0,
+                }
+            };
+            ["booking.confirmed", "booking.cancelled", "booking.failed"]
+                .iter()
+                .any(|k| seen.get(&(b.id, *k)).copied().unwrap_or(0) != want(k))
+        })
+        .map(|b| b.id)
+        .collect();
+    wrong.sort();
+    report.check(
+        CHECKS[15],
+        wrong.is_empty(),
+        format!(
+            "{} of {} bookings without exactly their events {:?}",
+            wrong.len(),
+            bookings.len(),
+            first(&wrong)
+        ),
+    );
     Ok(report)
 }
 

@@ -10,7 +10,7 @@ use crate::support::{redis_url, Backend, TestApp};
 use entity::booking::BookingStatus;
 
 /// The audit's checks, in order: the contract this file holds it to.
-pub const CHECKS: [&str; 15] = [
+pub const CHECKS: [&str; 16] = [
     "no seat is in two confirmed bookings",
     "seats are live exactly on confirmed bookings",
     "every confirmed booking has one kept charge",
@@ -26,6 +26,7 @@ pub const CHECKS: [&str; 15] = [
     "a live seat map was kept by events alone",
     "the hold store's occupancy string matches its holds and bookings",
     "every buyer of a show with a waiting room was admitted",
+    "every confirmed, cancelled and failed booking has exactly one outbox event of each kind",
 ];
 
 /// Checks that read the hold store itself: not applicable to the in-process store.
@@ -304,6 +305,31 @@ async fn a_kept_charge_without_a_confirmed_booking_is_found(b: Backend) {
     s.audit_as_is().await.assert_only(b, Some(CHECKS[3]));
 }
 
+async fn a_booking_without_its_outbox_event_is_found(b: Backend) {
+    let s = scene(b).await;
+    entity::outbox::Entity::delete_many()
+        .filter(entity::outbox::Column::BookingId.eq(s.cancelled))
+        .filter(entity::outbox::Column::Kind.eq("booking.cancelled"))
+        .exec(s.db())
+        .await
+        .expect("delete");
+    s.audit_as_is().await.assert_only(b, Some(CHECKS[15]));
+}
+
+async fn an_event_twice_is_found(b: Backend) {
+    let s = scene(b).await;
+    boxoffice::webhooks::record(
+        s.db(),
+        "booking.confirmed",
+        s.show_id,
+        Some(s.confirmed[0]),
+        json!({}),
+    )
+    .await
+    .expect("record");
+    s.audit_as_is().await.assert_only(b, Some(CHECKS[15]));
+}
+
 async fn a_pending_booking_is_found(b: Backend) {
     let s = scene(b).await;
     s.app
@@ -380,6 +406,8 @@ backends!(
     a_confirmed_booking_without_a_charge_is_found,
     a_kept_charge_without_a_confirmed_booking_is_found,
     a_pending_booking_is_found,
+    a_booking_without_its_outbox_event_is_found,
+    an_event_twice_is_found,
     a_booking_a_client_saw_confirmed_and_lost_is_found,
     a_live_map_that_differs_is_found,
     a_live_map_behind_the_version_is_found,

@@ -206,7 +206,8 @@ impl TestApp {
     }
 
     /// A booking row written straight to the database (for tests of the database's own rules and
-    /// of what the store does with bookings it did not make).
+    /// of what the store does with bookings it did not make), with the outbox events the service
+    /// would have written for its status.
     pub async fn insert_booking(
         &self,
         user: i64,
@@ -214,8 +215,9 @@ impl TestApp {
         key: &str,
         status: entity::booking::BookingStatus,
     ) -> Result<entity::booking::Model, sea_orm::DbErr> {
+        use entity::booking::BookingStatus;
         use sea_orm::{ActiveModelTrait, Set};
-        entity::booking::ActiveModel {
+        let row = entity::booking::ActiveModel {
             user_id: Set(user),
             show_id: Set(show),
             hold_id: Set(None),
@@ -228,7 +230,24 @@ impl TestApp {
             ..Default::default()
         }
         .insert(&self.state().db)
-        .await
+        .await?;
+        let kinds: &[&'static str] = match status {
+            BookingStatus::Confirmed => &["booking.confirmed"],
+            BookingStatus::Cancelled => &["booking.confirmed", "booking.cancelled"],
+            BookingStatus::Failed => &["booking.failed"],
+            BookingStatus::Pending => &[],
+        };
+        for kind in kinds {
+            boxoffice::webhooks::record(
+                &self.state().db,
+                kind,
+                show,
+                Some(row.id),
+                serde_json::json!({ "bookingId": row.id.to_string() }),
+            )
+            .await?;
+        }
+        Ok(row)
     }
 
     /// One seat of a booking, live (`active`) or not, written straight to the database.
