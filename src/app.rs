@@ -129,6 +129,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     crate::webhooks::dispatch::Dispatcher::new(
         db.clone(),
         std::time::Duration::from_millis(config.webhook_retry_base_ms),
+        std::time::Duration::from_millis(config.webhook_timeout_ms),
     )?
     .spawn(
         std::time::Duration::from_millis(config.webhook_dispatch_interval_ms),

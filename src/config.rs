@@ -182,6 +182,11 @@ pub struct Config {
     #[arg(long, env = "WEBHOOK_RETRY_BASE_MS", default_value_t = 1000, value_parser = parse_webhook_ms, global = true)]
     pub webhook_retry_base_ms: u64,
 
+    /// How long one webhook POST may take, in ms. An attempt is leased for twice this plus a
+    /// second: an instance that dies mid-send leaves it to another after the lease.
+    #[arg(long, env = "WEBHOOK_TIMEOUT_MS", default_value_t = 10_000, value_parser = parse_webhook_ms, global = true)]
+    pub webhook_timeout_ms: u64,
+
     /// How often each instance fans out new events and sends due webhook deliveries, in ms.
     #[arg(long, env = "WEBHOOK_DISPATCH_INTERVAL_MS", default_value_t = 1000, value_parser = parse_webhook_ms, global = true)]
     pub webhook_dispatch_interval_ms: u64,

@@ -21,10 +21,6 @@ pub const FAILED: &str = "FAILED";
 pub const MAX_ATTEMPTS: i32 = 80;
 /// Failures in a row after which a webhook is parked.
 pub const PARK_AFTER: i32 = 100;
-/// How long a claimed attempt is ours: past it (the instance died mid-send) another may send.
-const LEASE: Duration = Duration::from_secs(60);
-/// How long one POST may take.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Rows handled per tick.
 const BATCH: u64 = 100;
 
@@ -33,6 +29,9 @@ pub struct Dispatcher {
     db: DatabaseConnection,
     client: reqwest::Client,
     retry_base: Duration,
+    /// How long a claimed attempt is ours: past it (the instance died mid-send) another may
+    /// send it — 2 × the send timeout + 1 s.
+    lease: Duration,
 }
 
 /// The wait before attempt `n + 1` after `n` failed ones: base × 2^(n−1), at most an hour.
@@ -43,11 +42,15 @@ pub fn backoff(base: Duration, failed: i32) -> Duration {
 }
 
 impl Dispatcher {
-    pub fn new(db: DatabaseConnection, retry_base: Duration) -> anyhow::Result<Dispatcher> {
+    pub fn new(
+        db: DatabaseConnection,
+        retry_base: Duration,
+        send_timeout: Duration,
+    ) -> anyhow::Result<Dispatcher> {
         // rustls on ring for HTTPS endpoints; already installed is fine (tests build many apps).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
-            .timeout(SEND_TIMEOUT)
+            .timeout(send_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("boxoffice-webhooks/1")
             .build()?;
@@ -55,6 +58,7 @@ impl Dispatcher {
             db,
             client,
             retry_base,
+            lease: send_timeout * 2 + Duration::from_secs(1),
         })
     }
 
@@ -150,7 +154,7 @@ impl Dispatcher {
                 continue;
             }
             // Claim: move the attempt time forward by the lease, only if nobody else did.
-            let lease = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
+            let lease = now + chrono::Duration::from_std(self.lease).unwrap_or_default();
             let claimed = webhook_delivery::Entity::update_many()
                 .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(lease))
                 .filter(webhook_delivery::Column::Id.eq(d.id))

@@ -8,7 +8,8 @@
 //!   webhook subscribed to its kind; the pair is unique, so two instances fanning out the same
 //!   event at once add one row, and the event is marked done in the same transaction.
 //! - **Delivery** (`Dispatcher::deliver`): due deliveries are claimed with a conditional update
-//!   (a lease: `next_attempt_at` moved forward only if unchanged), so two instances never send the
+//!   (a lease of 2 × `WEBHOOK_TIMEOUT_MS` + 1 s: `next_attempt_at` moved forward only if
+//!   unchanged), so two instances never send the
 //!   same attempt; then POSTed, signed. A 2xx ends it; anything else is retried with exponential
 //!   backoff (`WEBHOOK_RETRY_BASE_MS` doubling, at most an hour apart) for `MAX_ATTEMPTS` attempts
 //!   (about three days), then `FAILED`. A webhook failing `PARK_AFTER` times in a row is parked:

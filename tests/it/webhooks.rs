@@ -17,12 +17,19 @@ struct Receiver {
     got: Arc<Mutex<Vec<(String, String)>>>,
     seen: Arc<AtomicUsize>,
     fail_first: usize,
+    /// How long each answer takes.
+    delay: Duration,
 }
 
 impl Receiver {
     async fn start(fail_first: usize) -> (Receiver, String) {
+        Self::start_slow(fail_first, Duration::ZERO).await
+    }
+
+    async fn start_slow(fail_first: usize, delay: Duration) -> (Receiver, String) {
         let r = Receiver {
             fail_first,
+            delay,
             ..Default::default()
         };
         let state = r.clone();
@@ -32,6 +39,7 @@ impl Receiver {
                 let state = state.clone();
                 async move {
                     let n = state.seen.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(state.delay).await;
                     if n < state.fail_first {
                         return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
                     }
@@ -261,4 +269,100 @@ async fn webhooks_deliver_every_event_once_signed_and_retried(b: Backend) {
     );
 }
 
-backends!(webhooks_deliver_every_event_once_signed_and_retried);
+/// The distinct event ids the receiver has recorded.
+fn ids_of(r: &Receiver) -> std::collections::HashSet<String> {
+    r.got
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter_map(|(_, body)| serde_json::from_str::<Value>(body).ok())
+        .filter_map(|v| v["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// SIGKILL the instance while it is sending (the receiver answers slowly): another instance
+/// sends what it had claimed once the lease lapses, and what it had not fanned out. No event is
+/// lost, none is written twice (a receiver may see one twice: at least once).
+async fn an_instance_killed_mid_delivery_loses_nothing(b: Backend) {
+    use crate::support::{process_env, ServerProcess};
+    let (_db, env) = process_env(
+        b,
+        &[
+            ("PAYMENT_LATENCY_MS", "0"),
+            ("PAYMENT_FAILURE_RATE", "0"),
+            ("WEBHOOK_TIMEOUT_MS", "1000"),
+            ("WEBHOOK_RETRY_BASE_MS", "200"),
+            ("WEBHOOK_DISPATCH_INTERVAL_MS", "100"),
+        ],
+    )
+    .await;
+    let (receiver, url) = Receiver::start_slow(0, Duration::from_millis(700)).await;
+    let mut first = ServerProcess::start(&env).await;
+    let admin = first.api.admin_token().await;
+    first
+        .api
+        .ok(
+            Some(&admin),
+            "mutation($u: String!) { createWebhook(url: $u, events: [\"booking.confirmed\"]) { secret } }",
+            json!({ "u": url }),
+        )
+        .await;
+    let (show, seats) = first.api.create_show(1, 6).await;
+    let (token, _) = first.api.sign_up("hooks@example.com").await;
+    let booked = first.api.book_each(&token, &show, &seats).await;
+    // Kill it while a delivery is on the wire.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while receiver.seen.load(Ordering::SeqCst) == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        receiver.seen.load(Ordering::SeqCst) > 0,
+        "a delivery started"
+    );
+    first.kill();
+    let delivered_before = ids_of(&receiver).len();
+    assert!(delivered_before < booked.len(), "killed before it was done");
+
+    // The survivor sends the rest: what was never claimed at once, what the dead instance had
+    // claimed once its lease (3 s here) lapses — even if the receiver had it already.
+    let second = ServerProcess::start(&env).await;
+    let d = second
+        .api
+        .ok(Some(&admin), "{ webhooks { id } }", json!({}))
+        .await;
+    let hook = d["webhooks"][0]["id"]
+        .as_str()
+        .expect("webhook")
+        .to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let list = loop {
+        let list = second
+            .api
+            .ok(
+                Some(&admin),
+                "query($w: ID!) { webhookDeliveries(webhookId: $w, first: 100) { eventId status } }",
+                json!({ "w": hook }),
+            )
+            .await;
+        let done = list["webhookDeliveries"].as_array().is_some_and(|r| {
+            r.len() == booked.len() && r.iter().all(|x| x["status"] == "DELIVERED")
+        });
+        if done || tokio::time::Instant::now() > deadline {
+            break list;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(ids_of(&receiver).len(), booked.len(), "every event arrived");
+    // One delivery row per event, all delivered: nothing written twice.
+    let rows = list["webhookDeliveries"].as_array().expect("rows");
+    assert_eq!(rows.len(), booked.len(), "{list}");
+    let distinct: std::collections::HashSet<&str> =
+        rows.iter().filter_map(|r| r["eventId"].as_str()).collect();
+    assert_eq!(distinct.len(), booked.len());
+    assert!(rows.iter().all(|r| r["status"] == "DELIVERED"), "{list}");
+}
+
+backends!(
+    webhooks_deliver_every_event_once_signed_and_retried,
+    an_instance_killed_mid_delivery_loses_nothing,
+);

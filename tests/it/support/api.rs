@@ -16,6 +16,9 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: String) -> Api {
+        // reqwest is built with rustls and no default crypto provider (the server's webhooks
+        // install ring): a test process that starts no in-process server installs it here.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Api {
             base,
             client: reqwest::Client::builder()
