@@ -5,6 +5,7 @@
 //! `ids` → `entity`. `main.rs` parses the command line and dispatches; the load tools live in
 //! their own crate (`loadtest/`).
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod booking;
 pub mod catalogue;

@@ -2,6 +2,7 @@
 //! is owned by the `migration` crate, and these structs must mirror it column for column.
 pub mod api_key;
 pub mod app_setting;
+pub mod audit_entry;
 pub mod booking;
 pub mod booking_seat;
 pub mod mock_gateway_ledger;

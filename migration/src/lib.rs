@@ -9,6 +9,7 @@ mod m20261201_000003_seat_attributes;
 mod m20261201_000004_on_sale;
 mod m20261201_000005_api_keys;
 mod m20261201_000006_webhooks;
+mod m20261201_000007_audit_log;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_on_sale::Migration),
             Box::new(m20261201_000005_api_keys::Migration),
             Box::new(m20261201_000006_webhooks::Migration),
+            Box::new(m20261201_000007_audit_log::Migration),
         ]
     }
 }

@@ -17,6 +17,7 @@ use entity::api_key;
 use rand::RngCore;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
+    TransactionTrait,
 };
 use sha2::{Digest, Sha256};
 
@@ -29,15 +30,18 @@ pub enum Scope {
     ReadCatalogue,
     /// Read sales reports (`salesReport`, the CSV export).
     ReadReports,
+    /// Read the audit log (`auditLog`).
+    ReadAudit,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 2] = [Scope::ReadCatalogue, Scope::ReadReports];
+    pub const ALL: [Scope; 3] = [Scope::ReadCatalogue, Scope::ReadReports, Scope::ReadAudit];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::ReadCatalogue => "READ_CATALOGUE",
             Scope::ReadReports => "READ_REPORTS",
+            Scope::ReadAudit => "READ_AUDIT",
         }
     }
 
@@ -102,6 +106,7 @@ impl ApiKeys {
         let mut names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
         names.sort_unstable();
         names.dedup();
+        let txn = self.db.begin().await?;
         let row = api_key::ActiveModel {
             name: Set(name.to_string()),
             secret_hash: Set(hash(&secret)),
@@ -113,8 +118,12 @@ impl ApiKeys {
             last_used_at: Set(None),
             ..Default::default()
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await?;
+        let what = serde_json::json!({ "keyId": row.id, "name": row.name, "scopes": row.scopes });
+        let by = crate::audit::Actor::Admin(admin_id);
+        crate::audit::record(&txn, by, "api_key.created", Default::default(), what).await?;
+        txn.commit().await?;
         tracing::info!(key = row.id, admin = admin_id, scopes = %row.scopes, "API key created");
         Ok((secret, row))
     }
@@ -129,6 +138,7 @@ impl ApiKeys {
 
     /// Revoke a key: true when it was live.
     pub async fn revoke(&self, id: i64, admin_id: i64) -> AppResult<bool> {
+        let txn = self.db.begin().await?;
         let res = api_key::Entity::update_many()
             .col_expr(
                 api_key::Column::RevokedAt,
@@ -136,11 +146,15 @@ impl ApiKeys {
             )
             .filter(api_key::Column::Id.eq(id))
             .filter(api_key::Column::RevokedAt.is_null())
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
         if res.rows_affected > 0 {
+            let by = crate::audit::Actor::Admin(admin_id);
+            let what = serde_json::json!({ "keyId": id });
+            crate::audit::record(&txn, by, "api_key.revoked", Default::default(), what).await?;
             tracing::info!(key = id, admin = admin_id, "API key revoked");
         }
+        txn.commit().await?;
         Ok(res.rows_affected > 0)
     }
 

@@ -117,6 +117,10 @@ impl Bookings {
             )
             .await?;
             crate::webhooks::record(&txn, "refund.succeeded", b.show_id, Some(b.id), data).await?;
+            let why = serde_json::json!({ "refund": refund_ref, "totalCents": b.total_cents });
+            let by = crate::audit::Actor::System;
+            super::settle::audit(&txn, by, "booking.cancelled", b, why.clone()).await?;
+            super::settle::audit(&txn, by, "refund.succeeded", b, why).await?;
         }
         txn.commit().await?;
 

@@ -164,6 +164,11 @@ impl Bookings {
         }
         .insert(&txn)
         .await?;
+        // The hold this booking consumes is audited here (holds themselves live in Redis).
+        let seats: Vec<i64> = priced.iter().map(|(s, _)| *s).collect();
+        let what = serde_json::json!({ "holdId": hold_id, "seatIds": seats, "totalCents": total });
+        let by = crate::audit::Actor::User(user);
+        super::settle::audit(&txn, by, "booking.created", &created, what).await?;
         txn.commit().await?;
 
         // Charge. On a timeout or an outage the booking stays PENDING: the client may retry with

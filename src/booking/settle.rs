@@ -8,6 +8,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, Trans
 
 use super::checkout::{charge_key, refund_key};
 use super::{BookingStatus, Bookings, PaymentKind, PaymentStatus};
+use crate::audit::Actor;
 use crate::error::{AppError, AppResult};
 use crate::payment::Outcome;
 
@@ -129,6 +130,8 @@ impl Bookings {
             event_data(b, "CONFIRMED"),
         )
         .await?;
+        let charge = serde_json::json!({ "charge": provider_ref, "totalCents": b.total_cents });
+        audit(&txn, Actor::System, "booking.confirmed", b, charge).await?;
         txn.commit().await?;
         Ok(Confirmed::Now(now))
     }
@@ -160,6 +163,9 @@ impl Bookings {
             crate::webhooks::record(&txn, "booking.failed", b.show_id, Some(b.id), data.clone())
                 .await?;
             crate::webhooks::record(&txn, "refund.succeeded", b.show_id, Some(b.id), data).await?;
+            let why = serde_json::json!({ "reason": SOLD_MEANWHILE, "charge": charge_ref, "refund": refund_ref });
+            audit(&txn, Actor::System, "booking.failed", b, why.clone()).await?;
+            audit(&txn, Actor::System, "refund.succeeded", b, why).await?;
         }
         txn.commit().await?;
         Ok(())
@@ -214,6 +220,9 @@ impl Bookings {
             let mut data = event_data(b, "FAILED");
             data["failureReason"] = reason.into();
             crate::webhooks::record(&txn, "booking.failed", b.show_id, Some(b.id), data).await?;
+            let why =
+                serde_json::json!({ "reason": reason, "charge": format!("{payment_status:?}") });
+            audit(&txn, Actor::System, "booking.failed", b, why).await?;
             metrics::counter!("bookings_total", "outcome" => "failed").increment(1);
         }
         txn.commit().await?;
@@ -325,6 +334,22 @@ pub(super) fn refund_row(
         created_at: Set(now),
         updated_at: Set(now),
     }
+}
+
+/// Record a change of booking `b` in the audit log (in the caller's transaction).
+pub(super) async fn audit<C: ConnectionTrait>(
+    c: &C,
+    actor: crate::audit::Actor,
+    kind: &str,
+    b: &booking::Model,
+    detail: serde_json::Value,
+) -> Result<(), sea_orm::DbErr> {
+    let about = crate::audit::About {
+        show_id: Some(b.show_id),
+        booking_id: Some(b.id),
+        user_id: Some(b.user_id),
+    };
+    crate::audit::record(c, actor, kind, about, detail).await
 }
 
 /// What a webhook event says of a booking.

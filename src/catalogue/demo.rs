@@ -179,6 +179,7 @@ pub async fn load_if_empty(cat: &Catalogue) -> AppResult<bool> {
                     screen_id: screen.id,
                     starts_at,
                     prices,
+                    created_by: crate::audit::Actor::System,
                 })
                 .await?;
             }
@@ -196,6 +197,7 @@ pub async fn load_if_empty(cat: &Catalogue) -> AppResult<bool> {
             screen_id: studio.id,
             starts_at: soon,
             prices: vec![("STANDARD".into(), 1050), ("SOFA".into(), 2200)],
+            created_by: crate::audit::Actor::System,
         })
         .await;
     Ok(true)

@@ -23,6 +23,8 @@ pub struct NewShow {
     pub screen_id: i64,
     pub starts_at: DateTime<Utc>,
     pub prices: Vec<(String, i64)>,
+    /// Who creates it (for the audit log).
+    pub created_by: crate::audit::Actor,
 }
 
 /// A show, its screen's layout and its prices (all immutable, all cached).
@@ -114,6 +116,17 @@ impl Catalogue {
         show_price::Entity::insert_many(rows)
             .exec_without_returning(&txn)
             .await?;
+        crate::audit::record(
+            &txn,
+            new.created_by,
+            "show.created",
+            crate::audit::About {
+                show_id: Some(created.id),
+                ..Default::default()
+            },
+            serde_json::json!({ "movieId": created.movie_id, "screenId": created.screen_id, "startsAt": created.starts_at }),
+        )
+        .await?;
         txn.commit().await?;
         // This instance's list shows it at once (others within `kept::PAGE_FRESH`).
         self.kept.pages.forget();

@@ -18,6 +18,8 @@ pub enum ApiScope {
     ReadCatalogue,
     /// Read sales reports (`salesReport`, `GET /reports/sales.csv`).
     ReadReports,
+    /// Read the audit log (`auditLog`).
+    ReadAudit,
 }
 
 /// An API key as listed (its secret is never shown again).
@@ -224,6 +226,71 @@ impl WebhookDelivery {
     }
 }
 
+/// One audited change: who, what, when, why.
+pub struct AuditEntry(pub entity::audit_entry::Model);
+
+#[Object]
+impl AuditEntry {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at
+    }
+    /// What happened: `booking.created` (the hold it consumed is in `detail`),
+    /// `booking.confirmed`, `booking.failed`, `booking.cancelled`, `refund.succeeded`,
+    /// `show.created`, `api_key.created`, `api_key.revoked`, `webhook.created`,
+    /// `webhook.disabled`.
+    async fn kind(&self) -> &str {
+        &self.0.kind
+    }
+    /// `USER`, `ADMIN`, `API_KEY` or `SYSTEM` (the service: payments settled, the reconciler).
+    async fn actor_kind(&self) -> &str {
+        &self.0.actor_kind
+    }
+    /// The user's or the key's id (null for `SYSTEM`).
+    async fn actor_id(&self) -> Option<ID> {
+        self.0.actor_id.map(|i| ID(i.to_string()))
+    }
+    async fn show_id(&self) -> Option<ID> {
+        self.0.show_id.map(|i| ID(i.to_string()))
+    }
+    async fn booking_id(&self) -> Option<ID> {
+        self.0.booking_id.map(|i| ID(i.to_string()))
+    }
+    /// The user the change concerns (a booking's owner).
+    async fn user_id(&self) -> Option<ID> {
+        self.0.user_id.map(|i| ID(i.to_string()))
+    }
+    /// Why, and the details (JSON).
+    async fn detail(&self) -> async_graphql::Json<serde_json::Value> {
+        async_graphql::Json(serde_json::from_str(&self.0.detail).unwrap_or_default())
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct AuditEntryEdge {
+    pub cursor: String,
+    pub node: AuditEntry,
+}
+
+#[derive(SimpleObject)]
+pub struct AuditEntryConnection {
+    pub edges: Vec<AuditEntryEdge>,
+    pub page_info: super::types::PageInfo,
+}
+
+fn audit_cursor(id: i64) -> String {
+    format!("audit:{id}")
+}
+
+fn parse_audit_cursor(raw: &str) -> crate::error::AppResult<i64> {
+    raw.strip_prefix("audit:")
+        .and_then(|s| s.parse().ok())
+        .filter(|id: &i64| *id > 0)
+        .ok_or_else(|| AppError::bad_input("after is not a cursor of auditLog"))
+}
+
 #[derive(Default)]
 pub struct IntegrationsQuery;
 
@@ -234,6 +301,55 @@ impl IntegrationsQuery {
         viewer(ctx).require_admin()?;
         let state = ctx.data_unchecked::<AppState>();
         Ok(state.keys.list().await?.into_iter().map(ApiKey).collect())
+    }
+
+    /// The audit log, newest first, as a Relay connection (admin, or an API key with
+    /// `READ_AUDIT`). Cursors are stable: entries are never changed or removed.
+    #[allow(clippy::too_many_arguments)]
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: Option<i32>,
+        after: Option<String>,
+        show_id: Option<ID>,
+        booking_id: Option<ID>,
+        user_id: Option<ID>,
+        kind: Option<String>,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<AuditEntryConnection> {
+        viewer(ctx).require_scope(Scope::ReadAudit)?;
+        let first = first.unwrap_or(50);
+        if !(0..=500).contains(&first) {
+            return Err(AppError::bad_input("first must be from 0 to 500").into());
+        }
+        let before = after.as_deref().map(parse_audit_cursor).transpose()?;
+        let filter = crate::audit::Filter {
+            show_id: show_id.map(|i| parse_id(&i, "show")).transpose()?,
+            booking_id: booking_id.map(|i| parse_id(&i, "booking")).transpose()?,
+            user_id: user_id.map(|i| parse_id(&i, "user")).transpose()?,
+            kind,
+            since,
+            until,
+        };
+        let state = ctx.data_unchecked::<AppState>();
+        let (rows, more) = crate::audit::page(&state.db, &filter, first as u64, before).await?;
+        let edges: Vec<AuditEntryEdge> = rows
+            .into_iter()
+            .map(|r| AuditEntryEdge {
+                cursor: audit_cursor(r.id),
+                node: AuditEntry(r),
+            })
+            .collect();
+        Ok(AuditEntryConnection {
+            page_info: super::types::PageInfo {
+                has_next_page: more,
+                has_previous_page: before.is_some(),
+                start_cursor: edges.first().map(|e| e.cursor.clone()),
+                end_cursor: edges.last().map(|e| e.cursor.clone()),
+            },
+            edges,
+        })
     }
 
     /// Every webhook, newest first (admin).
@@ -324,10 +440,10 @@ impl IntegrationsMutation {
 
     /// Stop sending to a webhook (admin). False when it was disabled already.
     async fn disable_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
-        viewer(ctx).require_admin()?;
+        let admin = viewer(ctx).require_admin()?;
         let id = parse_id(&id, "webhook")?;
         let state = ctx.data_unchecked::<AppState>();
-        Ok(state.webhooks.disable(id).await?)
+        Ok(state.webhooks.disable(id, admin).await?)
     }
 
     /// Send a delivery again now, whatever its state, and un-park its webhook (admin).

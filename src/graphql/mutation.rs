@@ -191,6 +191,7 @@ impl CatalogueMutation {
                 screen_id,
                 starts_at,
                 prices,
+                created_by: super::types::actor(viewer(ctx)),
             })
             .await?;
         Ok(Show::new(show))

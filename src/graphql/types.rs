@@ -13,6 +13,17 @@ use crate::auth::Viewer;
 use crate::catalogue::layout::{price_of, Layout, Prices};
 use crate::catalogue::seatmap::{self, SharedState};
 
+/// Who the viewer is, for the audit log.
+pub fn actor(viewer: &Viewer) -> crate::audit::Actor {
+    use crate::audit::Actor;
+    match viewer {
+        Viewer::User { id, .. } if viewer.is_admin() => Actor::Admin(*id),
+        Viewer::User { id, .. } => Actor::User(*id),
+        Viewer::ApiKey { id, .. } => Actor::ApiKey(*id),
+        _ => Actor::System,
+    }
+}
+
 pub fn viewer<'a>(ctx: &Context<'a>) -> &'a Viewer {
     ctx.data_opt::<Viewer>().unwrap_or(&Viewer::Anonymous)
 }

@@ -26,7 +26,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use sha2::Sha256;
 
@@ -155,6 +155,7 @@ impl Webhooks {
             "whsec_{}",
             bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
         );
+        let txn = self.db.begin().await?;
         let row = webhook::ActiveModel {
             url: Set(url),
             events: Set(kinds.join(",")),
@@ -166,8 +167,12 @@ impl Webhooks {
             consecutive_failures: Set(0),
             ..Default::default()
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await?;
+        let what = serde_json::json!({ "webhookId": row.id, "url": row.url, "events": row.events });
+        let by = crate::audit::Actor::Admin(admin_id);
+        crate::audit::record(&txn, by, "webhook.created", Default::default(), what).await?;
+        txn.commit().await?;
         tracing::info!(webhook = row.id, admin = admin_id, "webhook created");
         Ok((secret, row))
     }
@@ -180,7 +185,8 @@ impl Webhooks {
     }
 
     /// Stop sending to a webhook (its pending deliveries stay, unsent).
-    pub async fn disable(&self, id: i64) -> AppResult<bool> {
+    pub async fn disable(&self, id: i64, admin_id: i64) -> AppResult<bool> {
+        let txn = self.db.begin().await?;
         let res = webhook::Entity::update_many()
             .col_expr(
                 webhook::Column::DisabledAt,
@@ -188,8 +194,14 @@ impl Webhooks {
             )
             .filter(webhook::Column::Id.eq(id))
             .filter(webhook::Column::DisabledAt.is_null())
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        if res.rows_affected > 0 {
+            let by = crate::audit::Actor::Admin(admin_id);
+            let what = serde_json::json!({ "webhookId": id });
+            crate::audit::record(&txn, by, "webhook.disabled", Default::default(), what).await?;
+        }
+        txn.commit().await?;
         Ok(res.rows_affected > 0)
     }
 

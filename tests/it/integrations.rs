@@ -277,3 +277,221 @@ backends!(
     api_keys_are_scoped_and_revoked_at_once_everywhere,
     the_sales_report_reconciles_with_the_ledger,
 );
+
+const AUDIT: &str = "query($first: Int, $after: String, $show: ID, $booking: ID, $kind: String) {
+  auditLog(first: $first, after: $after, showId: $show, bookingId: $booking, kind: $kind) {
+    edges { cursor node { id at kind actorKind actorId showId bookingId userId detail } }
+    pageInfo { hasNextPage hasPreviousPage endCursor } } }";
+
+fn kinds(d: &Value) -> Vec<String> {
+    d["auditLog"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"]["kind"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Every change of a booking, with who made it, pageable and filterable; readable by admins and
+/// `READ_AUDIT` keys only.
+async fn the_audit_log_records_who_what_when_and_why(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let admin = app.admin_token().await;
+    let (show, seats) = app.create_show(1, 4).await;
+    let (token, user) = app.users(1).await[0].clone();
+    let ids = app.book_each(&token, &show, &seats[..2]).await;
+    app.ok(
+        Some(&token),
+        "mutation($b: ID!) { cancelBooking(bookingId: $b) { status } }",
+        json!({ "b": ids[0].to_string() }),
+    )
+    .await;
+    let (auditor, _) = create_key(&app, &admin, &["READ_AUDIT"]).await;
+
+    let d = app
+        .ok(
+            Some(&auditor),
+            AUDIT,
+            json!({ "booking": ids[0].to_string() }),
+        )
+        .await;
+    assert_eq!(
+        kinds(&d),
+        [
+            "refund.succeeded",
+            "booking.cancelled",
+            "booking.confirmed",
+            "booking.created"
+        ],
+        "{d}"
+    );
+    let created = &d["auditLog"]["edges"][3]["node"];
+    assert_eq!(created["actorKind"], "USER");
+    assert_eq!(created["actorId"].as_str(), Some(user.to_string().as_str()));
+    assert_eq!(created["userId"].as_str(), Some(user.to_string().as_str()));
+    assert!(
+        created["detail"]["holdId"].is_string(),
+        "the consumed hold: {created}"
+    );
+    assert_eq!(d["auditLog"]["edges"][2]["node"]["actorKind"], "SYSTEM");
+
+    // The show's whole story, paged two at a time with stable cursors.
+    let all = app
+        .ok(Some(&admin), AUDIT, json!({ "show": show, "first": 100 }))
+        .await;
+    let every = kinds(&all);
+    assert_eq!(every.last().map(String::as_str), Some("show.created"));
+    assert_eq!(every.iter().filter(|k| *k == "booking.created").count(), 2);
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let p = app
+            .ok(
+                Some(&admin),
+                AUDIT,
+                json!({ "show": show, "first": 2, "after": after }),
+            )
+            .await;
+        paged.extend(kinds(&p));
+        if p["auditLog"]["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+        after = p["auditLog"]["pageInfo"]["endCursor"]
+            .as_str()
+            .map(str::to_string);
+    }
+    assert_eq!(paged, every);
+    let shows = app
+        .ok(
+            Some(&admin),
+            AUDIT,
+            json!({ "kind": "show.created", "first": 100 }),
+        )
+        .await;
+    assert!(kinds(&shows).iter().all(|k| k == "show.created"));
+    let keys = app
+        .ok(Some(&admin), AUDIT, json!({ "kind": "api_key.created" }))
+        .await;
+    assert_eq!(keys["auditLog"]["edges"][0]["node"]["actorKind"], "ADMIN");
+
+    // Nobody else reads it.
+    let (reports, _) = create_key(&app, &admin, &["READ_REPORTS"]).await;
+    for (who, code) in [
+        (Some(reports.as_str()), "FORBIDDEN"),
+        (Some(token.as_str()), "FORBIDDEN"),
+        (None, "UNAUTHENTICATED"),
+    ] {
+        assert_eq!(app.err_code(who, AUDIT, json!({})).await, code);
+    }
+    assert_eq!(
+        app.err_code(Some(&admin), AUDIT, json!({ "after": "nonsense" }))
+            .await,
+        "BAD_USER_INPUT"
+    );
+}
+
+/// The audit entry is written in the change's own transaction: when writing it fails (a trigger
+/// refuses it), the cancellation is rolled back with it — no entry without its change, no change
+/// without its entry — and the webhook event too.
+async fn an_audit_entry_and_its_change_commit_or_roll_back_together(b: Backend) {
+    use sea_orm::{ConnectionTrait, EntityTrait};
+    let app = TestApp::spawn(b).await;
+    let (show, seats) = app.create_show(1, 2).await;
+    let (token, _) = app.users(1).await[0].clone();
+    let ids = app.book_each(&token, &show, &seats[..1]).await;
+    let db = &app.state().db;
+    let (create, drop) = match b {
+        Backend::Served => (
+            vec![
+                "CREATE FUNCTION refuse_cancel_audit() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.kind = 'booking.cancelled' THEN RAISE EXCEPTION 'forced'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER refuse_cancel_audit BEFORE INSERT ON audit_log \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_cancel_audit()",
+            ],
+            "DROP TRIGGER refuse_cancel_audit ON audit_log",
+        ),
+        Backend::Embedded => (
+            vec![
+                "CREATE TRIGGER refuse_cancel_audit BEFORE INSERT ON audit_log \
+                 WHEN NEW.kind = 'booking.cancelled' BEGIN SELECT RAISE(ABORT, 'forced'); END",
+            ],
+            "DROP TRIGGER refuse_cancel_audit",
+        ),
+    };
+    for sql in create {
+        db.execute_unprepared(sql).await.expect("trigger");
+    }
+    let cancel = "mutation($b: ID!) { cancelBooking(bookingId: $b) { status } }";
+    let failed = app
+        .gql(Some(&token), cancel, json!({ "b": ids[0].to_string() }))
+        .await;
+    assert!(failed["errors"].is_array(), "{failed}");
+    // The forced failure is logged as an internal error: expected here, and nothing else.
+    let faults = crate::support::watchdog::take();
+    assert!(
+        !faults.is_empty() && faults.iter().all(|f| f.contains("forced")),
+        "{faults:#?}"
+    );
+    let booking = entity::booking::Entity::find_by_id(ids[0])
+        .one(db)
+        .await
+        .expect("read")
+        .expect("booking");
+    assert_eq!(booking.status, entity::booking::BookingStatus::Confirmed);
+    let cancelled_events = |rows: Vec<(Option<i64>, String)>| {
+        rows.into_iter()
+            .filter(|(b, k)| *b == Some(ids[0]) && k == "booking.cancelled")
+            .count()
+    };
+    let audit_rows = entity::audit_entry::Entity::find()
+        .all(db)
+        .await
+        .expect("audit");
+    assert_eq!(
+        cancelled_events(
+            audit_rows
+                .into_iter()
+                .map(|r| (r.booking_id, r.kind))
+                .collect()
+        ),
+        0
+    );
+    let outbox_rows = entity::outbox::Entity::find()
+        .all(db)
+        .await
+        .expect("outbox");
+    assert_eq!(
+        cancelled_events(
+            outbox_rows
+                .into_iter()
+                .map(|r| (r.booking_id, r.kind))
+                .collect()
+        ),
+        0
+    );
+    // Without the fault the same request completes, with its entry.
+    db.execute_unprepared(drop).await.expect("drop trigger");
+    let d = app
+        .ok(Some(&token), cancel, json!({ "b": ids[0].to_string() }))
+        .await;
+    assert_eq!(d["cancelBooking"]["status"], "CANCELLED");
+    let audit_rows = entity::audit_entry::Entity::find()
+        .all(db)
+        .await
+        .expect("audit");
+    assert_eq!(
+        cancelled_events(
+            audit_rows
+                .into_iter()
+                .map(|r| (r.booking_id, r.kind))
+                .collect()
+        ),
+        1
+    );
+}
+
+backends!(
+    the_audit_log_records_who_what_when_and_why,
+    an_audit_entry_and_its_change_commit_or_roll_back_together,
+);

@@ -41,6 +41,7 @@ fn schema_has_the_contract() {
         "revokeApiKey(id: ID!): Boolean!",
         "createWebhook(url: String!, events: [String!]!): CreatedWebhook!",
         "salesReport(showId: ID!): SalesReport!",
+        "auditLog(first: Int = 50, after: String, showId: ID, bookingId: ID, userId: ID, kind: String",
         "queueTicket(showId: ID!): QueueTicket",
         "queueUpdates(showId: ID!): QueueTicket!",
         "enum QueueState",

@@ -11,7 +11,7 @@ mod process;
 mod proxy;
 mod redis_env;
 mod server;
-mod watchdog;
+pub mod watchdog;
 mod ws;
 
 pub use api::*;
