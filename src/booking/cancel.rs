@@ -107,7 +107,7 @@ impl Bookings {
             .exec(&txn)
             .await?;
         if moved.rows_affected > 0 {
-            let data = super::settle::event_data(b, "CANCELLED");
+            let data = super::record::event_data(b, "CANCELLED");
             crate::webhooks::record(
                 &txn,
                 "booking.cancelled",
@@ -119,8 +119,8 @@ impl Bookings {
             crate::webhooks::record(&txn, "refund.succeeded", b.show_id, Some(b.id), data).await?;
             let why = serde_json::json!({ "refund": refund_ref, "totalCents": b.total_cents });
             let by = crate::audit::Actor::System;
-            super::settle::audit(&txn, by, "booking.cancelled", b, why.clone()).await?;
-            super::settle::audit(&txn, by, "refund.succeeded", b, why).await?;
+            super::record::audit(&txn, by, "booking.cancelled", b, why.clone()).await?;
+            super::record::audit(&txn, by, "refund.succeeded", b, why).await?;
         }
         txn.commit().await?;
 

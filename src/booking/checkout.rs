@@ -168,7 +168,7 @@ impl Bookings {
         let seats: Vec<i64> = priced.iter().map(|(s, _)| *s).collect();
         let what = serde_json::json!({ "holdId": hold_id, "seatIds": seats, "totalCents": total });
         let by = crate::audit::Actor::User(user);
-        super::settle::audit(&txn, by, "booking.created", &created, what).await?;
+        super::record::audit(&txn, by, "booking.created", &created, what).await?;
         txn.commit().await?;
 
         // Charge. On a timeout or an outage the booking stays PENDING: the client may retry with

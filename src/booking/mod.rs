@@ -6,6 +6,7 @@ mod converge;
 pub use checkout::{charge_key, refund_key};
 pub use converge::Drift;
 pub mod reconciler;
+mod record;
 pub mod report;
 mod settle;
 

@@ -7,6 +7,7 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
 use super::checkout::{charge_key, refund_key};
+use super::record::{audit, event_data};
 use super::{BookingStatus, Bookings, PaymentKind, PaymentStatus};
 use crate::audit::Actor;
 use crate::error::{AppError, AppResult};
@@ -334,33 +335,6 @@ pub(super) fn refund_row(
         created_at: Set(now),
         updated_at: Set(now),
     }
-}
-
-/// Record a change of booking `b` in the audit log (in the caller's transaction).
-pub(super) async fn audit<C: ConnectionTrait>(
-    c: &C,
-    actor: crate::audit::Actor,
-    kind: &str,
-    b: &booking::Model,
-    detail: serde_json::Value,
-) -> Result<(), sea_orm::DbErr> {
-    let about = crate::audit::About {
-        show_id: Some(b.show_id),
-        booking_id: Some(b.id),
-        user_id: Some(b.user_id),
-    };
-    crate::audit::record(c, actor, kind, about, detail).await
-}
-
-/// What a webhook event says of a booking.
-pub(super) fn event_data(b: &booking::Model, status: &str) -> serde_json::Value {
-    serde_json::json!({
-        "bookingId": b.id.to_string(),
-        "showId": b.show_id.to_string(),
-        "userId": b.user_id.to_string(),
-        "status": status,
-        "totalCents": b.total_cents,
-    })
 }
 
 /// Record a refund attempt that succeeded (idempotent on its key): a new row, or the refund
