@@ -24,6 +24,19 @@ use crate::catalogue::layout::Layout;
 use crate::catalogue::seatmap::ShowState;
 use crate::error::AppResult;
 
+/// A report's period: `since` ≤ t < `until`; an open end is unbounded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Period {
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Period {
+    fn contains(&self, t: chrono::DateTime<chrono::Utc>) -> bool {
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CategorySales {
     pub category: String,
@@ -98,13 +111,18 @@ fn csv_field(s: &str) -> String {
 
 impl Bookings {
     /// The sales report of one show, from its layout, its live state and the ledger.
+    ///
+    /// With a period (`since` ≤ t < `until`, either end open), the money and the booking counts
+    /// are those of the period: charges and refunds that succeeded in it (a payment's last update
+    /// is when it succeeded), bookings made in it; seat counts (sold, held, available) are now.
     pub async fn sales_report(
         &self,
         show_id: i64,
         layout: &Layout,
         state: &ShowState,
+        period: Period,
     ) -> AppResult<SalesReport> {
-        let bookings = booking::Entity::find()
+        let mut bookings = booking::Entity::find()
             .filter(booking::Column::ShowId.eq(show_id))
             .all(&self.db)
             .await?;
@@ -113,7 +131,7 @@ impl Bookings {
             .filter(booking_seat::Column::ShowId.eq(show_id))
             .all(&self.db)
             .await?;
-        let payments = if ids.is_empty() {
+        let mut payments = if ids.is_empty() {
             Vec::new()
         } else {
             payment::Entity::find()
@@ -124,6 +142,8 @@ impl Bookings {
         };
         let status: HashMap<i64, BookingStatus> =
             bookings.iter().map(|b| (b.id, b.status)).collect();
+        payments.retain(|p| period.contains(p.updated_at));
+        bookings.retain(|b| period.contains(b.created_at));
         let paid = |kind: PaymentKind| -> std::collections::HashSet<i64> {
             payments
                 .iter()

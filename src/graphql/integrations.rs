@@ -135,6 +135,7 @@ pub async fn sales_report_for(
     state: &AppState,
     viewer: &crate::auth::Viewer,
     show_id: i64,
+    period: report::Period,
 ) -> crate::error::AppResult<report::SalesReport> {
     viewer.require_scope(Scope::ReadReports)?;
     let show = state.catalogue.priced_show(show_id).await?;
@@ -144,7 +145,7 @@ pub async fn sales_report_for(
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("no state for show {show_id}")))?;
     state
         .bookings
-        .sales_report(show_id, &show.layout, live)
+        .sales_report(show_id, &show.layout, live, period)
         .await
 }
 
@@ -389,12 +390,23 @@ impl IntegrationsQuery {
             .collect())
     }
 
-    /// A show's sales now (admin, or an API key with `READ_REPORTS`); also as CSV at
-    /// `GET /reports/sales.csv?showId=<id>`.
-    async fn sales_report(&self, ctx: &Context<'_>, show_id: ID) -> Result<SalesReport> {
+    /// A show's sales (admin, or an API key with `READ_REPORTS`); also as CSV at
+    /// `GET /reports/sales.csv?showId=<id>[&since=…&until=…]`. With a period (`since` ≤ t <
+    /// `until`, RFC 3339, either end open) the money and booking counts are the period's —
+    /// charges and refunds that succeeded in it, bookings made in it; seat counts are now.
+    async fn sales_report(
+        &self,
+        ctx: &Context<'_>,
+        show_id: ID,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<SalesReport> {
         let id = parse_id(&show_id, "show")?;
         let state = ctx.data_unchecked::<AppState>();
-        Ok(SalesReport(sales_report_for(state, viewer(ctx), id).await?))
+        let period = report::Period { since, until };
+        Ok(SalesReport(
+            sales_report_for(state, viewer(ctx), id, period).await?,
+        ))
     }
 }
 

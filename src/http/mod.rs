@@ -125,7 +125,20 @@ async fn sales_csv(
         Ok(id) => id,
         Err(e) => return fail(e),
     };
-    match crate::graphql::integrations::sales_report_for(&app.state, &viewer, id).await {
+    let mut period = crate::booking::report::Period::default();
+    for (name, slot) in [("since", &mut period.since), ("until", &mut period.until)] {
+        if let Some(raw) = q.get(name) {
+            match chrono::DateTime::parse_from_rfc3339(raw) {
+                Ok(t) => *slot = Some(t.with_timezone(&chrono::Utc)),
+                Err(_) => {
+                    return fail(AppError::bad_input(format!(
+                        "{name} must be an RFC 3339 time, e.g. 2026-12-01T00:00:00Z"
+                    )))
+                }
+            }
+        }
+    }
+    match crate::graphql::integrations::sales_report_for(&app.state, &viewer, id, period).await {
         Ok(report) => (
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
