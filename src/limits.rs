@@ -98,7 +98,14 @@ impl Limits {
 
     /// Add `cost` to `key`'s counter in the current window; the count after adding.
     async fn add(&self, key: &str, rule: Rule, cost: u64) -> Option<u64> {
-        let idx = window_index(rule.window);
+        self.add_all(&[(key, rule)], cost)
+            .await
+            .and_then(|v| v.first().copied())
+    }
+
+    /// Add `cost` to each counter in its current window, in one round trip to Redis; the counts
+    /// after adding, in order (`None`: not checked — Redis unavailable).
+    async fn add_all(&self, keys: &[(&str, Rule)], cost: u64) -> Option<Vec<u64>> {
         match &self.backend {
             Backend::Redis {
                 conn,
@@ -109,20 +116,21 @@ impl Limits {
                     metrics::counter!("rate_limit_unchecked_total").increment(1);
                     return None;
                 }
-                let k = format!("{prefix}:{key}:{idx}");
+                let mut pipe = redis::pipe();
+                for (key, rule) in keys {
+                    let k = format!("{prefix}:{key}:{}", window_index(rule.window));
+                    pipe.cmd("INCRBY")
+                        .arg(&k)
+                        .arg(cost)
+                        .cmd("PEXPIRE")
+                        .arg(&k)
+                        .arg(rule.window.as_millis() as u64 * 2)
+                        .ignore();
+                }
                 let mut conn = conn.clone();
-                let r: Result<(u64,), _> = redis::pipe()
-                    .cmd("INCRBY")
-                    .arg(&k)
-                    .arg(cost)
-                    .cmd("PEXPIRE")
-                    .arg(&k)
-                    .arg(rule.window.as_millis() as u64 * 2)
-                    .ignore()
-                    .query_async(&mut conn)
-                    .await;
+                let r: Result<Vec<u64>, _> = pipe.query_async(&mut conn).await;
                 match r {
-                    Ok((n,)) => Some(n),
+                    Ok(n) => Some(n),
                     Err(e) => {
                         skip_until.store(
                             now_ms() + REDIS_BACKOFF.as_millis() as u64,
@@ -136,16 +144,21 @@ impl Limits {
             }
             Backend::Memory(m) => {
                 let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
-                if m.len() >= MEMORY_KEYS_MAX {
-                    // Windows are at most 15 minutes: drop every counter of an older window.
-                    m.retain(|_, (w, _)| *w + 1 >= idx);
+                let mut out = Vec::with_capacity(keys.len());
+                for (key, rule) in keys {
+                    let idx = window_index(rule.window);
+                    if m.len() >= MEMORY_KEYS_MAX {
+                        // Windows are at most 15 minutes: drop every counter of an older window.
+                        m.retain(|_, (w, _)| *w + 1 >= idx);
+                    }
+                    let e = m.entry(key.to_string()).or_insert((idx, 0));
+                    if e.0 != idx {
+                        *e = (idx, 0);
+                    }
+                    e.1 += cost;
+                    out.push(e.1);
                 }
-                let e = m.entry(key.to_string()).or_insert((idx, 0));
-                if e.0 != idx {
-                    *e = (idx, 0);
-                }
-                e.1 += cost;
-                Some(e.1)
+                Some(out)
             }
         }
     }
@@ -153,20 +166,32 @@ impl Limits {
     /// Count `cost` against `key`; `LIMIT_EXCEEDED` once the window's count passes the limit
     /// (limit 0: no limit).
     pub async fn charge(&self, key: &str, rule: Rule, cost: u64, what: &str) -> AppResult<()> {
-        if rule.limit == 0 {
+        self.charge_all(&[(key, rule, what)], cost).await
+    }
+
+    /// `charge` for several budgets at once (a mutation counts against its account and its
+    /// address), in one round trip: every counter is counted; the first one past its limit
+    /// refuses.
+    pub async fn charge_all(&self, budgets: &[(&str, Rule, &str)], cost: u64) -> AppResult<()> {
+        let live: Vec<&(&str, Rule, &str)> = budgets.iter().filter(|b| b.1.limit > 0).collect();
+        if live.is_empty() {
             return Ok(());
         }
-        match self.add(key, rule, cost).await {
-            Some(n) if n > rule.limit => {
+        let keys: Vec<(&str, Rule)> = live.iter().map(|(k, r, _)| (*k, *r)).collect();
+        let Some(counts) = self.add_all(&keys, cost).await else {
+            return Ok(());
+        };
+        for ((_, rule, what), n) in live.iter().zip(counts) {
+            if n > rule.limit {
                 metrics::counter!("rate_limited_total", "rule" => what.to_string()).increment(1);
-                Err(AppError::LimitExceeded(format!(
+                return Err(AppError::LimitExceeded(format!(
                     "too many {what}: at most {} per {} s; retry later",
                     rule.limit,
                     rule.window.as_secs()
-                )))
+                )));
             }
-            _ => Ok(()),
         }
+        Ok(())
     }
 
     /// Whether `key` is already over the limit (without counting).

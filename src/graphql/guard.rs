@@ -129,28 +129,21 @@ impl Extension for GuardExt {
                     Some(Viewer::ApiKey { id, .. }) => Some(format!("key:{id}")),
                     _ => None,
                 };
-                if let Some(client) = client {
-                    limits
-                        .charge(
-                            &client,
-                            limits.mutations_per_user,
-                            roots as u64,
-                            "requests from this account",
-                        )
-                        .await
-                        .map_err(refuse)?;
+                let ip = ctx
+                    .data_opt::<ClientIp>()
+                    .map(|ClientIp(ip)| format!("ip:{ip}"));
+                // Both budgets in one round trip to Redis.
+                let mut budgets: Vec<(&str, crate::limits::Rule, &str)> = Vec::new();
+                if let Some(c) = &client {
+                    budgets.push((c, limits.mutations_per_user, "requests from this account"));
                 }
-                if let Some(ClientIp(ip)) = ctx.data_opt::<ClientIp>() {
-                    limits
-                        .charge(
-                            &format!("ip:{ip}"),
-                            limits.mutations_per_ip,
-                            roots as u64,
-                            "requests from this address",
-                        )
-                        .await
-                        .map_err(refuse)?;
+                if let Some(a) = &ip {
+                    budgets.push((a, limits.mutations_per_ip, "requests from this address"));
                 }
+                limits
+                    .charge_all(&budgets, roots as u64)
+                    .await
+                    .map_err(refuse)?;
             }
         }
         Ok(doc)
