@@ -55,6 +55,8 @@ struct DocumentsExt {
 #[derive(Default)]
 pub struct MapRecorder {
     pub map_only: AtomicBool,
+    /// The answer differs for a viewer who holds seats (`seatStatuses` shows them as `M`).
+    pub per_viewer: AtomicBool,
     pub cost: std::sync::atomic::AtomicU64,
     states: Mutex<Vec<(i64, Option<String>)>>,
 }
@@ -201,6 +203,16 @@ impl Extension for DocumentsExt {
                 Ordering::Relaxed,
             );
             r.cost.store(super::reads::cost(&doc), Ordering::Relaxed);
+            r.per_viewer.store(
+                !selects_only(&doc, |t, f| {
+                    if f == "seatStatuses" {
+                        None
+                    } else {
+                        map_field(t, f)
+                    }
+                }),
+                Ordering::Relaxed,
+            );
         }
         Ok(doc)
     }

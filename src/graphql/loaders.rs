@@ -28,6 +28,9 @@ pub struct PricesOf(pub i64);
 /// The live state of a show, read once per request: every field of one response sees one snapshot.
 #[derive(Clone, Copy, Hash, PartialEq, Eq)]
 pub struct StateOf(pub i64);
+/// The live counts of a show without its map (lists of shows).
+#[derive(Clone, Copy, Hash, PartialEq, Eq)]
+pub struct CountsOf(pub i64);
 
 pub struct AppLoader(pub AppState);
 pub type Loaders = Arc<DataLoader<AppLoader, HashMapCache>>;
@@ -116,6 +119,16 @@ impl Loader<StateOf> for AppLoader {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
         let map = self.0.holds.states(&ids).await.map_err(Arc::new)?;
         Ok(map.into_iter().map(|(k, v)| (StateOf(k), v)).collect())
+    }
+}
+
+impl Loader<CountsOf> for AppLoader {
+    type Value = crate::holds::LiveCounts;
+    type Error = Arc<AppError>;
+    async fn load(&self, keys: &[CountsOf]) -> LoadResult<CountsOf, crate::holds::LiveCounts> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        let map = self.0.holds.counts(&ids).await.map_err(Arc::new)?;
+        Ok(map.into_iter().map(|(k, v)| (CountsOf(k), v)).collect())
     }
 }
 

@@ -2,7 +2,7 @@
 use async_graphql::{Context, Object, Result, ID};
 
 use super::booking::Booking;
-use super::loaders::{loaders, shared, LayoutOf, MovieId, ScreenId, StateOf, VenueId};
+use super::loaders::{loaders, shared, CountsOf, LayoutOf, MovieId, ScreenId, StateOf, VenueId};
 use super::types::{viewer, PageInfo, Show, ShowConnection, ShowEdge, User, Venue};
 use crate::catalogue::shows_max_page;
 use crate::error::AppError;
@@ -118,16 +118,14 @@ async fn prefetch(ctx: &Context<'_>, shows: &[entity::show::Model]) -> Result<()
     let nodes = look.field("nodes");
     let wants = |f: &str| node.field(f).exists() || nodes.field(f).exists();
     let l = loaders(ctx);
-    let counts = [
-        "totalSeats",
-        "availableSeats",
-        "heldSeats",
-        "bookedSeats",
-        "seats",
-    ]
-    .iter()
-    .any(|f| wants(f));
-    let live = counts || wants("version");
+    let counts = ["totalSeats", "availableSeats", "heldSeats", "bookedSeats"]
+        .iter()
+        .any(|f| wants(f));
+    // The whole map only when the selection shows it; counts alone are two numbers per show.
+    let live = ["seats", "version", "holdsKnown", "seatStatuses"]
+        .iter()
+        .any(|f| wants(f));
+    let counts_only = counts && !live;
     let screens = wants("screen");
     let venues = node.field("screen").field("venue").exists()
         || nodes.field("screen").field("venue").exists();
@@ -151,7 +149,7 @@ async fn prefetch(ctx: &Context<'_>, shows: &[entity::show::Model]) -> Result<()
             }
         },
         async {
-            if counts || wants("prices") {
+            if counts || live || wants("prices") {
                 l.load_many(screen_ids.iter().map(|i| LayoutOf(*i)))
                     .await
                     .map(|_| ())
@@ -162,6 +160,10 @@ async fn prefetch(ctx: &Context<'_>, shows: &[entity::show::Model]) -> Result<()
         async {
             if live {
                 l.load_many(shows.iter().map(|s| StateOf(s.id)))
+                    .await
+                    .map(|_| ())
+            } else if counts_only {
+                l.load_many(shows.iter().map(|s| CountsOf(s.id)))
                     .await
                     .map(|_| ())
             } else {

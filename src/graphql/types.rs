@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use entity::{movie, screen, show, user, venue};
 use tokio::sync::OnceCell;
 
-use super::loaders::{loaders, must, LayoutOf, MovieId, PricesOf, ScreenId, StateOf, VenueId};
+use super::loaders::{
+    loaders, must, CountsOf, LayoutOf, MovieId, PricesOf, ScreenId, StateOf, VenueId,
+};
 pub use super::seat::{to_int, Seat, SeatStatus};
 use crate::auth::Viewer;
 use crate::catalogue::layout::{price_of, Layout, Prices};
@@ -70,9 +72,25 @@ impl Show {
             .map_err(super::loaders::shared)?
             .unwrap_or_default())
     }
+    /// From the map when this object has read it (so counts and seats agree); otherwise two
+    /// numbers from the store (a list of shows never reads their maps).
     async fn counts(&self, ctx: &Context<'_>) -> Result<seatmap::Counts> {
-        let (layout, state) = (self.layout(ctx).await?, self.state(ctx).await?);
-        Ok(seatmap::counts(&layout, &state))
+        let layout = self.layout(ctx).await?;
+        if let Some(state) = self.state.get() {
+            return Ok(seatmap::counts(&layout, state));
+        }
+        let live = must(&loaders(ctx), CountsOf(self.model.id), "show counts").await?;
+        if let Some(r) = ctx.data_opt::<Arc<super::documents::MapRecorder>>() {
+            r.saw(self.model.id, live.stamp.clone());
+        }
+        let total = layout.len() as i32;
+        let (held, booked) = (to_int(live.held), to_int(live.booked));
+        Ok(seatmap::Counts {
+            total,
+            available: (total - held - booked).max(0),
+            held,
+            booked,
+        })
     }
 }
 

@@ -19,8 +19,8 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, Quer
 
 pub use store::{
     Admitted, BestOutcome, BestRequest, ExtendOutcome, FeedItem, FeedSink, HoldOutcome, HoldRecord,
-    HoldRequest, HoldStore, Interest, NeedsQueueConfig, Place, PlaceState, QueueConfig, QueueReply,
-    ReleaseOutcome, SeatChange, SeatEvent, StoreError,
+    HoldRequest, HoldStore, Interest, LiveCounts, NeedsQueueConfig, Place, PlaceState, QueueConfig,
+    QueueReply, ReleaseOutcome, SeatChange, SeatEvent, StoreError,
 };
 
 /// Which store keeps the holds.
@@ -244,6 +244,25 @@ impl Holds {
             Err(StoreError::Unavailable(cause)) => {
                 tracing::warn!(%cause, "hold store unavailable: seat maps from the database");
                 self.states_from_database(show_ids).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Each show's live counts without its map (a page of the show list): two numbers per show
+    /// from the store, however many seats are held. From the database alone when the store is
+    /// unreachable (`holds_unknown`, held 0).
+    pub async fn counts(&self, show_ids: &[i64]) -> AppResult<HashMap<i64, LiveCounts>> {
+        match self.store.counts(show_ids).await {
+            Ok(c) => Ok(c),
+            Err(StoreError::Unavailable(cause)) => {
+                tracing::warn!(%cause, "hold store unavailable: counts from the database");
+                Ok(self
+                    .states_from_database(show_ids)
+                    .await?
+                    .into_iter()
+                    .map(|(id, s)| (id, LiveCounts::of(&s)))
+                    .collect())
             }
             Err(e) => Err(e.into()),
         }

@@ -232,6 +232,29 @@ pub struct SeatEvent {
     pub booked: i64,
 }
 
+/// A show's live counts at one state (`stamp` as in `ShowState::stamp`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveCounts {
+    pub version: i64,
+    pub stamp: Option<String>,
+    pub held: i64,
+    pub booked: i64,
+    /// True when they come from the database alone (the hold store is unreachable).
+    pub holds_unknown: bool,
+}
+
+impl LiveCounts {
+    pub fn of(s: &ShowState) -> LiveCounts {
+        LiveCounts {
+            version: s.version,
+            stamp: s.stamp.clone(),
+            held: s.held.keys().filter(|k| !s.booked.contains(k)).count() as i64,
+            booked: s.booked.len() as i64,
+            holds_unknown: s.holds_unknown,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("hold store unavailable: {0}")]
@@ -360,6 +383,17 @@ pub trait HoldStore: Send + Sync + 'static {
 
     /// Each show's state at one version (holds due are expired first).
     async fn snapshot(&self, show_ids: &[i64]) -> Result<HashMap<i64, ShowState>, StoreError>;
+
+    /// Each show's held and booked counts, version and stamp, without its map (a page of the
+    /// show list). This default takes them from a snapshot.
+    async fn counts(&self, show_ids: &[i64]) -> Result<HashMap<i64, LiveCounts>, StoreError> {
+        Ok(self
+            .snapshot(show_ids)
+            .await?
+            .into_iter()
+            .map(|(id, s)| (id, LiveCounts::of(&s)))
+            .collect())
+    }
 
     /// Like `snapshot`, for callers that keep states: a show still at the stamp passed with it
     /// (`ShowState::stamp`) answers `None` — unchanged, keep yours — and costs the store almost

@@ -159,6 +159,7 @@ async fn run(
                 .keep(
                     &app.state.holds,
                     generation,
+                    recorder.per_viewer.load(Ordering::Relaxed),
                     key,
                     &viewer,
                     recorder.states(),

@@ -28,6 +28,8 @@ const KEPT_ANSWERS: usize = 512;
 const MAX_ANSWER_BYTES: usize = 1 << 20;
 
 struct Kept {
+    /// Whether a viewer's own holds change the answer (it shows `seatStatuses`).
+    per_viewer: bool,
     at: std::time::Instant,
     /// `Catalogue::list_generation` before the answer was built.
     generation: u64,
@@ -81,20 +83,31 @@ impl MapAnswers {
         key: &str,
         viewer: &Viewer,
     ) -> Option<(Bytes, u64)> {
-        let (states, body, cost) = {
+        let (states, body, cost, per_viewer) = {
             let kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
             let k = kept.get(key)?;
             if k.at.elapsed() >= PAGE_FRESH || k.generation != generation {
                 return None;
             }
-            (k.states.clone(), k.body.clone(), k.cost)
+            (k.states.clone(), k.body.clone(), k.cost, k.per_viewer)
         };
         let ids: Vec<i64> = states.iter().map(|(id, _)| *id).collect();
-        let now = holds.states(&ids).await.ok()?;
-        let current = states
-            .iter()
-            .all(|(id, stamp)| now.get(id).and_then(|s| s.stamp.as_deref()) == Some(stamp));
-        if !current || holds_here(viewer, now.values()) {
+        let same = |now: Option<&str>, stamp: &String| now == Some(stamp.as_str());
+        // The stamps alone (two numbers and a stamp per show), unless the viewer's holds matter.
+        let (current, mine) = if per_viewer && viewer.user_id().is_some() {
+            let now = holds.states(&ids).await.ok()?;
+            let current = states
+                .iter()
+                .all(|(id, stamp)| same(now.get(id).and_then(|s| s.stamp.as_deref()), stamp));
+            (current, holds_here(viewer, now.values()))
+        } else {
+            let now = holds.counts(&ids).await.ok()?;
+            let current = states
+                .iter()
+                .all(|(id, stamp)| same(now.get(id).and_then(|s| s.stamp.as_deref()), stamp));
+            (current, false)
+        };
+        if !current || mine {
             metrics::counter!("seat_map_answers_total", "outcome" => "stale").increment(1);
             return None;
         }
@@ -109,6 +122,7 @@ impl MapAnswers {
         &self,
         holds: &Holds,
         generation: u64,
+        per_viewer: bool,
         key: String,
         viewer: &Viewer,
         read: Vec<(i64, Option<String>)>,
@@ -125,7 +139,7 @@ impl MapAnswers {
         else {
             return;
         };
-        if viewer.user_id().is_some() {
+        if per_viewer && viewer.user_id().is_some() {
             // The viewer's holds are in the states just read (kept by `Holds`, no round trip
             // when unchanged).
             let ids: Vec<i64> = states.iter().map(|(id, _)| *id).collect();
@@ -142,6 +156,7 @@ impl MapAnswers {
         kept.insert(
             key,
             Kept {
+                per_viewer,
                 at: std::time::Instant::now(),
                 generation,
                 states,

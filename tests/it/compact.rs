@@ -181,3 +181,48 @@ async fn a_snapshot_is_shared_within_a_version_and_replaced_on_the_next(b: Backe
 }
 
 backends!(a_snapshot_is_shared_within_a_version_and_replaced_on_the_next);
+
+/// A page of the show list counts from two numbers per show (not the map): the same counts as
+/// the show's own map, after holds and bookings.
+async fn list_counts_match_the_map(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (show, seats) = app.create_show(3, 5).await;
+    let users = app.users(2).await;
+    app.hold(&users[0].0, &show, &[&seats[0], &seats[1]]).await;
+    app.book_each(&users[1].0, &show, &seats[5..8]).await;
+    let list = app
+        .ok(
+            None,
+            "{ shows(first: 100) { edges { node { id totalSeats availableSeats heldSeats bookedSeats } } } }",
+            json!({}),
+        )
+        .await;
+    let node = list["shows"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| &e["node"])
+        .find(|n| n["id"] == show)
+        .expect("the show is listed")
+        .clone();
+    let map = app
+        .ok(
+            None,
+            "query($s: ID!) { show(id: $s) { totalSeats availableSeats heldSeats bookedSeats seatStatuses { statuses } } }",
+            json!({ "s": show }),
+        )
+        .await;
+    let m = &map["show"];
+    for f in ["totalSeats", "availableSeats", "heldSeats", "bookedSeats"] {
+        assert_eq!(node[f], m[f], "{f}: list {node} map {m}");
+    }
+    let letters = m["seatStatuses"]["statuses"].as_str().expect("statuses");
+    assert_eq!(node["heldSeats"], letters.matches('H').count());
+    assert_eq!(node["bookedSeats"], letters.matches('B').count());
+    assert_eq!(
+        (node["heldSeats"].as_i64(), node["bookedSeats"].as_i64()),
+        (Some(2), Some(3))
+    );
+}
+
+backends!(list_counts_match_the_map);

@@ -46,6 +46,7 @@ struct Scripts {
     qticket: Script,
     qadmit: Script,
     snapshot: Script,
+    counts: Script,
     expire: Script,
     sweep_ack: Script,
 }
@@ -141,6 +142,7 @@ impl RedisStore {
                 qticket: script(include_str!("../scripts/qticket.lua")),
                 qadmit: script(include_str!("../scripts/qadmit.lua")),
                 snapshot: script(include_str!("../scripts/snapshot.lua")),
+                counts: script(include_str!("../scripts/counts.lua")),
                 expire: script(include_str!("../scripts/expire.lua")),
                 sweep_ack: Script::new(include_str!("../scripts/sweep_ack.lua")),
             },
@@ -605,6 +607,51 @@ impl HoldStore for RedisStore {
             .into_iter()
             .filter_map(|(k, v)| Some((k, v?)))
             .collect())
+    }
+
+    async fn counts(&self, show_ids: &[i64]) -> Result<HashMap<i64, LiveCounts>, StoreError> {
+        // One pipelined round trip; a show whose cache is not loaded is loaded and read again.
+        let mut pipe = redis::pipe();
+        for id in show_ids {
+            pipe.cmd("EVALSHA")
+                .arg(self.scripts.counts.get_hash())
+                .arg(KEY_NAMES.len())
+                .arg(&self.keys(*id))
+                .arg(self.channel(*id));
+        }
+        let mut conn = self.conn.clone();
+        let replies: Result<Vec<Vec<String>>, RedisError> = pipe.query_async(&mut conn).await;
+        let replies = match replies {
+            Ok(r) => r,
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.scripts
+                    .counts
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(map_err)?;
+                pipe.query_async(&mut conn).await.map_err(map_err)?
+            }
+            Err(e) => return Err(map_err(e)),
+        };
+        let mut out = HashMap::new();
+        for (id, reply) in show_ids.iter().zip(replies) {
+            let reply = if reply.first().map(String::as_str) == Some("LOAD") {
+                self.run_loaded(&self.scripts.counts, *id, &[]).await?
+            } else {
+                reply
+            };
+            out.insert(
+                *id,
+                LiveCounts {
+                    version: int(reply.get(1))?,
+                    stamp: reply.get(2).cloned(),
+                    held: int(reply.get(3))?,
+                    booked: int(reply.get(4))?,
+                    holds_unknown: false,
+                },
+            );
+        }
+        Ok(out)
     }
 
     async fn snapshot_since(
