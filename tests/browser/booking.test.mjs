@@ -202,7 +202,7 @@ try {
     console.log('browser test: admitted before the waiting screen could be checked (slow start)');
   }
   // Admitted at the opening: the map appears with the session's countdown.
-  await three.locator('#map-area').waitFor({ state: 'visible', timeout: 30000 });
+  await three.locator('#map-area').waitFor({ state: 'visible', timeout: 60000 });
   await three.getByText('Your shopping session ends in').waitFor();
   const free = await three.locator('.seat[data-status="AVAILABLE"]').first().getAttribute('data-seat');
   await three.locator(`[data-seat="${free}"]`).click();
