@@ -1,9 +1,35 @@
 //! Parsers for what clients send us as opaque strings: numeric ids and pagination cursors.
-//! Anything malformed is `BAD_USER_INPUT`, never a panic.
+//! Anything malformed is `BAD_USER_INPUT`, never a panic. And the one hex encoding of what we
+//! make opaque: random ids and secrets, digests.
+use std::fmt::Write as _;
+
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
 
 use crate::error::{AppError, AppResult};
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// `N` random bytes in hex (hold and event ids, secrets).
+pub fn random_hex<const N: usize>() -> String {
+    let mut bytes = [0u8; N];
+    rand::rng().fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
+/// The hex SHA-256 of `text` (API keys, persisted queries).
+pub fn sha256_hex(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))
+}
 
 /// A database id from a GraphQL `ID`: a positive decimal integer.
 pub fn parse_id(raw: &str, what: &str) -> AppResult<i64> {

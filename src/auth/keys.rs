@@ -19,9 +19,9 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
     TransactionTrait,
 };
-use sha2::{Digest, Sha256};
 
 use crate::error::{AppError, AppResult};
+use crate::ids::sha256_hex;
 
 /// What a key may do. Admin users may do all of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,13 +57,6 @@ pub fn scopes_of(model: &api_key::Model) -> Vec<Scope> {
 
 /// The prefix of every key secret: tells a key from a user's token at a glance.
 pub const KEY_PREFIX: &str = "bok_";
-
-fn hash(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// How often a key's `last_used_at` is written, at most, per instance.
 const STAMP_EVERY: Duration = Duration::from_secs(60);
@@ -109,7 +102,7 @@ impl ApiKeys {
         let txn = self.db.begin().await?;
         let row = api_key::ActiveModel {
             name: Set(name.to_string()),
-            secret_hash: Set(hash(&secret)),
+            secret_hash: Set(sha256_hex(&secret)),
             prefix: Set(secret.chars().take(12).collect()),
             scopes: Set(names.join(",")),
             created_by: Set(admin_id),
@@ -164,7 +157,7 @@ impl ApiKeys {
             return Ok(None);
         }
         let Some(key) = api_key::Entity::find()
-            .filter(api_key::Column::SecretHash.eq(hash(secret)))
+            .filter(api_key::Column::SecretHash.eq(sha256_hex(secret)))
             .filter(api_key::Column::RevokedAt.is_null())
             .one(&self.db)
             .await?

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::ids::sha256_hex;
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
 };
@@ -21,7 +22,6 @@ use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
 };
 use async_graphql::{Request, ServerResult, Variables};
-use sha2::{Digest, Sha256};
 
 use super::ext::error_of;
 use crate::error::AppError;
@@ -84,11 +84,6 @@ pub struct GetRequest {
     pub cacheable: AtomicBool,
     /// The document was refused: it is not a query.
     pub refused: AtomicBool,
-}
-
-fn sha256_hex(text: &str) -> String {
-    let digest = Sha256::digest(text.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl DocumentsExt {

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 
 pub use store::{
@@ -84,10 +83,7 @@ pub struct BestWish {
 /// Hold ids carry their show (so that every key of a hold is found in one slot without a global
 /// index) and 128 random bits (so that they cannot be guessed): `<show>-<32 hex digits>`.
 pub fn new_hold_id(show_id: i64) -> String {
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{show_id}-{hex}")
+    format!("{show_id}-{}", crate::ids::random_hex::<16>())
 }
 
 /// The show of a well-formed hold id; `None` for anything else.

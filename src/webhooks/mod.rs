@@ -23,7 +23,6 @@ pub mod dispatch;
 use chrono::Utc;
 use entity::{outbox, webhook, webhook_delivery};
 use hmac::{Hmac, Mac};
-use rand::RngCore;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
@@ -49,12 +48,7 @@ pub async fn record<C: ConnectionTrait>(
     data: serde_json::Value,
 ) -> Result<(), DbErr> {
     debug_assert!(KINDS.contains(&kind));
-    let mut id = [0u8; 16];
-    rand::rng().fill_bytes(&mut id);
-    let event_id = format!(
-        "evt_{}",
-        id.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
+    let event_id = format!("evt_{}", crate::ids::random_hex::<16>());
     outbox::ActiveModel {
         event_id: Set(event_id),
         kind: Set(kind.to_string()),
@@ -78,11 +72,7 @@ pub fn signature(secret: &str, t: i64, body: &[u8]) -> String {
     mac.update(t.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    let tag = mac.finalize().into_bytes();
-    format!(
-        "t={t},v1={}",
-        tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
+    format!("t={t},v1={}", crate::ids::hex(&mac.finalize().into_bytes()))
 }
 
 /// Admin operations on webhooks and their deliveries.
@@ -149,12 +139,7 @@ impl Webhooks {
                 "a webhook needs at least one event kind",
             ));
         }
-        let mut bytes = [0u8; 24];
-        rand::rng().fill_bytes(&mut bytes);
-        let secret = format!(
-            "whsec_{}",
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
+        let secret = format!("whsec_{}", crate::ids::random_hex::<24>());
         let txn = self.db.begin().await?;
         let row = webhook::ActiveModel {
             url: Set(url),
