@@ -212,6 +212,45 @@ impl RedisStore {
         inv.invoke_async(&mut conn).await.map_err(map_err)
     }
 
+    /// Run a read script for many shows in one pipelined round trip (ARGV: the channel, then the
+    /// show's extra argument or ""), in order. A show whose booked cache is not loaded (`LOAD`)
+    /// is loaded and read again; a Redis that lost its scripts gets them again.
+    async fn run_per_show(
+        &self,
+        script: &Script,
+        shows: &[(i64, Option<&str>)],
+    ) -> Result<Vec<Vec<String>>, StoreError> {
+        let mut pipe = redis::pipe();
+        for (id, arg) in shows {
+            pipe.cmd("EVALSHA")
+                .arg(script.get_hash())
+                .arg(KEY_NAMES.len())
+                .arg(&self.keys(*id))
+                .arg(self.channel(*id))
+                .arg(arg.unwrap_or(""));
+        }
+        let mut conn = self.conn.clone();
+        let replies: Result<Vec<Vec<String>>, RedisError> = pipe.query_async(&mut conn).await;
+        let replies = match replies {
+            Ok(r) => r,
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // Redis restarted (or was flushed of scripts): load it and go again.
+                script.load_async(&mut conn).await.map_err(map_err)?;
+                pipe.query_async(&mut conn).await.map_err(map_err)?
+            }
+            Err(e) => return Err(map_err(e)),
+        };
+        let mut out = Vec::with_capacity(replies.len());
+        for ((id, _), reply) in shows.iter().zip(replies) {
+            out.push(if reply.first().map(String::as_str) == Some("LOAD") {
+                self.run_loaded(script, *id, &[]).await?
+            } else {
+                reply
+            });
+        }
+        Ok(out)
+    }
+
     /// Run a script that needs the booked-seat cache, loading it from the database when the
     /// script answers `LOAD` (first use, or Redis lost its data).
     async fn run_loaded(
@@ -610,36 +649,10 @@ impl HoldStore for RedisStore {
     }
 
     async fn counts(&self, show_ids: &[i64]) -> Result<HashMap<i64, LiveCounts>, StoreError> {
-        // One pipelined round trip; a show whose cache is not loaded is loaded and read again.
-        let mut pipe = redis::pipe();
-        for id in show_ids {
-            pipe.cmd("EVALSHA")
-                .arg(self.scripts.counts.get_hash())
-                .arg(KEY_NAMES.len())
-                .arg(&self.keys(*id))
-                .arg(self.channel(*id));
-        }
-        let mut conn = self.conn.clone();
-        let replies: Result<Vec<Vec<String>>, RedisError> = pipe.query_async(&mut conn).await;
-        let replies = match replies {
-            Ok(r) => r,
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.scripts
-                    .counts
-                    .load_async(&mut conn)
-                    .await
-                    .map_err(map_err)?;
-                pipe.query_async(&mut conn).await.map_err(map_err)?
-            }
-            Err(e) => return Err(map_err(e)),
-        };
+        let shows: Vec<(i64, Option<&str>)> = show_ids.iter().map(|id| (*id, None)).collect();
+        let replies = self.run_per_show(&self.scripts.counts, &shows).await?;
         let mut out = HashMap::new();
         for (id, reply) in show_ids.iter().zip(replies) {
-            let reply = if reply.first().map(String::as_str) == Some("LOAD") {
-                self.run_loaded(&self.scripts.counts, *id, &[]).await?
-            } else {
-                reply
-            };
             out.insert(
                 *id,
                 LiveCounts {
@@ -658,44 +671,15 @@ impl HoldStore for RedisStore {
         &self,
         shows: &[(i64, Option<&str>)],
     ) -> Result<HashMap<i64, Option<ShowState>>, StoreError> {
-        // One pipelined round trip for all shows; a show still at the caller's stamp answers
-        // `SAME` (a few bytes instead of its whole map); shows whose cache is not loaded are
-        // loaded and read again.
-        let mut pipe = redis::pipe();
-        for (id, known) in shows {
-            pipe.cmd("EVALSHA")
-                .arg(self.scripts.snapshot.get_hash())
-                .arg(KEY_NAMES.len())
-                .arg(&self.keys(*id))
-                .arg(self.channel(*id))
-                .arg(known.unwrap_or(""));
-        }
-        let mut conn = self.conn.clone();
-        let replies: Result<Vec<Vec<String>>, RedisError> = pipe.query_async(&mut conn).await;
-        let replies = match replies {
-            Ok(r) => r,
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                // Redis restarted (or was flushed of scripts): load it and go again.
-                self.scripts
-                    .snapshot
-                    .load_async(&mut conn)
-                    .await
-                    .map_err(map_err)?;
-                pipe.query_async(&mut conn).await.map_err(map_err)?
-            }
-            Err(e) => return Err(map_err(e)),
-        };
+        // A show still at the caller's stamp answers `SAME` (a few bytes instead of its map).
+        let replies = self.run_per_show(&self.scripts.snapshot, shows).await?;
         let mut out = HashMap::new();
         for ((id, _), reply) in shows.iter().zip(replies) {
-            let reply = match reply.first().map(String::as_str) {
-                Some("SAME") => {
-                    out.insert(*id, None);
-                    continue;
-                }
-                Some("LOAD") => self.run_loaded(&self.scripts.snapshot, *id, &[]).await?,
-                _ => reply,
+            let state = match reply.first().map(String::as_str) {
+                Some("SAME") => None,
+                _ => Some(Self::parse_snapshot(&reply)?),
             };
-            out.insert(*id, Some(Self::parse_snapshot(&reply)?));
+            out.insert(*id, state);
         }
         Ok(out)
     }
