@@ -63,11 +63,13 @@ pub struct MapRecorder {
 
 impl MapRecorder {
     /// A show's state was read (its stamp: `None` when it cannot be reused).
+    /// (Each counted field of a listed show reports it: kept once per show and stamp.)
     pub fn saw(&self, show_id: i64, stamp: Option<String>) {
-        self.states
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((show_id, stamp));
+        let seen = (show_id, stamp);
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        if !states.contains(&seen) {
+            states.push(seen);
+        }
     }
     pub fn states(&self) -> Vec<(i64, Option<String>)> {
         self.states
@@ -190,24 +192,25 @@ impl Extension for DocumentsExt {
                     "GET runs queries only: send mutations as POST, subscriptions over the WebSocket",
                 )));
             }
-            get.cacheable.store(immutable(&doc), Ordering::Relaxed);
+        }
+        let immutable = immutable(&doc);
+        if let Some(get) = ctx.data_opt::<Arc<GetRequest>>() {
+            get.cacheable.store(immutable, Ordering::Relaxed);
         }
         if let Some(r) = ctx.data_opt::<Arc<MapRecorder>>() {
-            r.map_only.store(
-                only_queries(&doc) && selects_only(&doc, map_field) && !immutable(&doc),
-                Ordering::Relaxed,
-            );
-            r.cost.store(super::reads::cost(&doc), Ordering::Relaxed);
-            r.per_viewer.store(
-                !selects_only(&doc, |t, f| {
-                    if f == "seatStatuses" {
-                        None
-                    } else {
-                        map_field(t, f)
-                    }
-                }),
-                Ordering::Relaxed,
-            );
+            // Queries only (`selects_only` holds every operation to `Query`).
+            let map_only = !immutable && selects_only(&doc, map_field);
+            r.map_only.store(map_only, Ordering::Relaxed);
+            // What only a shared answer needs.
+            if map_only {
+                r.cost.store(super::reads::cost(&doc), Ordering::Relaxed);
+                let statuses_aside = |t: &str, f: &str| match f {
+                    "seatStatuses" => None,
+                    _ => map_field(t, f),
+                };
+                r.per_viewer
+                    .store(!selects_only(&doc, statuses_aside), Ordering::Relaxed);
+            }
         }
         Ok(doc)
     }

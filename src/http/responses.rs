@@ -92,21 +92,27 @@ impl MapAnswers {
             (k.states.clone(), k.body.clone(), k.cost, k.per_viewer)
         };
         let ids: Vec<i64> = states.iter().map(|(id, _)| *id).collect();
-        let same = |now: Option<&str>, stamp: &String| now == Some(stamp.as_str());
         // The stamps alone (two numbers and a stamp per show), unless the viewer's holds matter.
-        let (current, mine) = if per_viewer && viewer.user_id().is_some() {
-            let now = holds.states(&ids).await.ok()?;
-            let current = states
-                .iter()
-                .all(|(id, stamp)| same(now.get(id).and_then(|s| s.stamp.as_deref()), stamp));
-            (current, holds_here(viewer, now.values()))
-        } else {
-            let now = holds.counts(&ids).await.ok()?;
-            let current = states
-                .iter()
-                .all(|(id, stamp)| same(now.get(id).and_then(|s| s.stamp.as_deref()), stamp));
-            (current, false)
-        };
+        let (now, mine): (HashMap<i64, Option<String>>, bool) =
+            if per_viewer && viewer.user_id().is_some() {
+                let full = holds.states(&ids).await.ok()?;
+                let mine = holds_here(viewer, full.values());
+                (
+                    full.into_iter()
+                        .map(|(id, s)| (id, s.stamp.clone()))
+                        .collect(),
+                    mine,
+                )
+            } else {
+                let counts = holds.counts(&ids).await.ok()?;
+                (
+                    counts.into_iter().map(|(id, c)| (id, c.stamp)).collect(),
+                    false,
+                )
+            };
+        let current = states
+            .iter()
+            .all(|(id, stamp)| now.get(id).and_then(|s| s.as_deref()) == Some(stamp.as_str()));
         if !current || mine {
             metrics::counter!("seat_map_answers_total", "outcome" => "stale").increment(1);
             return None;
