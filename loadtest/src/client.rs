@@ -21,6 +21,17 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// A GraphQL error object as a reply: its `extensions.code` and message.
+    fn of_error(err: &Value) -> Reply {
+        let text = |v: Option<&Value>, default: &str| {
+            v.and_then(Value::as_str).unwrap_or(default).to_string()
+        };
+        Reply::Error {
+            code: text(err.pointer("/extensions/code"), "NO_CODE"),
+            message: text(err.get("message"), ""),
+        }
+    }
+
     pub fn code(&self) -> Option<&str> {
         match self {
             Reply::Data(_) => None,
@@ -138,18 +149,7 @@ impl Http {
         let v: Value = serde_json::from_slice(&bytes)
             .with_context(|| format!("HTTP {status}: the body is not JSON"))?;
         if let Some(err) = v.get("errors").and_then(|e| e.get(0)) {
-            return Ok(Reply::Error {
-                code: err
-                    .pointer("/extensions/code")
-                    .and_then(Value::as_str)
-                    .unwrap_or("NO_CODE")
-                    .to_string(),
-                message: err
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-            });
+            return Ok(Reply::of_error(err));
         }
         if status >= 500 {
             bail!("HTTP {status} without a GraphQL error");
@@ -178,18 +178,7 @@ impl Http {
         let head: Head = serde_json::from_slice(&bytes)
             .with_context(|| format!("HTTP {status}: the body is not JSON"))?;
         if let Some(err) = head.errors.as_ref().and_then(|e| e.first()) {
-            return Ok(Reply::Error {
-                code: err
-                    .pointer("/extensions/code")
-                    .and_then(Value::as_str)
-                    .unwrap_or("NO_CODE")
-                    .to_string(),
-                message: err
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-            });
+            return Ok(Reply::of_error(err));
         }
         if status >= 500 {
             bail!("HTTP {status} without a GraphQL error");

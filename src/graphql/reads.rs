@@ -12,7 +12,8 @@
 //!   `READ_QUEUE_MS` for a slot, then is refused with `SERVICE_UNAVAILABLE` and a retry hint.
 //!   Mutations never wait here: under overload the server sheds reads before holds and
 //!   checkouts.
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::extensions::{
@@ -77,14 +78,14 @@ pub struct Reads;
 impl ExtensionFactory for Reads {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(ReadsExt {
-            query: Mutex::new(false),
+            query: AtomicBool::new(false),
         })
     }
 }
 
 struct ReadsExt {
     /// The operation is a query (read): it waits for a read slot.
-    query: Mutex<bool>,
+    query: AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -107,9 +108,7 @@ impl Extension for ReadsExt {
         if !reads {
             return Ok(doc);
         }
-        if let Ok(mut q) = self.query.lock() {
-            *q = true;
-        }
+        self.query.store(true, Ordering::Relaxed);
         let reader = Reader::of(ctx.data_opt::<Viewer>(), ctx.data_opt::<ClientIp>());
         limits
             .charge(reader, cost(&doc))
@@ -123,7 +122,7 @@ impl Extension for ReadsExt {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
-        let is_query = self.query.lock().map(|q| *q).unwrap_or(false);
+        let is_query = self.query.load(Ordering::Relaxed);
         let limits = ctx.data_opt::<AppState>().map(|s| &s.limits.reads);
         let _slot = match (is_query, limits) {
             (true, Some(limits)) => match limits.slot().await {

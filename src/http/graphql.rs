@@ -111,10 +111,7 @@ async fn run(
     .await
     {
         Ok(v) => v,
-        Err(e) => {
-            let body = serde_json::json!({ "errors": [crate::graphql::ext::error_of(&e)] });
-            return no_store(axum::Json(body).into_response());
-        }
+        Err(e) => return no_store(error_response(StatusCode::OK, &e)),
     };
     let ip = client_ip(app, headers, peer);
     // A seat-map read shared with every reader of the same map state (`responses.rs`).
@@ -129,8 +126,7 @@ async fn run(
         {
             let reader = Reader::of(Some(&viewer), ip.as_ref());
             if let Err(e) = app.state.limits.reads.charge(reader, cost) {
-                let body = serde_json::json!({ "errors": [crate::graphql::ext::error_of(&e)] });
-                return no_store(axum::Json(body).into_response());
+                return no_store(error_response(StatusCode::OK, &e));
             }
             return no_store(([(header::CONTENT_TYPE, "application/json")], body).into_response());
         }
@@ -319,15 +315,11 @@ pub async fn get_graphql(State(app): State<App>, req: Request) -> Response {
     else {
         metrics::counter!("websocket_refusals_total", "reason" => "connections_per_address")
             .increment(1);
-        let err = crate::graphql::ext::error_of(&AppError::LimitExceeded(format!(
+        let e = AppError::LimitExceeded(format!(
             "at most {} live connections from one address",
             app.state.config.ws_connections_per_address
-        )));
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            axum::Json(serde_json::json!({ "errors": [err] })),
-        )
-            .into_response();
+        ));
+        return error_response(StatusCode::TOO_MANY_REQUESTS, &e);
     };
     let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &app).await {
         Ok(p) => p,
@@ -625,9 +617,13 @@ pub async fn viewer_from_header(app: &App, value: Option<&str>) -> Result<Viewer
     })
 }
 
-/// An error in the GraphQL response shape, for requests refused before they reach the engine.
-fn client_error(status: StatusCode, message: &str) -> Response {
-    let err = crate::graphql::ext::error_of(&AppError::bad_input(message));
-    let body = serde_json::json!({ "errors": [err] });
+/// An error in the GraphQL response shape (with its `extensions.code`), for requests refused
+/// before they reach the engine.
+pub(super) fn error_response(status: StatusCode, e: &AppError) -> Response {
+    let body = serde_json::json!({ "errors": [crate::graphql::ext::error_of(e)] });
     (status, axum::Json(body)).into_response()
+}
+
+fn client_error(status: StatusCode, message: &str) -> Response {
+    error_response(status, &AppError::bad_input(message))
 }

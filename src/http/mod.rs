@@ -106,8 +106,7 @@ async fn sales_csv(
             "SERVICE_UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let body = serde_json::json!({ "errors": [crate::graphql::ext::error_of(&e)] });
-        (status, axum::Json(body)).into_response()
+        graphql::error_response(status, &e)
     };
     let auth = headers
         .get(header::AUTHORIZATION)
