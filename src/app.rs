@@ -180,15 +180,10 @@ async fn connect_database(
 fn limits_connection(
     url: &str,
     timeout: std::time::Duration,
-) -> anyhow::Result<redis::aio::ConnectionManager> {
-    let client = redis::Client::open(url)?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(timeout))
-        .set_connection_timeout(Some(timeout))
-        .set_number_of_retries(1);
+) -> anyhow::Result<crate::redis_conn::RedisConn> {
+    let target = crate::redis_conn::RedisTarget::parse(url).map_err(|e| anyhow::anyhow!(e))?;
     // Lazy, like the hold store's: a Redis outage at start-up does not stop the server.
-    redis::aio::ConnectionManager::new_lazy_with_config(client, config)
-        .map_err(|e| anyhow::anyhow!("bad REDIS_URL: {e}"))
+    crate::redis_conn::RedisConn::connect(&target, timeout, 1)
 }
 
 /// Serve until the app's shutdown token is cancelled, then drain requests in flight.

@@ -103,6 +103,18 @@ pub struct Config {
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "boxoffice", value_parser = parse_key_prefix, global = true)]
     pub redis_key_prefix: String,
 
+    /// How long a show's Redis keys outlive the show's start, in seconds: then they expire (a
+    /// late request rebuilds what it needs from the database), so Redis does not grow with every
+    /// show ever sold.
+    #[arg(long, env = "REDIS_KEY_GRACE_SECONDS", default_value_t = 86_400, value_parser = parse_key_grace, global = true)]
+    pub redis_key_grace_seconds: u64,
+
+    /// Serve holds even when Redis's `maxmemory-policy` may evict keys (anything but
+    /// `noeviction`): an evicted booked-seat cache makes sold seats holdable until the database
+    /// refuses the booking (and refunds the buyer). Only for operators who accept that.
+    #[arg(long, env = "REDIS_ALLOW_EVICTION", default_value_t = false, value_parser = parse_bool_setting, global = true)]
+    pub redis_allow_eviction: bool,
+
     /// Where holds live: `auto` (Redis when REDIS_URL is set, in-process otherwise), `memory`,
     /// `redis`, or `pg-rowlock` (PostgreSQL row locks: the benchmark's baseline, not for production).
     #[arg(long, env = "HOLD_STORE", value_enum, default_value_t = HoldStoreSetting::Auto, global = true)]
@@ -256,6 +268,8 @@ impl Config {
             redis_url: self.redis_url.clone(),
             key_prefix: self.redis_key_prefix.clone(),
             timeout: self.dependency_timeout(),
+            key_grace: Duration::from_secs(self.redis_key_grace_seconds),
+            allow_eviction: self.redis_allow_eviction,
         }
     }
 
@@ -320,13 +334,12 @@ fn parse_database_url(s: &str) -> Result<String, String> {
 }
 
 fn parse_redis_url(s: &str) -> Result<String, String> {
-    let u = url::Url::parse(s.trim()).map_err(|e| format!("REDIS_URL is not a valid URL: {e}"))?;
-    match u.scheme() {
-        "redis" | "rediss" => Ok(s.trim().to_string()),
-        other => Err(format!(
-            "REDIS_URL must use redis:// or rediss://, not {other}://"
-        )),
-    }
+    crate::redis_conn::RedisTarget::parse(s)?;
+    Ok(s.trim().to_string())
+}
+
+fn parse_key_grace(s: &str) -> Result<u64, String> {
+    ranged_u64(s, "REDIS_KEY_GRACE_SECONDS", 1, 365 * 86_400)
 }
 
 fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {

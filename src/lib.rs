@@ -20,6 +20,7 @@ pub mod limits;
 pub mod live;
 pub mod payment;
 pub mod queue;
+pub mod redis_conn;
 pub mod state;
 pub mod telemetry;
 pub mod webhooks;

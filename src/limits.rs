@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 
 use crate::error::{AppError, AppResult};
 
@@ -37,7 +37,7 @@ impl Rule {
 
 enum Backend {
     Redis {
-        conn: ConnectionManager,
+        conn: RedisConn,
         prefix: String,
         /// Milliseconds since the epoch until which the counters are skipped (after a failure).
         skip_until: AtomicU64,
@@ -72,7 +72,7 @@ fn window_index(window: Duration) -> u64 {
 }
 
 impl Limits {
-    pub fn new(config: &crate::config::Config, redis: Option<ConnectionManager>) -> Limits {
+    pub fn new(config: &crate::config::Config, redis: Option<RedisConn>) -> Limits {
         Limits {
             backend: match redis {
                 Some(conn) => Backend::Redis {
@@ -116,19 +116,36 @@ impl Limits {
                     metrics::counter!("rate_limit_unchecked_total").increment(1);
                     return None;
                 }
-                let mut pipe = redis::pipe();
-                for (key, rule) in keys {
-                    let k = format!("{prefix}:{key}:{}", window_index(rule.window));
-                    pipe.cmd("INCRBY")
-                        .arg(&k)
-                        .arg(cost)
-                        .cmd("PEXPIRE")
-                        .arg(&k)
-                        .arg(rule.window.as_millis() as u64 * 2)
-                        .ignore();
-                }
-                let mut conn = conn.clone();
-                let r: Result<Vec<u64>, _> = pipe.query_async(&mut conn).await;
+                let pipe_of = |keys: &[(&str, Rule)]| {
+                    let mut pipe = redis::pipe();
+                    for (key, rule) in keys {
+                        let k = format!("{prefix}:{key}:{}", window_index(rule.window));
+                        pipe.cmd("INCRBY")
+                            .arg(&k)
+                            .arg(cost)
+                            .cmd("PEXPIRE")
+                            .arg(&k)
+                            .arg(rule.window.as_millis() as u64 * 2)
+                            .ignore();
+                    }
+                    pipe
+                };
+                let r: Result<Vec<u64>, _> = if conn.is_cluster() {
+                    // Counters hash freely across slots; a cluster pipeline stays in one slot,
+                    // so each counter is its own pipeline, all at once.
+                    let runs = keys.iter().map(|k| {
+                        let pipe = pipe_of(std::slice::from_ref(k));
+                        let mut conn = conn.clone();
+                        async move { pipe.query_async::<Vec<u64>>(&mut conn).await }
+                    });
+                    futures_util::future::join_all(runs)
+                        .await
+                        .into_iter()
+                        .map(|r| r.map(|v| v.first().copied().unwrap_or(0)))
+                        .collect()
+                } else {
+                    pipe_of(keys).query_async(&mut conn.clone()).await
+                };
                 match r {
                     Ok(n) => Some(n),
                     Err(e) => {

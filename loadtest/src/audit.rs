@@ -272,7 +272,7 @@ async fn read_raw(
     prefix: &str,
     show: i64,
 ) -> anyhow::Result<RawStore> {
-    let key = |k: &str| format!("{prefix}:{{show:{show}}}:{k}");
+    let key = |k: &str| boxoffice::holds::redis::keys::show_key(prefix, show, k);
     type Reply = (
         (String, String),
         HashMap<String, String>,

@@ -41,6 +41,24 @@ pub struct StoreSettings {
     pub key_prefix: String,
     /// Timeout of every call to the store.
     pub timeout: Duration,
+    /// How long a show's Redis keys outlive its start.
+    pub key_grace: Duration,
+    /// Serve holds under a Redis eviction policy that may drop our keys.
+    pub allow_eviction: bool,
+}
+
+impl StoreSettings {
+    /// A Redis store at `url` under `prefix`, with the default lifetime and eviction rules.
+    pub fn redis(url: &str, prefix: &str, timeout: Duration) -> StoreSettings {
+        StoreSettings {
+            kind: StoreKind::Redis,
+            redis_url: Some(url.to_string()),
+            key_prefix: prefix.to_string(),
+            timeout,
+            key_grace: Duration::from_secs(86_400),
+            allow_eviction: false,
+        }
+    }
 }
 
 /// The rules every hold obeys.
@@ -642,9 +660,9 @@ pub async fn connect_store(
     db: DatabaseConnection,
 ) -> anyhow::Result<Arc<dyn HoldStore>> {
     Ok(match (settings.kind, &settings.redis_url) {
-        (StoreKind::Redis, Some(url)) => Arc::new(
-            redis::RedisStore::connect(url, &settings.key_prefix, settings.timeout, db).await?,
-        ),
+        (StoreKind::Redis, Some(url)) => {
+            Arc::new(redis::RedisStore::connect(url, settings, db).await?)
+        }
         (StoreKind::Redis, None) => anyhow::bail!("HOLD_STORE=redis needs REDIS_URL"),
         (StoreKind::PgRowLock, _) => Arc::new(rowlock::RowLockStore::connect(db).await?),
         (StoreKind::Memory, _) => Arc::new(memory::MemoryStore::new(db)),

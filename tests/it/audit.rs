@@ -130,7 +130,7 @@ impl Scene {
 
     fn key(&self, k: &str) -> String {
         let prefix = self.app.redis_prefix.as_deref().expect("a Redis prefix");
-        format!("{prefix}:{{show:{}}}:{k}", self.show_id)
+        boxoffice::holds::redis::keys::show_key(prefix, self.show_id, k)
     }
 
     /// Run `loadtest audit` with these live maps and confirmed bookings (and, by default, the

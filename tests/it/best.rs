@@ -362,10 +362,10 @@ async fn redis_script_and_rust_chooser_agree_on_random_layouts() {
         .expect("sqlite");
     migration::Migrator::up(&db, None).await.expect("migrate");
     let prefix = crate::support::unique("bestagree");
+    let url = crate::support::redis_url();
     let redis = RedisStore::connect(
-        &crate::support::redis_url(),
-        &prefix,
-        Duration::from_secs(5),
+        &url,
+        &boxoffice::holds::StoreSettings::redis(&url, &prefix, Duration::from_secs(5)),
         db.clone(),
     )
     .await

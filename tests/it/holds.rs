@@ -350,7 +350,7 @@ async fn redis_flush_loses_holds_never_bookings() {
     let users = app.users(2).await;
     let show_id: i64 = show.parse().unwrap();
     let booked_seat: i64 = seats[0].parse().unwrap();
-    book_directly(&app, users[0].1, show_id, booked_seat).await;
+    app.book_directly(users[0].1, show_id, booked_seat).await;
     assert_eq!(
         app.err_code(
             Some(&users[1].0),
@@ -391,26 +391,6 @@ async fn redis_flush_loses_holds_never_bookings() {
 }
 
 /// A confirmed booking written to the database and mirrored in the store, as checkout does.
-async fn book_directly(app: &TestApp, user: i64, show: i64, seat: i64) {
-    let b = app
-        .insert_booking(
-            user,
-            show,
-            &format!("direct-{seat}"),
-            entity::booking::BookingStatus::Confirmed,
-        )
-        .await
-        .unwrap();
-    app.insert_booking_seat(b.id, show, seat, true)
-        .await
-        .unwrap();
-    app.state()
-        .holds
-        .mirror_booked(show, None, &[seat])
-        .await
-        .unwrap();
-}
-
 /// The store's seat events for one show, as `(version, [(seat, "A"|"H"|"B")])`.
 enum Listener {
     /// Through the live hub, fed by the in-process store's own feed.
@@ -424,7 +404,7 @@ impl Listener {
             return Listener::Local(app.state().live.subscribe(show_id));
         }
         let prefix = app.redis_prefix.clone().unwrap();
-        let channel = format!("{prefix}:{{show:{show_id}}}:events");
+        let channel = boxoffice::holds::redis::keys::channel(&prefix, show_id);
         let client = redis::Client::open(crate::support::redis_url().as_str()).unwrap();
         let mut pubsub = client.get_async_pubsub().await.unwrap();
         pubsub.subscribe(&channel).await.unwrap();

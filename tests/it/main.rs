@@ -10,6 +10,7 @@ mod audit;
 mod best;
 mod catalogue;
 mod checkout;
+mod cluster;
 mod compact;
 mod config;
 mod crash;

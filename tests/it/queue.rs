@@ -341,12 +341,9 @@ async fn an_instance_killed_mid_admission_loses_no_place_and_admits_no_one_twice
         .find(|(k, _)| k == "REDIS_KEY_PREFIX")
         .map(|(_, v)| v.clone())
         .expect("prefix");
-    let mut r = redis::Client::open(crate::support::redis_url().as_str())
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    let key = |k: &str| format!("{prefix}:{{show:{show}}}:{k}");
+    let mut r = crate::support::redis_conn();
+    let show_id: i64 = show.parse().expect("show id");
+    let key = |k: &str| boxoffice::holds::redis::keys::show_key(&prefix, show_id, k);
     let (waiting, sessions): (Vec<String>, Vec<String>) = redis::pipe()
         .zrange(key("qwait"), 0, -1)
         .zrange(key("qadm"), 0, -1)

@@ -537,8 +537,11 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
             let store: Arc<dyn HoldStore> = Arc::new(
                 boxoffice::holds::redis::RedisStore::connect(
                     url,
-                    &format!("{prefix}raw"),
-                    config.dependency_timeout(),
+                    &boxoffice::holds::StoreSettings::redis(
+                        url,
+                        &format!("{prefix}raw"),
+                        config.dependency_timeout(),
+                    ),
                     db.clone(),
                 )
                 .await?,

@@ -280,7 +280,11 @@ async fn monitor(
         Some(Ok(c)) => c.get_multiplexed_async_connection().await.ok(),
         _ => None,
     };
-    let key = format!("{}:{{show:{show}}}:qwait", config.redis_key_prefix);
+    let key = boxoffice::holds::redis::keys::show_key(
+        &config.redis_key_prefix,
+        show.parse().unwrap_or_default(),
+        "qwait",
+    );
     let (mut longest, mut bytes) = (0u64, None);
     while !stop.is_cancelled() {
         if let Ok(Reply::Data(d)) = http

@@ -1,7 +1,10 @@
 //! The Redis store's event feed: the scripts publish each change of a show on the show's own
-//! channel (`<prefix>:{show:<id>}:events`) inside the script that makes it; this instance keeps
-//! ONE subscription per show that has local subscribers (SUBSCRIBE on the first, UNSUBSCRIBE
-//! after the last) on one supervised pub/sub connection.
+//! channel (`keys::channel`) inside the script that makes it; this instance keeps ONE
+//! subscription per show that has local subscribers (SUBSCRIBE on the first, UNSUBSCRIBE after
+//! the last) on one supervised pub/sub connection. On a cluster the channels are sharded
+//! (SPUBLISH/SSUBSCRIBE, Redis 7): a show's events stay on the shard that owns its slot, so
+//! fan-out capacity grows with the shards; the cluster client keeps one RESP3 connection per
+//! node and routes each SSUBSCRIBE to the owner of the channel's slot.
 //!
 //! When that connection breaks, events may have been missed and — if Redis restarted — the
 //! store's versions start again from 0, so the feed says `Interrupted`: every local stream ends
@@ -13,20 +16,10 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::keys::{channel, show_of_channel};
 use crate::catalogue::seatmap::SeatStatus;
 use crate::holds::store::{FeedItem, FeedSink, Interest, SeatChange, SeatEvent};
-
-/// The channel on which a show's seat events are published (the scripts are handed it).
-pub fn channel(prefix: &str, show_id: i64) -> String {
-    format!("{prefix}:{{show:{show_id}}}:events")
-}
-
-/// The show of a channel name; `None` for anything else.
-pub fn show_of_channel(channel: &str) -> Option<i64> {
-    let start = channel.find("{show:")? + "{show:".len();
-    let end = channel[start..].find('}')? + start;
-    channel[start..end].parse().ok()
-}
+use crate::redis_conn::{cluster_builder, RedisTarget};
 
 /// Parse an event payload published by the Lua scripts:
 /// `{"v":N,"h":held,"b":booked,"c":[[seat,"A"],[seat,"H",user],[seat,"B"],…]}`.
@@ -60,9 +53,29 @@ pub fn parse_event(show_id: i64, payload: &str) -> Option<SeatEvent> {
     })
 }
 
+/// The feed, on a single node or a cluster.
+pub(super) async fn run(
+    target: RedisTarget,
+    timeout: Duration,
+    prefix: String,
+    interest: mpsc::UnboundedReceiver<Interest>,
+    sink: FeedSink,
+    shutdown: CancellationToken,
+) {
+    match target {
+        RedisTarget::Single(url) => match redis::Client::open(url.as_str()) {
+            Ok(client) => run_single(client, prefix, interest, sink, shutdown).await,
+            Err(e) => tracing::error!(error = %e, "live feed: bad REDIS_URL"),
+        },
+        RedisTarget::Cluster(nodes) => {
+            run_cluster(nodes, timeout, prefix, interest, sink, shutdown).await
+        }
+    }
+}
+
 /// One pub/sub connection per instance, supervised: on any failure it reconnects and
 /// resubscribes to every show that still has local subscribers.
-pub(super) async fn run(
+async fn run_single(
     client: redis::Client,
     prefix: String,
     mut interest: mpsc::UnboundedReceiver<Interest>,
@@ -145,6 +158,115 @@ pub(super) async fn run(
     }
 }
 
+/// On a cluster: one cluster connection (RESP3, one connection per node) whose pushes arrive on
+/// a channel. A node's connection dropping (a failover, a restart, a resharding) arrives as a
+/// `Disconnection` push: events of that node's shows may be lost, so the feed says
+/// `Interrupted` (streams end, clients re-read) while the client reconnects and resubscribes.
+async fn run_cluster(
+    nodes: Vec<String>,
+    timeout: Duration,
+    prefix: String,
+    mut interest: mpsc::UnboundedReceiver<Interest>,
+    sink: FeedSink,
+    shutdown: CancellationToken,
+) {
+    let mut watched: HashSet<i64> = HashSet::new();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let (tx, mut pushes) = mpsc::unbounded_channel::<redis::PushInfo>();
+        let client = match cluster_builder(&nodes, timeout)
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(tx)
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "live feed: bad cluster settings");
+                return;
+            }
+        };
+        let conn = tokio::time::timeout(timeout, client.get_async_connection()).await;
+        let mut conn = match conn {
+            Ok(Ok(c)) => c,
+            other => {
+                let e = match other {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".into(),
+                };
+                tracing::warn!(error = %e, "live feed: cannot connect to the Redis cluster; retrying");
+                tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        while let Ok(cmd) = interest.try_recv() {
+            note(&mut watched, cmd);
+        }
+        let mut ok = true;
+        for show in &watched {
+            if conn.ssubscribe(channel(&prefix, *show)).await.is_err() {
+                ok = false;
+                break;
+            }
+        }
+        if !ok {
+            sink(FeedItem::Interrupted);
+            tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            continue;
+        }
+        backoff = Duration::from_millis(100);
+        tracing::debug!("live feed connected to the cluster");
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                cmd = interest.recv() => {
+                    let Some(cmd) = cmd else { return };
+                    note(&mut watched, cmd);
+                    let res = match cmd {
+                        Interest::Watch(show) => conn.ssubscribe(channel(&prefix, show)).await,
+                        Interest::Unwatch(show) => conn.sunsubscribe(channel(&prefix, show)).await,
+                    };
+                    if let Err(e) = res {
+                        tracing::warn!(error = %e, "live feed: cluster command failed; reconnecting");
+                        break;
+                    }
+                }
+                push = pushes.recv() => match push {
+                    Some(p) if p.kind == redis::PushKind::SMessage => {
+                        let text = |v: Option<&redis::Value>| match v {
+                            Some(redis::Value::BulkString(b)) => String::from_utf8(b.clone()).ok(),
+                            _ => None,
+                        };
+                        let (name, payload) = (text(p.data.first()), text(p.data.get(1)));
+                        match (name, payload) {
+                            (Some(name), Some(payload)) => {
+                                match show_of_channel(&name).and_then(|show| parse_event(show, &payload)) {
+                                    Some(e) => sink(FeedItem::Event(e)),
+                                    None => tracing::warn!(channel = %name, "live feed: malformed event"),
+                                }
+                            }
+                            _ => tracing::warn!("live feed: malformed push"),
+                        }
+                    }
+                    Some(p) if p.kind == redis::PushKind::Disconnection => {
+                        // The client reconnects and resubscribes by itself; what was published
+                        // meanwhile is lost, so every stream re-reads.
+                        tracing::warn!("live feed: a cluster node's connection dropped");
+                        sink(FeedItem::Interrupted);
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+        }
+        sink(FeedItem::Interrupted);
+    }
+}
+
 fn note(watched: &mut HashSet<i64>, cmd: Interest) {
     match cmd {
         Interest::Watch(show) => watched.insert(show),
@@ -155,13 +277,6 @@ fn note(watched: &mut HashSet<i64>, cmd: Interest) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn channel_names_give_their_show() {
-        assert_eq!(show_of_channel(&channel("bo", 42)), Some(42));
-        assert_eq!(show_of_channel("bo:{show:x}:events"), None);
-        assert_eq!(show_of_channel("nothing"), None);
-    }
 
     #[test]
     fn events_parse_as_the_scripts_write_them() {

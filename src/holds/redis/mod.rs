@@ -1,34 +1,37 @@
 //! The Redis hold store: every operation on a show is one Lua script (EVALSHA, reloaded by the
-//! client on NOSCRIPT) over keys sharing the hash tag `{show:<id>}`. Scripts never wait for
-//! anything, so there is nothing to deadlock on; Redis runs them one at a time, so each is atomic.
+//! client on NOSCRIPT) over keys sharing the hash tag of the show's bucket (`keys.rs`), on a
+//! single node or a Redis Cluster (`redis_conn.rs`). Scripts never wait for anything, so there is
+//! nothing to deadlock on; Redis runs them one at a time, so each is atomic.
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, EntityTrait};
 
 use super::store::*;
 
 mod feed;
+pub mod keys;
 use crate::catalogue::layout::Layout;
 use crate::catalogue::seatmap::{self, Holder, ShowState};
-pub use feed::{channel, parse_event};
+use crate::redis_conn::{RedisConn, RedisTarget, SAFE_EVICTION_POLICIES};
+pub use feed::parse_event;
+use keys::{script_keys, sweep_key, BUCKETS, KEY_NAMES};
 
 const COMMON: &str = include_str!("../scripts/common.lua");
 
-/// How much later than the hold's own expiry its sweep entry is filed (clock skew between this
-/// instance and Redis, and the request's own time, fit in it), so that the sweeper normally
-/// visits a hold once, just after it expired.
-const SWEEP_SLACK_MS: i64 = 200;
+/// A show's keys are loaded with at least this much life left (or the grace, if shorter), so
+/// that requests for a show whose keys already expired reload them at most once per period.
+const LATE_LIFETIME_MS: i64 = 10 * 60 * 1000;
 
-/// A show's keys, in the order `common.lua` documents (`KEYS[1]`..`KEYS[8]`).
-const KEY_NAMES: [&str; 10] = [
-    "seats", "holds", "holdrec", "uholds", "booked", "meta", "plan", "occ", "qwait", "qadm",
-];
+/// How often the eviction policy is checked again after start-up.
+const POLICY_CHECK: Duration = Duration::from_secs(30);
 
-fn script(body: &str) -> Script {
-    Script::new(&format!("{COMMON}\n{body}"))
+/// A script with the shared prelude; on a cluster events go out on sharded channels.
+fn script(body: &str, cluster: bool) -> Script {
+    let publish = if cluster { "SPUBLISH" } else { "PUBLISH" };
+    Script::new(&format!("local PUB = '{publish}'\n{COMMON}\n{body}"))
 }
 
 struct Scripts {
@@ -48,41 +51,36 @@ struct Scripts {
     snapshot: Script,
     counts: Script,
     expire: Script,
-    sweep_ack: Script,
 }
 
 pub struct RedisStore {
     /// For the event feed's own pub/sub connection.
-    client: redis::Client,
-    conn: ConnectionManager,
+    target: RedisTarget,
+    conn: RedisConn,
     prefix: String,
     db: DatabaseConnection,
     scripts: Scripts,
-    /// Sweep entries of refused holds, removed in batches off the request path.
-    refused: tokio::sync::mpsc::UnboundedSender<String>,
-}
-
-/// Remove sweep entries of holds that were refused, in batches (one `ZREM` per 100 ms at most).
-/// Entries left behind by a crash are dropped by the sweeper when they come due.
-async fn forget_refused(
-    mut conn: ConnectionManager,
-    key: String,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<String>,
-) {
-    let mut batch = Vec::new();
-    while rx.recv_many(&mut batch, 1000).await > 0 {
-        let mut cmd = redis::cmd("ZREM");
-        cmd.arg(&key).arg(&batch);
-        if let Err(e) = cmd.query_async::<i64>(&mut conn).await {
-            tracing::debug!(error = %e, "could not drop refused sweep entries; the sweeper will");
-        }
-        batch.clear();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    timeout: Duration,
+    /// How long a show's keys outlive its start.
+    grace: Duration,
+    /// Why holds are refused: Redis runs under an eviction policy that may drop our keys.
+    eviction: Arc<Mutex<Option<String>>>,
 }
 
 fn map_err(e: RedisError) -> StoreError {
-    if e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped() {
+    // A cluster mid-failover answers CLUSTERDOWN/TRYAGAIN/MOVED storms; a full Redis under
+    // `noeviction` answers OOM: all are "try again shortly", never a bug of ours.
+    let transient = matches!(
+        e.code(),
+        Some("CLUSTERDOWN" | "TRYAGAIN" | "MASTERDOWN" | "LOADING" | "OOM" | "READONLY")
+    );
+    if transient
+        || e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_cluster_error()
+    {
         StoreError::Unavailable(e.to_string())
     } else {
         StoreError::Internal(e.to_string())
@@ -97,71 +95,93 @@ fn int(v: Option<&String>) -> Result<i64, StoreError> {
 impl RedisStore {
     pub async fn connect(
         url: &str,
-        prefix: &str,
-        timeout: Duration,
+        settings: &super::StoreSettings,
         db: DatabaseConnection,
     ) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(timeout))
-            .set_connection_timeout(Some(timeout))
-            .set_number_of_retries(2);
+        let timeout = settings.timeout;
+        let target = RedisTarget::parse(url).map_err(|e| anyhow::anyhow!(e))?;
         // Lazy: the server starts even when Redis is down (holds answer SERVICE_UNAVAILABLE and
-        // /readyz says 503 until it is back; the manager reconnects on use).
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|e| anyhow::anyhow!("bad REDIS_URL: {e}"))?;
-        let mut probe = conn.clone();
-        let up = tokio::time::timeout(
-            timeout,
-            redis::cmd("PING").query_async::<String>(&mut probe),
-        )
-        .await;
-        if !matches!(up, Ok(Ok(_))) {
-            tracing::warn!("Redis is unreachable at start-up: holds and checkout answer SERVICE_UNAVAILABLE until it is back");
+        // /readyz says 503 until it is back; the connection reconnects on use).
+        let conn = RedisConn::connect(&target, timeout, 2)?;
+        let cluster = conn.is_cluster();
+        let up = tokio::time::timeout(timeout, conn.eviction_policies()).await;
+        let eviction = Arc::new(Mutex::new(None));
+        match up {
+            Ok(Some(policies)) => {
+                if let Some(refusal) = eviction_refusal(&policies, settings.allow_eviction) {
+                    anyhow::bail!("{refusal}");
+                }
+            }
+            Ok(None) => {
+                // Reachable but CONFIG is refused (managed services often rename it), or down.
+                let mut probe = conn.clone();
+                let ping = tokio::time::timeout(
+                    timeout,
+                    redis::cmd("PING").query_async::<String>(&mut probe),
+                )
+                .await;
+                if matches!(ping, Ok(Ok(_))) {
+                    tracing::warn!("cannot read Redis's maxmemory-policy (CONFIG GET refused): make sure it is noeviction");
+                } else {
+                    tracing::warn!("Redis is unreachable at start-up: holds and checkout answer SERVICE_UNAVAILABLE until it is back");
+                }
+            }
+            Err(_) => tracing::warn!("Redis is unreachable at start-up: holds and checkout answer SERVICE_UNAVAILABLE until it is back"),
         }
-        let (refused, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(forget_refused(conn.clone(), format!("{prefix}:sweep"), rx));
+        tokio::spawn(watch_policy(
+            conn.clone(),
+            settings.allow_eviction,
+            Arc::downgrade(&eviction),
+        ));
+        if cluster {
+            tracing::info!("hold store on a Redis Cluster (sharded pub/sub for live maps)");
+        }
+        let s = |body: &str| script(body, cluster);
         Ok(RedisStore {
-            client,
-            refused,
+            target,
             conn,
-            prefix: prefix.to_string(),
+            prefix: settings.key_prefix.clone(),
             db,
+            timeout,
+            grace: settings.key_grace,
+            eviction,
             scripts: Scripts {
-                hold: script(include_str!("../scripts/hold.lua")),
-                release: script(include_str!("../scripts/release.lua")),
-                get: script(include_str!("../scripts/get.lua")),
-                extend: script(include_str!("../scripts/extend.lua")),
-                book: script(include_str!("../scripts/book.lua")),
-                unbook: script(include_str!("../scripts/unbook.lua")),
-                load: script(include_str!("../scripts/load.lua")),
-                best: script(include_str!("../scripts/best.lua")),
-                plan: script(include_str!("../scripts/plan.lua")),
-                qconfig: script(include_str!("../scripts/qconfig.lua")),
-                qjoin: script(include_str!("../scripts/qjoin.lua")),
-                qticket: script(include_str!("../scripts/qticket.lua")),
-                qadmit: script(include_str!("../scripts/qadmit.lua")),
-                snapshot: script(include_str!("../scripts/snapshot.lua")),
-                counts: script(include_str!("../scripts/counts.lua")),
-                expire: script(include_str!("../scripts/expire.lua")),
-                sweep_ack: Script::new(include_str!("../scripts/sweep_ack.lua")),
+                hold: s(include_str!("../scripts/hold.lua")),
+                release: s(include_str!("../scripts/release.lua")),
+                get: s(include_str!("../scripts/get.lua")),
+                extend: s(include_str!("../scripts/extend.lua")),
+                book: s(include_str!("../scripts/book.lua")),
+                unbook: s(include_str!("../scripts/unbook.lua")),
+                load: s(include_str!("../scripts/load.lua")),
+                best: s(include_str!("../scripts/best.lua")),
+                plan: s(include_str!("../scripts/plan.lua")),
+                qconfig: s(include_str!("../scripts/qconfig.lua")),
+                qjoin: s(include_str!("../scripts/qjoin.lua")),
+                qticket: s(include_str!("../scripts/qticket.lua")),
+                qadmit: s(include_str!("../scripts/qadmit.lua")),
+                snapshot: s(include_str!("../scripts/snapshot.lua")),
+                counts: s(include_str!("../scripts/counts.lua")),
+                expire: s(include_str!("../scripts/expire.lua")),
             },
         })
     }
 
     /// The keys of a show, in the order `common.lua` documents.
-    fn keys(&self, show_id: i64) -> [String; 10] {
-        let p = &self.prefix;
-        KEY_NAMES.map(|k| format!("{p}:{{show:{show_id}}}:{k}"))
+    fn keys(&self, show_id: i64) -> [String; 11] {
+        script_keys(&self.prefix, show_id)
+    }
+
+    /// Holds are refused while Redis may evict our keys (see `watch_policy`).
+    fn check_eviction(&self) -> Result<(), StoreError> {
+        match self.eviction.lock().map(|g| g.clone()) {
+            Ok(Some(refusal)) => Err(StoreError::Unavailable(refusal)),
+            _ => Ok(()),
+        }
     }
 
     /// The channel on which a show's seat events are published.
     pub fn channel(&self, show_id: i64) -> String {
-        channel(&self.prefix, show_id)
-    }
-
-    fn sweep_key(&self) -> String {
-        format!("{}:sweep", self.prefix)
+        keys::channel(&self.prefix, show_id)
     }
 
     /// Shows whose waiting room is on.
@@ -214,34 +234,47 @@ impl RedisStore {
 
     /// Run a read script for many shows in one pipelined round trip (ARGV: the channel, then the
     /// show's extra argument or ""), in order. A show whose booked cache is not loaded (`LOAD`)
-    /// is loaded and read again; a Redis that lost its scripts gets them again.
+    /// is loaded and read again; a Redis that lost its scripts gets them again. On a cluster a
+    /// pipeline may not cross slots: one pipeline per bucket, all at once.
     async fn run_per_show(
         &self,
         script: &Script,
         shows: &[(i64, Option<&str>)],
     ) -> Result<Vec<Vec<String>>, StoreError> {
-        let mut pipe = redis::pipe();
-        for (id, arg) in shows {
-            pipe.cmd("EVALSHA")
-                .arg(script.get_hash())
-                .arg(KEY_NAMES.len())
-                .arg(&self.keys(*id))
-                .arg(self.channel(*id))
-                .arg(arg.unwrap_or(""));
-        }
-        let mut conn = self.conn.clone();
-        let replies: Result<Vec<Vec<String>>, RedisError> = pipe.query_async(&mut conn).await;
-        let replies = match replies {
-            Ok(r) => r,
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                // Redis restarted (or was flushed of scripts): load it and go again.
-                script.load_async(&mut conn).await.map_err(map_err)?;
-                pipe.query_async(&mut conn).await.map_err(map_err)?
+        let groups: Vec<Vec<usize>> = if self.conn.is_cluster() {
+            let mut by_bucket: HashMap<usize, Vec<usize>> = HashMap::new();
+            for (i, (id, _)) in shows.iter().enumerate() {
+                by_bucket.entry(keys::bucket(*id)).or_default().push(i);
             }
-            Err(e) => return Err(map_err(e)),
+            by_bucket.into_values().collect()
+        } else {
+            vec![(0..shows.len()).collect()]
         };
+        let runs = groups.iter().map(|group| async move {
+            let mut pipe = redis::pipe();
+            for &i in group {
+                let (id, arg) = shows[i];
+                pipe.cmd("EVALSHA")
+                    .arg(script.get_hash())
+                    .arg(KEY_NAMES.len() + 1)
+                    .arg(&self.keys(id))
+                    .arg(self.channel(id))
+                    .arg(arg.unwrap_or(""));
+            }
+            self.query_pipe(script, &pipe).await
+        });
+        let mut replies: Vec<Option<Vec<String>>> = vec![None; shows.len()];
+        for (group, answers) in groups
+            .iter()
+            .zip(futures_util::future::join_all(runs).await)
+        {
+            for (&i, reply) in group.iter().zip(answers?) {
+                replies[i] = Some(reply);
+            }
+        }
         let mut out = Vec::with_capacity(replies.len());
         for ((id, _), reply) in shows.iter().zip(replies) {
+            let reply = reply.unwrap_or_default();
             out.push(if reply.first().map(String::as_str) == Some("LOAD") {
                 self.run_loaded(script, *id, &[]).await?
             } else {
@@ -249,6 +282,24 @@ impl RedisStore {
             });
         }
         Ok(out)
+    }
+
+    /// A pipeline of `script` calls; a Redis that lost its scripts gets `script` again.
+    async fn query_pipe(
+        &self,
+        script: &Script,
+        pipe: &redis::Pipeline,
+    ) -> Result<Vec<Vec<String>>, StoreError> {
+        let mut conn = self.conn.clone();
+        match pipe.query_async(&mut conn).await {
+            Ok(r) => Ok(r),
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // Redis restarted (or was flushed of scripts, or a replica was promoted).
+                script.load_async(&mut conn).await.map_err(map_err)?;
+                pipe.query_async(&mut conn).await.map_err(map_err)
+            }
+            Err(e) => Err(map_err(e)),
+        }
     }
 
     /// Run a script that needs the booked-seat cache, loading it from the database when the
@@ -287,7 +338,10 @@ impl RedisStore {
                 .await?
                 .remove(&show_id)
                 .unwrap_or_default();
-            let mut args = vec![gen.unwrap_or_else(|| "0".into())];
+            let mut args = vec![
+                gen.unwrap_or_else(|| "0".into()),
+                self.lifetime_end(show_id).await?.to_string(),
+            ];
             args.extend(booked.iter().map(i64::to_string));
             let reply = self.run(&self.scripts.load, show_id, &args).await?;
             match reply.first().map(String::as_str) {
@@ -306,6 +360,19 @@ impl RedisStore {
         Err(StoreError::Internal(format!(
             "show {show_id}: booked seats kept changing while loading"
         )))
+    }
+
+    /// When a show's keys expire (ms since the epoch): its start plus the grace, but never
+    /// sooner than a little after now (a late request for a past show reloads them once).
+    async fn lifetime_end(&self, show_id: i64) -> Result<i64, StoreError> {
+        let starts = entity::show::Entity::find_by_id(show_id)
+            .one(&self.db)
+            .await?
+            .map(|s| s.starts_at.timestamp_millis());
+        let now = chrono::Utc::now().timestamp_millis();
+        let grace = self.grace.as_millis() as i64;
+        let end = starts.unwrap_or(now) + grace;
+        Ok(end.max(now + grace.min(LATE_LIFETIME_MS)))
     }
 
     /// Load a show's seat plan into its slot (and build its occupancy string).
@@ -334,59 +401,6 @@ impl RedisStore {
                 "unexpected plan reply {reply:?}"
             ))),
         }
-    }
-
-    /// `ZADD sweep score member` then the script, pipelined in one round trip.
-    async fn run_registered(
-        &self,
-        script: &Script,
-        show_id: i64,
-        member: &str,
-        score: i64,
-        args: &[String],
-    ) -> Result<Vec<String>, StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("ZADD")
-            .arg(self.sweep_key())
-            .arg(score)
-            .arg(member)
-            .ignore();
-        pipe.cmd("EVALSHA")
-            .arg(script.get_hash())
-            .arg(KEY_NAMES.len())
-            .arg(&self.keys(show_id))
-            .arg(self.channel(show_id))
-            .arg(args);
-        let mut conn = self.conn.clone();
-        match pipe.query_async::<(Vec<String>,)>(&mut conn).await {
-            Ok((reply,)) => Ok(reply),
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                // Redis restarted (or its script cache was flushed): load the script, go again.
-                script.load_async(&mut conn).await.map_err(map_err)?;
-                let (reply,) = pipe.query_async(&mut conn).await.map_err(map_err)?;
-                Ok(reply)
-            }
-            Err(e) => Err(map_err(e)),
-        }
-    }
-
-    /// Record a hold in the global sweep index so that its expiry is announced even if no request
-    /// ever touches the show again.
-    async fn register(
-        &self,
-        show_id: i64,
-        hold_id: &str,
-        expires_ms: i64,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        redis::cmd("ZADD")
-            .arg(self.sweep_key())
-            .arg(expires_ms)
-            .arg(format!("{show_id}:{hold_id}"))
-            .query_async::<i64>(&mut conn)
-            .await
-            .map_err(map_err)?;
-        Ok(())
     }
 
     fn parse_snapshot(reply: &[String]) -> Result<ShowState, StoreError> {
@@ -435,45 +449,21 @@ impl HoldStore for RedisStore {
             max_holds.to_string(),
         ];
         args.extend(seats.iter().map(i64::to_string));
-        // One round trip: the sweep-index entry and the script travel in one pipeline, the entry
-        // first, so that if this instance dies right after the script the sweeper still finds
-        // the hold. The entry's time is this clock's estimate plus a little slack; the sweeper
-        // re-files an entry that comes due before its hold does (and drops refused ones).
-        let estimate = chrono::Utc::now().timestamp_millis() + ttl_ms + SWEEP_SLACK_MS;
-        let member = format!("{show_id}:{hold_id}");
-        let mut reply = Vec::new();
-        for _ in 0..5 {
-            reply = self
-                .run_registered(&self.scripts.hold, show_id, &member, estimate, &args)
-                .await?;
-            if reply.first().map(String::as_str) != Some("LOAD") {
-                break;
-            }
-            self.load_booked(show_id).await?;
-        }
+        self.check_eviction()?;
+        // One round trip: the script files the hold in its bucket's sweep index itself (same
+        // slot, same atomic step), so the sweeper finds it even if this instance dies now.
+        let reply = self.run_loaded(&self.scripts.hold, show_id, &args).await?;
         match reply.first().map(String::as_str) {
             Some("OK") => Ok(HoldOutcome::Granted {
                 version: int(reply.get(1))?,
                 expires_ms: int(reply.get(2))?,
             }),
-            Some("TAKEN") => {
-                let _ = self.refused.send(member);
-                Ok(HoldOutcome::Unavailable(
-                    reply[1..].iter().filter_map(|s| s.parse().ok()).collect(),
-                ))
-            }
-            Some("LIMIT") => {
-                let _ = self.refused.send(member);
-                Ok(HoldOutcome::TooManyHolds)
-            }
-            Some("NOTADMITTED") => {
-                let _ = self.refused.send(member);
-                Ok(HoldOutcome::NotAdmitted)
-            }
-            Some("QCFG") => {
-                let _ = self.refused.send(member);
-                Ok(HoldOutcome::NeedQueueConfig)
-            }
+            Some("TAKEN") => Ok(HoldOutcome::Unavailable(
+                reply[1..].iter().filter_map(|s| s.parse().ok()).collect(),
+            )),
+            Some("LIMIT") => Ok(HoldOutcome::TooManyHolds),
+            Some("NOTADMITTED") => Ok(HoldOutcome::NotAdmitted),
+            Some("QCFG") => Ok(HoldOutcome::NeedQueueConfig),
             _ => Err(StoreError::Internal(format!(
                 "unexpected hold reply {reply:?}"
             ))),
@@ -496,14 +486,11 @@ impl HoldStore for RedisStore {
             r.ask.wheelchair.to_string(),
             mask,
         ];
-        let estimate = chrono::Utc::now().timestamp_millis() + ttl_ms + SWEEP_SLACK_MS;
-        let member = format!("{}:{}", r.show_id, r.hold_id);
+        self.check_eviction()?;
         let mut reply = Vec::new();
         // At most: load the booked cache, then the plan, then the hold.
         for _ in 0..5 {
-            reply = self
-                .run_registered(&self.scripts.best, r.show_id, &member, estimate, &args)
-                .await?;
+            reply = self.run(&self.scripts.best, r.show_id, &args).await?;
             match reply.first().map(String::as_str) {
                 Some("LOAD") => self.load_booked(r.show_id).await?,
                 Some("PLAN") => self.load_plan(r.show_id, r.layout).await?,
@@ -522,28 +509,13 @@ impl HoldStore for RedisStore {
                     .map(|s| int(Some(s)))
                     .collect::<Result<_, _>>()?,
             }),
-            Some("NONE") => {
-                let _ = self.refused.send(member);
-                Ok(BestOutcome::NoneFree)
-            }
-            Some("LIMIT") => {
-                let _ = self.refused.send(member);
-                Ok(BestOutcome::TooManyHolds)
-            }
-            Some("NOTADMITTED") => {
-                let _ = self.refused.send(member);
-                Ok(BestOutcome::NotAdmitted)
-            }
-            Some("QCFG") => {
-                let _ = self.refused.send(member);
-                Ok(BestOutcome::NeedQueueConfig)
-            }
-            _ => {
-                let _ = self.refused.send(member);
-                Err(StoreError::Internal(format!(
-                    "unexpected best-available reply {reply:?}"
-                )))
-            }
+            Some("NONE") => Ok(BestOutcome::NoneFree),
+            Some("LIMIT") => Ok(BestOutcome::TooManyHolds),
+            Some("NOTADMITTED") => Ok(BestOutcome::NotAdmitted),
+            Some("QCFG") => Ok(BestOutcome::NeedQueueConfig),
+            _ => Err(StoreError::Internal(format!(
+                "unexpected best-available reply {reply:?}"
+            ))),
         }
     }
 
@@ -606,11 +578,9 @@ impl HoldStore for RedisStore {
         ];
         let reply = self.run(&self.scripts.extend, show_id, &args).await?;
         match reply.first().map(String::as_str) {
-            Some("OK") => {
-                let expires_ms = int(reply.get(1))?;
-                self.register(show_id, hold_id, expires_ms).await?;
-                Ok(ExtendOutcome::Extended { expires_ms })
-            }
+            Some("OK") => Ok(ExtendOutcome::Extended {
+                expires_ms: int(reply.get(1))?,
+            }),
             Some("NOTLIVE") => Ok(ExtendOutcome::NotLive),
             Some("FORBIDDEN") => Ok(ExtendOutcome::NotOwner),
             Some("NOTADMITTED") => Ok(ExtendOutcome::NotAdmitted),
@@ -685,61 +655,58 @@ impl HoldStore for RedisStore {
     }
 
     async fn sweep(&self) -> Result<usize, StoreError> {
-        let cutoff = chrono::Utc::now().timestamp_millis();
-        let mut conn = self.conn.clone();
-        let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(self.sweep_key())
-            .arg("-inf")
-            .arg(cutoff)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(500)
-            .query_async(&mut conn)
-            .await
-            .map_err(map_err)?;
+        // Every bucket's index: one pipeline on a single node; on a cluster one command per
+        // bucket, all at once (each goes to the master that owns the bucket's slot).
+        let now = chrono::Utc::now().timestamp_millis();
+        let due_in = |bucket: usize| {
+            let mut cmd = redis::cmd("ZRANGEBYSCORE");
+            cmd.arg(sweep_key(&self.prefix, bucket))
+                .arg("-inf")
+                .arg(now)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(200);
+            cmd
+        };
+        let due: Vec<Vec<String>> = if self.conn.is_cluster() {
+            let runs = (0..BUCKETS).map(|b| {
+                let mut conn = self.conn.clone();
+                let cmd = due_in(b);
+                async move { cmd.query_async::<Vec<String>>(&mut conn).await }
+            });
+            futures_util::future::join_all(runs)
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()
+                .map_err(map_err)?
+        } else {
+            let mut pipe = redis::pipe();
+            for b in 0..BUCKETS {
+                pipe.add_command(due_in(b));
+            }
+            pipe.query_async(&mut self.conn.clone())
+                .await
+                .map_err(map_err)?
+        };
         let mut by_show: HashMap<i64, Vec<String>> = HashMap::new();
-        let mut ack = vec![cutoff.to_string()];
-        for member in &due {
-            match member
-                .split_once(':')
-                .and_then(|(s, h)| Some((s.parse::<i64>().ok()?, h)))
-            {
-                Some((show, hold)) => by_show.entry(show).or_default().push(hold.to_string()),
-                None => {
-                    ack.push(member.clone());
-                    ack.push("0".into());
-                }
+        let mut count = 0;
+        for hold in due.into_iter().flatten() {
+            count += 1;
+            // A hold id names its show (`<show>-<random>`).
+            if let Some(show) = super::parse_hold_id(&hold) {
+                by_show.entry(show).or_default().push(hold);
             }
         }
         for (show, holds) in &by_show {
-            let live = self.run(&self.scripts.expire, *show, holds).await?;
-            let live: HashMap<&str, &str> = live
-                .chunks(2)
-                .filter_map(|c| Some((c.first()?.as_str(), c.get(1)?.as_str())))
-                .collect();
-            for h in holds {
-                ack.push(format!("{show}:{h}"));
-                ack.push(
-                    live.get(h.as_str())
-                        .map(|e| e.to_string())
-                        .unwrap_or_else(|| "0".into()),
-                );
-            }
+            self.run(&self.scripts.expire, *show, holds).await?;
         }
-        if ack.len() > 1 {
-            let mut inv = self.scripts.sweep_ack.prepare_invoke();
-            inv.key(self.sweep_key());
-            for a in &ack {
-                inv.arg(a);
-            }
-            inv.invoke_async::<i64>(&mut conn).await.map_err(map_err)?;
-        }
-        Ok(due.len())
+        Ok(count)
     }
 
     async fn ping(&self) -> bool {
         let mut conn = self.conn.clone();
-        matches!(redis::cmd("PING").query_async::<String>(&mut conn).await, Ok(ref s) if s == "PONG")
+        let up = matches!(redis::cmd("PING").query_async::<String>(&mut conn).await, Ok(ref s) if s == "PONG");
+        up && self.check_eviction().is_ok()
     }
 
     async fn configure_queue(
@@ -815,7 +782,8 @@ impl HoldStore for RedisStore {
         shutdown: tokio_util::sync::CancellationToken,
     ) {
         tokio::spawn(feed::run(
-            self.client.clone(),
+            self.target.clone(),
+            self.timeout,
             self.prefix.clone(),
             interest,
             sink,
@@ -825,5 +793,42 @@ impl HoldStore for RedisStore {
 
     fn kind(&self) -> &'static str {
         "redis"
+    }
+}
+
+/// The one-line refusal when a policy in use may evict our keys (and the operator has not
+/// accepted the risk).
+fn eviction_refusal(policies: &[String], allowed: bool) -> Option<String> {
+    let bad = policies
+        .iter()
+        .find(|p| !SAFE_EVICTION_POLICIES.contains(&p.as_str()))?;
+    if allowed {
+        tracing::warn!(policy = %bad, "Redis maxmemory-policy may evict keys (REDIS_ALLOW_EVICTION is set): an evicted booked-seat cache lets sold seats be held until the database refuses the booking");
+        return None;
+    }
+    Some(format!(
+        "Redis maxmemory-policy is {bad}, which may evict a show's booked-seat cache: set maxmemory-policy noeviction (CONFIG SET maxmemory-policy noeviction), or REDIS_ALLOW_EVICTION=true to accept the risk"
+    ))
+}
+
+/// Check the eviction policy again every `POLICY_CHECK` (an operator may change it at run
+/// time): while it may evict, holds answer SERVICE_UNAVAILABLE and `/readyz` says not ready.
+async fn watch_policy(
+    conn: RedisConn,
+    allowed: bool,
+    state: std::sync::Weak<Mutex<Option<String>>>,
+) {
+    loop {
+        tokio::time::sleep(POLICY_CHECK).await;
+        let Some(state) = state.upgrade() else { return };
+        if let Some(policies) = conn.eviction_policies().await {
+            let refusal = eviction_refusal(&policies, allowed);
+            if let Some(r) = &refusal {
+                tracing::error!("{r}");
+            }
+            if let Ok(mut g) = state.lock() {
+                *g = refusal;
+            }
+        }
     }
 }

@@ -30,4 +30,5 @@ for i = 3, #ARGV do
   mark(ARGV[i], '1')
   parts[#parts + 1] = '[' .. ARGV[i] .. ',"B"]'
 end
+keep(5)
 return {'OK', tostring(publish(parts))}

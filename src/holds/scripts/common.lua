@@ -1,6 +1,7 @@
--- Shared prelude of every per-show script (prepended at build time; see holds/redis.rs).
+-- Shared prelude of every per-show script (prepended at build time; see holds/redis/mod.rs,
+-- which also defines PUB: 'PUBLISH' on a single node, 'SPUBLISH' (sharded) on a cluster).
 --
--- KEYS (all share the hash tag {show:<id>}, so one script touches one cluster slot):
+-- KEYS (all share the hash tag of the show's bucket, so one script touches one cluster slot):
 --   1 seats    HASH  seat id -> hold id           (held seats)
 --   2 holds    ZSET  hold id -> expiry (ms, Redis TIME)
 --   3 holdrec  HASH  hold id -> "user|expires|created|seat,seat,..."
@@ -19,15 +20,33 @@
 --   9 qwait    ZSET  waiting room: user id -> place (a random number below 2^52 for who joined
 --                    before the opening, 2^52 + arrival number after): the order of admission
 --  10 qadm     ZSET  waiting room: user id -> end of the user's admitted session (ms)
+--  11 sweep    ZSET  the BUCKET's expiry index (shared by the shows of the bucket, same slot):
+--                    hold id -> expiry (ms); the sweeper reads it so that a hold nobody touches
+--                    is still expired and announced. Kept in step with `holds` by every script.
+-- Lifetime: meta.exp (ms, set by load.lua: the show's start plus a grace period) is the moment
+-- every key of the show (1-10) expires; a script that may create a key gives it that expiry
+-- (`keep`), so all of a show's keys expire together and a late request finds none and reloads.
 -- Waiting-room settings and state, in `meta`: q_cfg (1 once mirrored from the database), q_on,
 -- q_open (ms), q_int (ms between two admissions), q_sess (session ms), q_max (most shoppers at
 -- once, 0: no cap), q_next (when the next admission is due, ms), q_seq (arrivals after the
 -- opening), q_done (admitted so far).
 -- ARGV[1] is always the show's event channel.
 --
--- Invariants: a seat is in `seats` at most once; a held seat is never in `booked`; every map
+-- Invariants: every hold in `holds` is in `sweep` with the same score; a seat is in `seats` at
+-- most once; a held seat is never in `booked`; every map
 -- change bumps `ver` by exactly 1 and publishes one event carrying it, inside the same script;
 -- while `plan` exists, `occ` says '1' exactly for the seats in `seats` or `booked`.
+
+-- Give keys (by index) the show's lifetime; nothing to do before the show is loaded.
+local function keep(...)
+  local e = redis.call('HGET', KEYS[6], 'exp')
+  if not e then return end
+  for _, i in ipairs({...}) do redis.call('PEXPIREAT', KEYS[i], e) end
+end
+
+local function keep_all()
+  keep(1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+end
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -89,7 +108,7 @@ local function publish(parts)
   local v = redis.call('HINCRBY', KEYS[6], 'ver', 1)
   redis.call('HSET', KEYS[6], 'tag', stamp_now())
   local h, b = redis.call('HLEN', KEYS[1]), redis.call('SCARD', KEYS[5])
-  redis.call('PUBLISH', ARGV[1],
+  redis.call(PUB, ARGV[1],
     '{"v":' .. v .. ',"h":' .. h .. ',"b":' .. b .. ',"c":[' .. table.concat(parts, ',') .. ']}')
   return v
 end
@@ -99,6 +118,7 @@ end
 local function drop_hold(hold_id, parts)
   local rec = redis.call('HGET', KEYS[3], hold_id)
   redis.call('ZREM', KEYS[2], hold_id)
+  redis.call('ZREM', KEYS[11], hold_id)
   if not rec then return nil end
   local user, _, _, seats = parse_rec(rec)
   for _, s in ipairs(seats) do
@@ -135,8 +155,10 @@ local function grant(hold_id, user, ttl, seats, now)
     parts[#parts + 1] = '[' .. s .. ',"H",' .. user .. ']'
   end
   redis.call('ZADD', KEYS[2], expires, hold_id)
+  redis.call('ZADD', KEYS[11], expires, hold_id)
   redis.call('HSET', KEYS[3], hold_id, user .. '|' .. expires .. '|' .. now .. '|' .. table.concat(seats, ','))
   redis.call('HINCRBY', KEYS[4], user, 1)
+  keep(1, 2, 3, 4)
   -- An admitted session lasts at least as long as the hold taken in it (so it can be paid for).
   if redis.call('HGET', KEYS[6], 'q_on') == '1' then
     redis.call('ZADD', KEYS[10], 'XX', 'GT', expires, user)

@@ -1,14 +1,13 @@
--- expire: called by the sweeper for holds it found due. Expires everything due, then tells
--- which of the named holds are still live (extended meanwhile) and until when.
+-- expire: called by the sweeper for holds it found due in the bucket's sweep index. Expires
+-- everything due on the show, then drops the named entries whose hold is gone (a hold that
+-- was extended meanwhile keeps its entry, re-scored by extend).
 -- ARGV: 1 channel, 2.. hold ids
--- Returns {hold, expires_ms, hold, expires_ms, ...} for the named holds still live
+-- Returns {number of stale entries dropped}
 expire_due(now_ms())
-local out = {}
+local dropped = 0
 for i = 2, #ARGV do
-  local e = redis.call('ZSCORE', KEYS[2], ARGV[i])
-  if e then
-    out[#out + 1] = ARGV[i]
-    out[#out + 1] = tostring(e)
+  if not redis.call('ZSCORE', KEYS[2], ARGV[i]) then
+    dropped = dropped + redis.call('ZREM', KEYS[11], ARGV[i])
   end
 end
-return out
+return {tostring(dropped)}

@@ -16,6 +16,7 @@ local target = math.min(now + tonumber(ARGV[4]), created + tonumber(ARGV[5]))
 if target > exp then
   exp = target
   redis.call('ZADD', KEYS[2], exp, ARGV[2])
+  redis.call('ZADD', KEYS[11], exp, ARGV[2])
   redis.call('HSET', KEYS[3], ARGV[2], user .. '|' .. exp .. '|' .. created .. '|' .. table.concat(seats, ','))
 end
 return {'OK', tostring(exp)}

@@ -6,4 +6,5 @@ if redis.call('HGET', KEYS[6], 'loaded') ~= '1' then return {'LOAD'} end
 redis.call('DEL', KEYS[7])
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1]) end
 rebuild_occ()
+keep(7, 8)
 return {'OK'}

@@ -33,6 +33,7 @@ end
 local popped = redis.call('ZPOPMIN', KEYS[9], due)
 local n = #popped / 2
 for i = 1, #popped, 2 do redis.call('ZADD', KEYS[10], now + sess, popped[i]) end
+keep(10)
 if n > 0 then redis.call('HINCRBY', KEYS[6], 'q_done', n) end
 local next_at = due_at + due * int
 if n < due or next_at < now - 1000 then next_at = now + int end

@@ -5,4 +5,5 @@
 if ARGV[7] == '1' and redis.call('HGET', KEYS[6], 'q_cfg') == '1' then return {'KEPT'} end
 redis.call('HSET', KEYS[6], 'q_cfg', '1', 'q_on', ARGV[2], 'q_open', ARGV[3], 'q_int', ARGV[4],
   'q_sess', ARGV[5], 'q_max', ARGV[6])
+keep(6)
 return {'OK'}

@@ -20,4 +20,5 @@ else
   place = string.format('%.0f', 4503599627370496 + redis.call('HINCRBY', KEYS[6], 'q_seq', 1))
 end
 redis.call('ZADD', KEYS[9], 'NX', place, user)
+keep(9)
 return ticket(user, now)

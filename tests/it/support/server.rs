@@ -208,6 +208,42 @@ impl TestApp {
     /// A booking row written straight to the database (for tests of the database's own rules and
     /// of what the store does with bookings it did not make), with the outbox events the service
     /// would have written for its status.
+    /// The seats of `show` in live (active) bookings, one entry per booking seat.
+    pub async fn active_seats(&self, show: i64) -> Vec<i64> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        entity::booking_seat::Entity::find()
+            .filter(entity::booking_seat::Column::ShowId.eq(show))
+            .filter(entity::booking_seat::Column::Active.eq(true))
+            .all(&self.state().db)
+            .await
+            .expect("booking seats")
+            .into_iter()
+            .map(|r| r.seat_id)
+            .collect()
+    }
+
+    /// Book `seat` for `user` straight in the database (a confirmed booking) and mirror it
+    /// into the hold store, as a checkout's commit does.
+    pub async fn book_directly(&self, user: i64, show: i64, seat: i64) {
+        let b = self
+            .insert_booking(
+                user,
+                show,
+                &format!("direct-{seat}"),
+                entity::booking::BookingStatus::Confirmed,
+            )
+            .await
+            .expect("booking");
+        self.insert_booking_seat(b.id, show, seat, true)
+            .await
+            .expect("booking seat");
+        self.state()
+            .holds
+            .mirror_booked(show, None, &[seat])
+            .await
+            .expect("mirror");
+    }
+
     pub async fn insert_booking(
         &self,
         user: i64,
