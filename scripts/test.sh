@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, against both backends: SQLite + in-process holds, and PostgreSQL + Redis.
+# The whole test suite, against both backends: SQLite + in-process holds, and PostgreSQL + Redis;
+# then the Redis-backed tests of holds, live maps, instances, crashes and limits again on a local
+# Redis Cluster (3 masters + 3 replicas on loopback ports, started here and torn down after).
 # Installs (apt-get) and starts PostgreSQL and Redis when they are missing, then runs format and
 # lint checks and every test. Set BOXOFFICE_TEST_EMBEDDED_ONLY=1 to skip the PostgreSQL/Redis half.
 set -euo pipefail
@@ -9,6 +11,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/boxoffice-target}"
 export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+# The local cluster's ports (loopback only).
+CLUSTER_PORTS="${TEST_CLUSTER_PORTS:-30101 30102 30103 30104 30105 30106}"
+CLUSTER_DIR=""
 
 log() { printf '\n==> %s\n' "$*"; }
 
@@ -27,7 +33,8 @@ postgres_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
 redis_up() { [ "$( (exec 3<>/dev/tcp/127.0.0.1/6379 && printf 'PING\r\n' >&3 && timeout 2 head -c 5 <&3) 2>/dev/null)" = "+PONG" ]; }
 
 wait_for() { # name, check function
-  for _ in $(seq 1 60); do "$2" && return 0; sleep 0.5; done
+  # shellcheck disable=SC2086 # a function, or a command with its arguments
+  for _ in $(seq 1 60); do $2 >/dev/null 2>&1 && return 0; sleep 0.5; done
   echo "$1 did not come up" >&2; return 1
 }
 
@@ -58,11 +65,44 @@ ensure_redis() {
   wait_for Redis redis_up
 }
 
+node_ok() { [ "$(redis-cli -p "$1" cluster info 2>/dev/null | tr -d '\r' | grep -c '^cluster_state:ok$')" = 1 ]; }
+node_synced() { redis-cli -p "$1" info replication 2>/dev/null | tr -d '\r' | grep -Eq '^(role:master|master_link_status:up)$'; }
+cluster_formed() { for p in $CLUSTER_PORTS; do node_ok "$p" && node_synced "$p" || return 1; done; }
+
+stop_cluster() {
+  for p in $CLUSTER_PORTS; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
+  if [ -n "$CLUSTER_DIR" ]; then rm -rf "$CLUSTER_DIR"; fi
+}
+
+start_cluster() {
+  command -v redis-cli >/dev/null || apt_install redis-tools
+  stop_cluster # a cluster left by an interrupted run
+  CLUSTER_DIR="$(mktemp -d)"
+  trap stop_cluster EXIT
+  log "starting a Redis Cluster on ports $CLUSTER_PORTS"
+  local nodes=""
+  for p in $CLUSTER_PORTS; do
+    # Replicas sync at once (the default waits 5 s), so that a failover right after start works.
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$p" --cluster-enabled yes \
+      --cluster-config-file "nodes-$p.conf" --cluster-node-timeout 2000 --repl-diskless-sync-delay 0 \
+      --maxmemory-policy noeviction --save "" --appendonly no --dir "$CLUSTER_DIR" \
+      --logfile "$CLUSTER_DIR/$p.log"
+    nodes="$nodes 127.0.0.1:$p"
+  done
+  for p in $CLUSTER_PORTS; do wait_for "cluster node $p" "redis-cli -p $p ping"; done
+  # shellcheck disable=SC2086
+  redis-cli --cluster create $nodes --cluster-replicas 1 --cluster-yes >"$CLUSTER_DIR/create.log"
+  wait_for "the Redis Cluster" cluster_formed
+  TEST_REDIS_CLUSTER_URL="redis+cluster://$(echo $nodes | sed 's/ /,/g')"
+  export TEST_REDIS_CLUSTER_URL
+}
+
 if [ "${BOXOFFICE_TEST_EMBEDDED_ONLY:-0}" = 1 ]; then
   log "BOXOFFICE_TEST_EMBEDDED_ONLY=1: PostgreSQL/Redis tests are skipped"
 else
   ensure_postgres
   ensure_redis
+  start_cluster
 fi
 
 log "format"
@@ -89,6 +129,21 @@ sort -u "$BOXOFFICE_TEST_SKIP_LOG" | sed 's/^/  skipped: /'
 if [ "$skipped" -gt 0 ] && [ "${BOXOFFICE_TEST_EMBEDDED_ONLY:-0}" != 1 ]; then
   echo "tests were skipped without BOXOFFICE_TEST_EMBEDDED_ONLY=1" >&2
   exit 1
+fi
+
+if [ "${BOXOFFICE_TEST_EMBEDDED_ONLY:-0}" != 1 ]; then
+  log "the Redis-backed tests again, on the Redis Cluster ($TEST_REDIS_CLUSTER_URL)"
+  # Holds and their races, expiry announcements, live maps, two instances (in-process and as
+  # processes), crash convergence, checkout, rate limits, the waiting room, best available and
+  # key lifetimes. Tests that run a Redis of their own (flush, kill, SIGSTOP) are not repeated.
+  cluster_tests='(test(/^(holds|live|crash|limits|checkout|queue|best|compact|sockets)::/) | test(/^cluster::keys_of/))'
+  cluster_tests="$cluster_tests & not test(/sqlite_memory\$/) & not test(/redis_flush|lost_hold_never/)"
+  if cargo nextest --version >/dev/null 2>&1; then
+    TEST_REDIS_URL="$TEST_REDIS_CLUSTER_URL" cargo nextest run --workspace --locked --no-fail-fast -E "$cluster_tests"
+  else
+    TEST_REDIS_URL="$TEST_REDIS_CLUSTER_URL" cargo test --workspace --locked --no-fail-fast --test it -- \
+      postgres_redis instances_ two_server budgets_are_shared keys_of_past
+  fi
 fi
 
 log "browser test (headless Chromium, two users)"

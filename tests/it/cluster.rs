@@ -304,3 +304,67 @@ async fn a_master_killed_under_load_fails_over() {
     );
     drop(cluster);
 }
+
+/// A workload over many shows spreads over the masters: keys and commands per master, reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_shows_spread_over_the_masters() {
+    if crate::support::served_skipped() {
+        return;
+    }
+    let cluster = PrivateCluster::start().await;
+    let app = TestApp::spawn_with(
+        Backend::Served,
+        &[
+            "--redis-url",
+            &cluster.url(),
+            "--rate-limit-user-per-minute",
+            "10000",
+            "--rate-limit-ip-per-minute",
+            "100000",
+        ],
+    )
+    .await;
+    let users = app.users(4).await;
+    let mut shows = Vec::new();
+    for _ in 0..48 {
+        shows.push(app.create_show(1, 8).await);
+    }
+    let before = cluster.masters().await;
+    for (show, seats) in &shows {
+        for (i, (token, _)) in users.iter().enumerate() {
+            app.hold(token, show, &[&seats[2 * i], &seats[2 * i + 1]])
+                .await;
+        }
+        app.seat_map(None, show).await;
+    }
+    let after = cluster.masters().await;
+    assert_eq!(after.len(), 3, "three masters: {after:?}");
+    let keys: Vec<u64> = after.iter().map(|m| m.1).collect();
+    let ops: Vec<u64> = after
+        .iter()
+        .map(|(port, _, total)| {
+            let was = before
+                .iter()
+                .find(|m| m.0 == *port)
+                .map(|m| m.2)
+                .unwrap_or(0);
+            total - was
+        })
+        .collect();
+    let spread = |v: &[u64]| {
+        let mean = v.iter().sum::<u64>() as f64 / v.len() as f64;
+        v.iter()
+            .map(|x| (*x as f64 - mean) / mean * 100.0)
+            .fold(0.0f64, |m, d| m.max(d.abs()))
+    };
+    println!(
+        "spread over 3 masters, 48 shows: keys {keys:?} (±{:.0}%), commands {ops:?} (±{:.0}%)",
+        spread(&keys),
+        spread(&ops)
+    );
+    assert!(
+        keys.iter().all(|k| *k > 0),
+        "every master holds shows: {keys:?}"
+    );
+    assert!(spread(&keys) < 50.0, "keys spread evenly enough: {keys:?}");
+}

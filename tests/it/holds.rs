@@ -393,14 +393,18 @@ async fn redis_flush_loses_holds_never_bookings() {
 /// A confirmed booking written to the database and mirrored in the store, as checkout does.
 /// The store's seat events for one show, as `(version, [(seat, "A"|"H"|"B")])`.
 enum Listener {
-    /// Through the live hub, fed by the in-process store's own feed.
+    /// Through the live hub, fed by the store's own feed.
     Local(boxoffice::live::Subscription),
     Redis(tokio::sync::mpsc::UnboundedReceiver<String>, i64),
 }
 
 impl Listener {
     async fn start(app: &TestApp, show_id: i64) -> Listener {
-        if app.backend == crate::support::Backend::Embedded {
+        // On a cluster the channel is sharded (SSUBSCRIBE on the owning node): listen through
+        // the hub, which the server's own cluster feed fills.
+        if app.backend == crate::support::Backend::Embedded
+            || crate::support::redis_url().starts_with("redis+cluster")
+        {
             return Listener::Local(app.state().live.subscribe(show_id));
         }
         let prefix = app.redis_prefix.clone().unwrap();

@@ -3,12 +3,15 @@
 //! the hold script therefore updates in the same atomic step. Each bucket's tag is chosen so that
 //! the buckets sit evenly across the 16384 slots: any contiguous split of the slots between
 //! masters (what `redis-cli --cluster create` and resharding make) gets an even share of shows.
+//! Bucket k sits in the slot range of k with its bits reversed, so that consecutive show ids
+//! (a day's new shows) land far apart, on different masters, not all in one range.
 use std::sync::OnceLock;
 
 use crate::redis_conn::slot;
 
 /// Buckets of shows (and expiry indexes). The sweeper reads one index per bucket each period.
 pub const BUCKETS: usize = 256;
+const _: () = assert!(BUCKETS == 256, "spread() reverses 8 bits");
 
 /// A show's keys, in the order `common.lua` documents (`KEYS[1]`..`KEYS[10]`); `KEYS[11]` is
 /// the bucket's sweep index.
@@ -17,7 +20,7 @@ pub const KEY_NAMES: [&str; 10] = [
 ];
 
 /// The hash tag of each bucket: the first of `b<k>`, `b<k>.1`, `b<k>.2`, … whose slot lies in
-/// the bucket's 1/BUCKETS share of the slot space.
+/// the bucket's 1/BUCKETS share of the slot space (share number `spread(k)`).
 fn tags() -> &'static [String] {
     static TAGS: OnceLock<Vec<String>> = OnceLock::new();
     TAGS.get_or_init(|| {
@@ -32,11 +35,16 @@ fn tags() -> &'static [String] {
                             format!("b{k}.{n}")
                         }
                     })
-                    .find(|t| slot(t) / width == k as u16)
+                    .find(|t| slot(t) / width == spread(k))
                     .unwrap_or_default()
             })
             .collect()
     })
+}
+
+/// The share of the slot space bucket `k` sits in: `k`'s 8 bits reversed.
+fn spread(k: usize) -> u16 {
+    (k as u8).reverse_bits() as u16
 }
 
 pub fn bucket(show_id: i64) -> usize {
@@ -99,9 +107,19 @@ mod tests {
     #[test]
     fn buckets_spread_evenly_over_the_slots() {
         let width = (16384 / BUCKETS) as u16;
+        let mut shares = std::collections::HashSet::new();
         for (k, t) in tags().iter().enumerate() {
-            assert_eq!(slot(t) / width, k as u16, "{t}");
+            assert_eq!(slot(t) / width, spread(k), "{t}");
+            shares.insert(spread(k));
         }
+        assert_eq!(shares.len(), BUCKETS, "one bucket per share");
+        // Any 24 consecutive show ids spread over three contiguous thirds of the slots.
+        let third = |show: i64| slot(&show_key("bo", show, "meta")) / 5462;
+        let mut per = [0; 3];
+        for show in 1000..1024 {
+            per[third(show) as usize] += 1;
+        }
+        assert!(per.iter().all(|n| (7..=9).contains(n)), "{per:?}");
     }
 
     #[test]
