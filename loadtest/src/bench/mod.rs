@@ -4,6 +4,7 @@
 //! stack); checkout throughput; live-map fan-out to many subscribers. Servers run as child
 //! processes of this binary (so their CPU and memory are measured apart from the load generator).
 mod fanout;
+mod keys;
 mod server;
 mod workloads;
 
@@ -60,10 +61,17 @@ pub struct BenchArgs {
     /// Seats of the best-available show.
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(10..=20_000))]
     pub best_seats: u64,
-    /// Which parts to run, comma-separated: hold, best, ceiling, checkout, subscribers.
+    /// A Redis Cluster (`redis+cluster://…`) to measure the store's raw hold rate on, beside the
+    /// single node of REDIS_URL, in the same run (part `ceiling`).
+    #[arg(long)]
+    pub cluster_url: Option<String>,
+    /// Past shows of the key-lifetime measurement (part `keys`).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub past_shows: u64,
+    /// Which parts to run, comma-separated: hold, best, ceiling, checkout, subscribers, keys.
     #[arg(
         long,
-        default_value = "hold,best,ceiling,checkout,subscribers",
+        default_value = "hold,best,ceiling,checkout,subscribers,keys",
         value_delimiter = ','
     )]
     pub only: Vec<String>,
@@ -130,6 +138,7 @@ pub struct BenchReport {
     pub figures: Vec<Figure>,
     pub ratios: BTreeMap<String, f64>,
     pub fan_out: Vec<FanOut>,
+    pub past_shows: Option<keys::PastShows>,
     pub skipped: Vec<String>,
 }
 
@@ -357,11 +366,13 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
     let secret = format!("bench-secret-{:032x}", rand::random::<u128>());
     let tokens = Tokens::new(secret.as_bytes(), None, Duration::from_secs(86_400));
     let prefix = format!("bench{:x}", rand::random::<u32>());
-    let mut redis_info = match &config.redis_url {
-        Some(url) => redis::Client::open(url.as_str())?
-            .get_multiplexed_async_connection()
-            .await
-            .ok(),
+    // Redis's own CPU and memory, read on a single node (not on a cluster URL).
+    let mut redis_info = match config
+        .redis_url
+        .as_deref()
+        .and_then(|u| redis::Client::open(u).ok())
+    {
+        Some(c) => c.get_multiplexed_async_connection().await.ok(),
         None => None,
     };
     let mut stores = vec!["memory"];
@@ -578,6 +589,50 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
                 }
                 report.figures.push(f);
             }
+        }
+        if let Some(url) = &args.cluster_url {
+            let store: Arc<dyn HoldStore> = Arc::new(
+                boxoffice::holds::redis::RedisStore::connect(
+                    url,
+                    &boxoffice::holds::StoreSettings::redis(
+                        url,
+                        &format!("{prefix}cl"),
+                        config.dependency_timeout(),
+                    ),
+                    db.clone(),
+                )
+                .await?,
+            );
+            say("  ceiling: hold straight on the Redis Cluster, low…");
+            let clients = args.clients;
+            let f = measure(
+                "store hold straight on Redis Cluster (low)",
+                secs,
+                None,
+                &None,
+                |w| raw_redis(store.clone(), clients, None, w),
+            )
+            .await?;
+            report.figures.push(f);
+        }
+    }
+    if wants("keys") {
+        match &config.redis_url {
+            Some(url) if !url.starts_with("redis+cluster") => {
+                say(&format!("  key lifetimes: {} past shows…", args.past_shows));
+                report.past_shows = Some(
+                    keys::past_shows(
+                        url,
+                        &format!("{prefix}keys"),
+                        args.past_shows,
+                        config.dependency_timeout(),
+                    )
+                    .await?,
+                );
+            }
+            _ => report
+                .skipped
+                .push("key lifetimes: needs a single-node REDIS_URL".into()),
         }
     }
     if wants("checkout") {
@@ -864,6 +919,20 @@ fn print(r: &BenchReport) {
             f.subscribers, f.deliveries, f.deliveries_expected, f.latency.p50_ms, f.latency.p99_ms, f.latency.max_ms,
             f.server_rss_mib_before, f.server_rss_mib_after, f.server_kib_per_subscriber,
             f.server_cpu_us_per_delivery.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
+        );
+    }
+    if let Some(p) = &r.past_shows {
+        println!(
+            "key lifetimes: {} past shows (4 seats booked, 1 hold each): Redis used_memory {:.1} → {:.1} MiB filled → {:.1} MiB after their lifetime ({} → {} → {} keys, {:.0} bytes per show while live; {:.1} s)",
+            p.shows,
+            p.bytes_before as f64 / 1048576.0,
+            p.bytes_filled as f64 / 1048576.0,
+            p.bytes_after as f64 / 1048576.0,
+            p.keys_before,
+            p.keys_filled,
+            p.keys_after,
+            (p.bytes_filled - p.bytes_before) as f64 / p.shows as f64,
+            p.seconds_to_expire
         );
     }
     for s in &r.skipped {

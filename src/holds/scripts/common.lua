@@ -149,6 +149,9 @@ end
 local function grant(hold_id, user, ttl, seats, now)
   local expires = now + ttl
   local parts = {}
+  -- The show's hold keys (1-4) are empty together and vanish together; when they are about to
+  -- be created afresh, they get the show's lifetime (one EXISTS instead of four PEXPIREATs).
+  local fresh = redis.call('EXISTS', KEYS[2]) == 0
   for _, s in ipairs(seats) do
     redis.call('HSET', KEYS[1], s, hold_id)
     mark(s, '1')
@@ -158,7 +161,7 @@ local function grant(hold_id, user, ttl, seats, now)
   redis.call('ZADD', KEYS[11], expires, hold_id)
   redis.call('HSET', KEYS[3], hold_id, user .. '|' .. expires .. '|' .. now .. '|' .. table.concat(seats, ','))
   redis.call('HINCRBY', KEYS[4], user, 1)
-  keep(1, 2, 3, 4)
+  if fresh then keep(1, 2, 3, 4) end
   -- An admitted session lasts at least as long as the hold taken in it (so it can be paid for).
   if redis.call('HGET', KEYS[6], 'q_on') == '1' then
     redis.call('ZADD', KEYS[10], 'XX', 'GT', expires, user)
