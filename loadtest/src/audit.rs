@@ -126,7 +126,7 @@ pub struct Source {
     db: sea_orm::DatabaseConnection,
     /// Checked at `open`; each read connects afresh (a Redis restarted during a run, as the
     /// soak does, leaves an old connection broken).
-    redis: Option<redis::Client>,
+    redis: Option<boxoffice::redis_conn::RedisTarget>,
 }
 
 impl Source {
@@ -134,7 +134,9 @@ impl Source {
         let db = config.database().await?;
         let redis = match &config.redis_url {
             None => None,
-            Some(url) => Some(redis::Client::open(url.as_str())?),
+            Some(url) => {
+                Some(boxoffice::redis_conn::RedisTarget::parse(url).map_err(|e| anyhow!(e))?)
+            }
         };
         let source = Source {
             config: config.clone(),
@@ -147,13 +149,17 @@ impl Source {
 
     /// A fresh connection to the hold store's Redis (`None` without REDIS_URL), checked with a
     /// PING within the dependency timeout.
-    async fn redis(&self) -> anyhow::Result<Option<redis::aio::MultiplexedConnection>> {
-        let Some(client) = &self.redis else {
+    async fn redis(&self) -> anyhow::Result<Option<boxoffice::redis_conn::RedisConn>> {
+        let Some(target) = &self.redis else {
             return Ok(None);
         };
         let shown = boxoffice::db::redact(self.config.redis_url.as_deref().unwrap_or_default());
+        let timeout = self.config.dependency_timeout();
         let connect = async {
-            let mut c = client.get_multiplexed_async_connection().await?;
+            let mut c =
+                boxoffice::redis_conn::RedisConn::connect(target, timeout, 1).map_err(|e| {
+                    redis::RedisError::from((redis::ErrorKind::Io, "connect", e.to_string()))
+                })?;
             redis::cmd("PING").query_async::<String>(&mut c).await?;
             Ok::<_, redis::RedisError>(c)
         };
@@ -268,7 +274,7 @@ struct RawStore {
 }
 
 async fn read_raw(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut boxoffice::redis_conn::RedisConn,
     prefix: &str,
     show: i64,
 ) -> anyhow::Result<RawStore> {

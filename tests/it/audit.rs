@@ -103,16 +103,12 @@ impl Scene {
         &self.app.state().db
     }
 
-    async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(redis_url().as_str())
-            .expect("redis url")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis")
+    async fn redis(&self) -> boxoffice::redis_conn::RedisConn {
+        crate::support::redis_conn()
     }
 
     /// Set a seat's byte of the show's occupancy string, as the store's scripts do.
-    async fn mark(&self, r: &mut redis::aio::MultiplexedConnection, seat: &str, taken: &str) {
+    async fn mark(&self, r: &mut boxoffice::redis_conn::RedisConn, seat: &str, taken: &str) {
         let pos: i64 = redis::cmd("HGET")
             .arg(self.key("plan"))
             .arg(format!("s{seat}"))
