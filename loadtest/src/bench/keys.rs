@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use boxoffice::holds::redis::RedisStore;
-use boxoffice::holds::{HoldRequest, HoldStore, StoreSettings};
+use boxoffice::holds::{HoldOutcome, HoldRequest, HoldStore, QueueConfig, StoreSettings};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PastShows {
@@ -58,9 +58,13 @@ pub(super) async fn past_shows(
             let store = store.clone();
             async move {
                 let show = base + i;
+                // As a server does: waiting room mirrored (off), map read (loads the show and
+                // its lifetime), four seats sold, one hold taken.
+                store.configure_queue(show, QueueConfig::OFF, true).await?;
+                store.snapshot(&[show]).await?;
                 store.book(show, None, &[1, 2, 3, 4]).await?;
                 let hold_id = boxoffice::holds::new_hold_id(show);
-                store
+                let held = store
                     .hold(&HoldRequest {
                         show_id: show,
                         hold_id: &hold_id,
@@ -70,6 +74,10 @@ pub(super) async fn past_shows(
                         max_holds: 2,
                     })
                     .await?;
+                anyhow::ensure!(
+                    matches!(held, HoldOutcome::Granted { .. }),
+                    "show {show}: hold not granted: {held:?}"
+                );
                 Ok(())
             }
         })
