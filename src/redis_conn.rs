@@ -81,10 +81,12 @@ pub enum RedisConn {
 /// `RENEW_AFTER` after the connection was made, replaces it with a new one, which reads the slot
 /// map again — at most one new connection per `RENEW_AFTER`.
 #[derive(Clone)]
-pub struct Renewing {
+pub struct Renewing(Arc<RenewingInner>);
+
+struct RenewingInner {
     client: ClusterClient,
     timeout: Duration,
-    current: Arc<Mutex<(ClusterConnection, Instant)>>,
+    current: Mutex<(ClusterConnection, Instant)>,
 }
 
 const RENEW_AFTER: Duration = Duration::from_secs(1);
@@ -92,11 +94,11 @@ const RENEW_AFTER: Duration = Duration::from_secs(1);
 impl Renewing {
     fn new(client: ClusterClient, timeout: Duration) -> Renewing {
         let conn = Self::open(&client, timeout);
-        Renewing {
+        Renewing(Arc::new(RenewingInner {
             client,
             timeout,
-            current: Arc::new(Mutex::new((conn, Instant::now()))),
-        }
+            current: Mutex::new((conn, Instant::now())),
+        }))
     }
 
     fn open(client: &ClusterClient, timeout: Duration) -> ClusterConnection {
@@ -108,7 +110,7 @@ impl Renewing {
     }
 
     fn conn(&self) -> ClusterConnection {
-        match self.current.lock() {
+        match self.0.current.lock() {
             Ok(g) => g.0.clone(),
             Err(p) => p.into_inner().0.clone(),
         }
@@ -128,13 +130,13 @@ impl Renewing {
         if !connection_trouble {
             return;
         }
-        let mut g = match self.current.lock() {
+        let mut g = match self.0.current.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
         if g.1.elapsed() >= RENEW_AFTER {
             tracing::warn!(error = %e, "Redis Cluster: commands failing; reconnecting from the seed nodes");
-            *g = (Self::open(&self.client, self.timeout), Instant::now());
+            *g = (Self::open(&self.0.client, self.0.timeout), Instant::now());
         }
     }
 }
