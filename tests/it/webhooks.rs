@@ -233,13 +233,25 @@ async fn webhooks_deliver_every_event_once_signed_and_retried(b: Backend) {
     }
 
     // Admins see the deliveries: all delivered, the first ones after retries; and can re-send.
-    let list = app
-        .ok(
-            Some(&admin),
-            "query($w: ID!) { webhookDeliveries(webhookId: $w, first: 100) { id eventId eventType status attempts lastStatus } }",
-            json!({ "w": hook }),
-        )
-        .await;
+    // (The receiver records an event before the dispatcher has written down the answer: wait for
+    // the ledger, not the receiver — a CI run saw the last retry answered but still PENDING.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let list = loop {
+        let list = app
+            .ok(
+                Some(&admin),
+                "query($w: ID!) { webhookDeliveries(webhookId: $w, first: 100) { id eventId eventType status attempts lastStatus } }",
+                json!({ "w": hook }),
+            )
+            .await;
+        let done = list["webhookDeliveries"]
+            .as_array()
+            .is_some_and(|rows| rows.iter().all(|r| r["status"] == "DELIVERED"));
+        if done || tokio::time::Instant::now() > deadline {
+            break list;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let rows = list["webhookDeliveries"].as_array().expect("deliveries");
     assert_eq!(rows.len(), expected);
     assert!(rows.iter().all(|r| r["status"] == "DELIVERED"), "{list}");
