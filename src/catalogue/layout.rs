@@ -83,28 +83,43 @@ pub fn price_of(prices: &Prices, category: &str) -> i64 {
 pub struct LayoutCache {
     layouts: RwLock<HashMap<i64, Arc<Layout>>>,
     prices: RwLock<HashMap<i64, Arc<Prices>>>,
+    /// One load of missing layouts at a time: the readers that miss together wait for it and
+    /// then find their layouts kept (a 20,000-seat layout is 20,000 rows; 64 readers of a fresh
+    /// page of big shows each loading them saturated the pool for seconds — the show list's
+    /// "cliff" in docs/BENCHMARKS.md).
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl LayoutCache {
-    /// Layouts of these screens, loading the missing ones in one query.
+    /// The kept layouts among these screens, and the ids of the missing ones.
+    fn kept(&self, screen_ids: &[i64]) -> (HashMap<i64, Arc<Layout>>, Vec<i64>) {
+        let mut out = HashMap::new();
+        let mut missing = Vec::new();
+        let cached = self.layouts.read().unwrap_or_else(|p| p.into_inner());
+        for id in screen_ids {
+            match cached.get(id) {
+                Some(l) => {
+                    out.insert(*id, l.clone());
+                }
+                None => missing.push(*id),
+            }
+        }
+        (out, missing)
+    }
+
+    /// Layouts of these screens, loading the missing ones in one query (one load at a time).
     pub async fn layouts(
         &self,
         db: &DatabaseConnection,
         screen_ids: &[i64],
     ) -> Result<HashMap<i64, Arc<Layout>>, DbErr> {
-        let mut out = HashMap::new();
-        let mut missing = Vec::new();
-        {
-            let cached = self.layouts.read().unwrap_or_else(|p| p.into_inner());
-            for id in screen_ids {
-                match cached.get(id) {
-                    Some(l) => {
-                        out.insert(*id, l.clone());
-                    }
-                    None => missing.push(*id),
-                }
-            }
+        let (out, missing) = self.kept(screen_ids);
+        if missing.is_empty() {
+            return Ok(out);
         }
+        let _one_load = self.loading.lock().await;
+        // Another reader may have loaded them while this one waited.
+        let (mut out, missing) = self.kept(screen_ids);
         if missing.is_empty() {
             return Ok(out);
         }
