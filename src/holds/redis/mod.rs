@@ -619,20 +619,89 @@ impl HoldStore for RedisStore {
     }
 
     async fn counts(&self, show_ids: &[i64]) -> Result<HashMap<i64, LiveCounts>, StoreError> {
-        let shows: Vec<(i64, Option<&str>)> = show_ids.iter().map(|id| (*id, None)).collect();
-        let replies = self.run_per_show(&self.scripts.counts, &shows).await?;
+        // A page of shows: plain commands in one transaction per slot (4 per show, well under a
+        // microsecond each) instead of one script per show (~8 µs each: the cost of any EVALSHA
+        // here). A show not loaded yet, or with a hold already due (whose expiry a script must
+        // announce first), goes through the `counts` script.
+        let now = chrono::Utc::now().timestamp_millis();
+        let groups: Vec<Vec<i64>> = if self.conn.is_cluster() {
+            let mut by_bucket: HashMap<usize, Vec<i64>> = HashMap::new();
+            for id in show_ids {
+                by_bucket.entry(keys::bucket(*id)).or_default().push(*id);
+            }
+            by_bucket.into_values().collect()
+        } else {
+            vec![show_ids.to_vec()]
+        };
+        let reads = groups.iter().map(|group| async move {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for id in group {
+                let k = self.keys(*id);
+                pipe.cmd("HMGET")
+                    .arg(&k[5])
+                    .arg("loaded")
+                    .arg("ver")
+                    .arg("tag");
+                pipe.cmd("HLEN").arg(&k[0]);
+                pipe.cmd("SCARD").arg(&k[4]);
+                pipe.cmd("ZRANGEBYSCORE")
+                    .arg(&k[1])
+                    .arg("-inf")
+                    .arg(now)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(1);
+            }
+            let values: Vec<redis::Value> = pipe
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(map_err)?;
+            Ok::<_, StoreError>((group, values))
+        });
         let mut out = HashMap::new();
-        for (id, reply) in show_ids.iter().zip(replies) {
-            out.insert(
-                *id,
-                LiveCounts {
-                    version: int(reply.get(1))?,
-                    stamp: reply.get(2).cloned(),
-                    held: int(reply.get(3))?,
-                    booked: int(reply.get(4))?,
-                    holds_unknown: false,
-                },
-            );
+        let mut scripted: Vec<(i64, Option<&str>)> = Vec::new();
+        for read in futures_util::future::join_all(reads).await {
+            let (group, values) = read?;
+            let mut values = values.into_iter();
+            for id in group {
+                let mut next = || values.next().unwrap_or(redis::Value::Nil);
+                let meta: Vec<Option<String>> = redis::from_redis_value(next()).unwrap_or_default();
+                let held: i64 = redis::from_redis_value(next()).unwrap_or(0);
+                let booked: i64 = redis::from_redis_value(next()).unwrap_or(0);
+                let due: Vec<String> = redis::from_redis_value(next()).unwrap_or_default();
+                let field = |i: usize| meta.get(i).cloned().flatten();
+                if field(0).as_deref() != Some("1") || !due.is_empty() {
+                    scripted.push((*id, None));
+                    continue;
+                }
+                let version = field(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+                out.insert(
+                    *id,
+                    LiveCounts {
+                        version,
+                        stamp: Some(format!("{}:{version}", field(2).unwrap_or_default())),
+                        held,
+                        booked,
+                        holds_unknown: false,
+                    },
+                );
+            }
+        }
+        if !scripted.is_empty() {
+            let replies = self.run_per_show(&self.scripts.counts, &scripted).await?;
+            for ((id, _), reply) in scripted.iter().zip(replies) {
+                out.insert(
+                    *id,
+                    LiveCounts {
+                        version: int(reply.get(1))?,
+                        stamp: reply.get(2).cloned(),
+                        held: int(reply.get(3))?,
+                        booked: int(reply.get(4))?,
+                        holds_unknown: false,
+                    },
+                );
+            }
         }
         Ok(out)
     }
