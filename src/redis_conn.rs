@@ -118,16 +118,7 @@ impl Renewing {
 
     /// After a failed command: a fresh connection (and slot map) if this one is old enough.
     fn failed(&self, e: &redis::RedisError) {
-        let connection_trouble = e.is_io_error()
-            || e.is_timeout()
-            || e.is_connection_refusal()
-            || e.is_connection_dropped()
-            || e.is_cluster_error()
-            || matches!(
-                e.code(),
-                Some("CLUSTERDOWN" | "TRYAGAIN" | "MASTERDOWN" | "READONLY")
-            );
-        if !connection_trouble {
+        if !connection_trouble(e) {
             return;
         }
         let mut g = match self.0.current.lock() {
@@ -139,6 +130,20 @@ impl Renewing {
             *g = (Self::open(&self.0.client, self.0.timeout), Instant::now());
         }
     }
+}
+
+/// A command failed because of where it was sent, not what it asked: the connection broke or
+/// timed out, or the cluster is moving (failing over, resharding) — a fresh slot map may help.
+pub fn connection_trouble(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_cluster_error()
+        || matches!(
+            e.code(),
+            Some("CLUSTERDOWN" | "TRYAGAIN" | "MASTERDOWN" | "READONLY")
+        )
 }
 
 impl RedisConn {

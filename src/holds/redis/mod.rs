@@ -68,19 +68,9 @@ pub struct RedisStore {
 }
 
 fn map_err(e: RedisError) -> StoreError {
-    // A cluster mid-failover answers CLUSTERDOWN/TRYAGAIN/MOVED storms; a full Redis under
-    // `noeviction` answers OOM: all are "try again shortly", never a bug of ours.
-    let transient = matches!(
-        e.code(),
-        Some("CLUSTERDOWN" | "TRYAGAIN" | "MASTERDOWN" | "LOADING" | "OOM" | "READONLY")
-    );
-    if transient
-        || e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_refusal()
-        || e.is_connection_dropped()
-        || e.is_cluster_error()
-    {
+    // Connection trouble (a cluster mid-failover included), a Redis still loading its data, or a
+    // full one under `noeviction` (OOM): all are "try again shortly", never a bug of ours.
+    if crate::redis_conn::connection_trouble(&e) || matches!(e.code(), Some("LOADING" | "OOM")) {
         StoreError::Unavailable(e.to_string())
     } else {
         StoreError::Internal(e.to_string())
@@ -241,15 +231,7 @@ impl RedisStore {
         script: &Script,
         shows: &[(i64, Option<&str>)],
     ) -> Result<Vec<Vec<String>>, StoreError> {
-        let groups: Vec<Vec<usize>> = if self.conn.is_cluster() {
-            let mut by_bucket: HashMap<usize, Vec<usize>> = HashMap::new();
-            for (i, (id, _)) in shows.iter().enumerate() {
-                by_bucket.entry(keys::bucket(*id)).or_default().push(i);
-            }
-            by_bucket.into_values().collect()
-        } else {
-            vec![(0..shows.len()).collect()]
-        };
+        let groups = self.by_slot(shows.iter().map(|(id, _)| *id));
         let runs = groups.iter().map(|group| async move {
             let mut pipe = redis::pipe();
             for &i in group {
@@ -282,6 +264,20 @@ impl RedisStore {
             });
         }
         Ok(out)
+    }
+
+    /// Positions of these shows grouped so that each group is one pipeline: all of them on a
+    /// single node; one group per bucket (one slot) on a cluster, where a pipeline may not
+    /// cross slots.
+    fn by_slot(&self, shows: impl Iterator<Item = i64>) -> Vec<Vec<usize>> {
+        if !self.conn.is_cluster() {
+            return vec![shows.enumerate().map(|(i, _)| i).collect()];
+        }
+        let mut by_bucket: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (i, id) in shows.enumerate() {
+            by_bucket.entry(keys::bucket(id)).or_default().push(i);
+        }
+        by_bucket.into_values().collect()
     }
 
     /// A pipeline of `script` calls; a Redis that lost its scripts gets `script` again.
@@ -624,29 +620,25 @@ impl HoldStore for RedisStore {
         // here). A show not loaded yet, or with a hold already due (whose expiry a script must
         // announce first), goes through the `counts` script.
         let now = chrono::Utc::now().timestamp_millis();
-        let groups: Vec<Vec<i64>> = if self.conn.is_cluster() {
-            let mut by_bucket: HashMap<usize, Vec<i64>> = HashMap::new();
-            for id in show_ids {
-                by_bucket.entry(keys::bucket(*id)).or_default().push(*id);
-            }
-            by_bucket.into_values().collect()
-        } else {
-            vec![show_ids.to_vec()]
-        };
+        let groups: Vec<Vec<i64>> = self
+            .by_slot(show_ids.iter().copied())
+            .into_iter()
+            .map(|g| g.into_iter().map(|i| show_ids[i]).collect())
+            .collect();
         let reads = groups.iter().map(|group| async move {
             let mut pipe = redis::pipe();
             pipe.atomic();
             for id in group {
-                let k = self.keys(*id);
+                let key = |name: &str| keys::show_key(&self.prefix, *id, name);
                 pipe.cmd("HMGET")
-                    .arg(&k[5])
+                    .arg(key("meta"))
                     .arg("loaded")
                     .arg("ver")
                     .arg("tag");
-                pipe.cmd("HLEN").arg(&k[0]);
-                pipe.cmd("SCARD").arg(&k[4]);
+                pipe.cmd("HLEN").arg(key("seats"));
+                pipe.cmd("SCARD").arg(key("booked"));
                 pipe.cmd("ZRANGEBYSCORE")
-                    .arg(&k[1])
+                    .arg(key("holds"))
                     .arg("-inf")
                     .arg(now)
                     .arg("LIMIT")
