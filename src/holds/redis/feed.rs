@@ -90,21 +90,21 @@ async fn run_single(
         if shutdown.is_cancelled() {
             return;
         }
-        let pubsub = match tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub())
-            .await
-        {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "live feed: cannot connect to Redis; retrying");
-                tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                continue;
-            }
-            Err(_) => {
-                tracing::warn!("live feed: Redis connect timed out; retrying");
-                continue;
-            }
-        };
+        let pubsub =
+            match tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub()).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "live feed: cannot connect to Redis; retrying");
+                    if !pause(&shutdown, &mut backoff).await {
+                        return;
+                    }
+                    continue;
+                }
+                Err(_) => {
+                    tracing::warn!("live feed: Redis connect timed out; retrying");
+                    continue;
+                }
+            };
         let (mut sink_half, mut stream) = pubsub.split();
         // Take in what changed while disconnected before subscribing again.
         while let Ok(cmd) = interest.try_recv() {
@@ -197,8 +197,9 @@ async fn run_cluster(
                     _ => "timed out".into(),
                 };
                 tracing::warn!(error = %e, "live feed: cannot connect to the Redis cluster; retrying");
-                tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                if !pause(&shutdown, &mut backoff).await {
+                    return;
+                }
                 continue;
             }
         };
@@ -214,8 +215,9 @@ async fn run_cluster(
         }
         if !ok {
             sink(FeedItem::Interrupted);
-            tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            if !pause(&shutdown, &mut backoff).await {
+                return;
+            }
             continue;
         }
         backoff = Duration::from_millis(100);
@@ -265,6 +267,16 @@ async fn run_cluster(
         }
         sink(FeedItem::Interrupted);
     }
+}
+
+/// Wait `backoff` before reconnecting (doubling it, up to 2 s); false when shut down meanwhile.
+async fn pause(shutdown: &CancellationToken, backoff: &mut Duration) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => return false,
+        _ = tokio::time::sleep(*backoff) => {}
+    }
+    *backoff = (*backoff * 2).min(Duration::from_secs(2));
+    true
 }
 
 fn note(watched: &mut HashSet<i64>, cmd: Interest) {
