@@ -91,35 +91,19 @@ pub struct LayoutCache {
 }
 
 impl LayoutCache {
-    /// The kept layouts among these screens, and the ids of the missing ones.
-    fn kept(&self, screen_ids: &[i64]) -> (HashMap<i64, Arc<Layout>>, Vec<i64>) {
-        let mut out = HashMap::new();
-        let mut missing = Vec::new();
-        let cached = self.layouts.read().unwrap_or_else(|p| p.into_inner());
-        for id in screen_ids {
-            match cached.get(id) {
-                Some(l) => {
-                    out.insert(*id, l.clone());
-                }
-                None => missing.push(*id),
-            }
-        }
-        (out, missing)
-    }
-
     /// Layouts of these screens, loading the missing ones in one query (one load at a time).
     pub async fn layouts(
         &self,
         db: &DatabaseConnection,
         screen_ids: &[i64],
     ) -> Result<HashMap<i64, Arc<Layout>>, DbErr> {
-        let (out, missing) = self.kept(screen_ids);
+        let (out, missing) = kept(&self.layouts, screen_ids);
         if missing.is_empty() {
             return Ok(out);
         }
         let _one_load = self.loading.lock().await;
         // Another reader may have loaded them while this one waited.
-        let (mut out, missing) = self.kept(screen_ids);
+        let (mut out, missing) = kept(&self.layouts, screen_ids);
         if missing.is_empty() {
             return Ok(out);
         }
@@ -179,19 +163,7 @@ impl LayoutCache {
         db: &DatabaseConnection,
         show_ids: &[i64],
     ) -> Result<HashMap<i64, Arc<Prices>>, DbErr> {
-        let mut out = HashMap::new();
-        let mut missing = Vec::new();
-        {
-            let cached = self.prices.read().unwrap_or_else(|p| p.into_inner());
-            for id in show_ids {
-                match cached.get(id) {
-                    Some(p) => {
-                        out.insert(*id, p.clone());
-                    }
-                    None => missing.push(*id),
-                }
-            }
-        }
+        let (mut out, missing) = kept(&self.prices, show_ids);
         if missing.is_empty() {
             return Ok(out);
         }
@@ -214,4 +186,20 @@ impl LayoutCache {
         }
         Ok(out)
     }
+}
+
+/// The kept values among these ids, and the ids of the missing ones.
+fn kept<T>(cache: &RwLock<HashMap<i64, Arc<T>>>, ids: &[i64]) -> (HashMap<i64, Arc<T>>, Vec<i64>) {
+    let mut out = HashMap::new();
+    let mut missing = Vec::new();
+    let cached = cache.read().unwrap_or_else(|p| p.into_inner());
+    for id in ids {
+        match cached.get(id) {
+            Some(v) => {
+                out.insert(*id, v.clone());
+            }
+            None => missing.push(*id),
+        }
+    }
+    (out, missing)
 }
