@@ -253,6 +253,19 @@ async fn redis_cpu(conn: &mut Option<redis::aio::MultiplexedConnection>) -> Opti
 }
 
 /// Redis's `used_memory`, bytes.
+/// The Redis hold store itself at `url` (no server in front), for the store's raw ceiling.
+async fn raw_store(
+    url: &str,
+    prefix: &str,
+    config: &Target,
+    db: &sea_orm::DatabaseConnection,
+) -> anyhow::Result<Arc<dyn HoldStore>> {
+    let settings = boxoffice::holds::StoreSettings::redis(url, prefix, config.dependency_timeout());
+    Ok(Arc::new(
+        boxoffice::holds::redis::RedisStore::connect(url, &settings, db.clone()).await?,
+    ))
+}
+
 async fn redis_memory(conn: &mut Option<redis::aio::MultiplexedConnection>) -> Option<i64> {
     let info: String = redis::cmd("INFO")
         .arg("memory")
@@ -545,18 +558,7 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
         .await?;
         report.figures.push(f);
         if let Some(url) = &config.redis_url {
-            let store: Arc<dyn HoldStore> = Arc::new(
-                boxoffice::holds::redis::RedisStore::connect(
-                    url,
-                    &boxoffice::holds::StoreSettings::redis(
-                        url,
-                        &format!("{prefix}raw"),
-                        config.dependency_timeout(),
-                    ),
-                    db.clone(),
-                )
-                .await?,
-            );
+            let store = raw_store(url, &format!("{prefix}raw"), config, &db).await?;
             for (label, hot) in [("hot", Some(args.hot_seats)), ("low", None)] {
                 say(&format!("  ceiling: hold straight on Redis, {label}…"));
                 let clients = if hot.is_some() {
@@ -591,18 +593,7 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
             }
         }
         if let Some(url) = &args.cluster_url {
-            let store: Arc<dyn HoldStore> = Arc::new(
-                boxoffice::holds::redis::RedisStore::connect(
-                    url,
-                    &boxoffice::holds::StoreSettings::redis(
-                        url,
-                        &format!("{prefix}cl"),
-                        config.dependency_timeout(),
-                    ),
-                    db.clone(),
-                )
-                .await?,
-            );
+            let store = raw_store(url, &format!("{prefix}cl"), config, &db).await?;
             say("  ceiling: hold straight on the Redis Cluster, low…");
             let clients = args.clients;
             let f = measure(
