@@ -98,27 +98,44 @@ impl Bookings {
         }
         let total: i64 = priced.iter().map(|(_, p)| p).sum();
 
-        // Durable intent: the PENDING booking, its (inactive) seats and its charge attempt.
-        let now = Utc::now();
-        let txn = self.db.begin().await?;
-        let inserted = booking::ActiveModel {
-            user_id: Set(user),
-            show_id: Set(show_id),
-            hold_id: Set(Some(hold_id.to_string())),
-            status: Set(BookingStatus::Pending),
-            total_cents: Set(total),
-            idempotency_key: Set(key.clone()),
-            failure_reason: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await;
-        let created = match inserted {
+        // Durable intent: the PENDING booking, its (inactive) seats and its charge attempt, with
+        // the audit entry of the hold this booking consumes (holds themselves live in Redis).
+        let seats: Vec<i64> = priced.iter().map(|(s, _)| *s).collect();
+        let what = serde_json::json!({ "holdId": hold_id, "seatIds": seats, "totalCents": total });
+        // Microseconds, as stored: the model built here equals the row.
+        let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+        let written = match self.db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => {
+                let intent = super::one_statement::Intent {
+                    user,
+                    show: show_id,
+                    hold_id,
+                    key: &key,
+                    total,
+                    seats: &priced,
+                    at: now,
+                    detail: what.to_string(),
+                };
+                super::one_statement::intent(&self.db, &intent)
+                    .await
+                    .map(|id| booking::Model {
+                        id,
+                        user_id: user,
+                        show_id,
+                        hold_id: Some(hold_id.to_string()),
+                        status: BookingStatus::Pending,
+                        total_cents: total,
+                        idempotency_key: key.clone(),
+                        failure_reason: None,
+                        created_at: now,
+                        updated_at: now,
+                    })
+            }
+            _ => self.intent_in_transaction(user, show_id, hold_id, &key, &priced, now, what).await,
+        };
+        let created = match written {
             Ok(b) => b,
             Err(e) if crate::db::unique_violation(&e).is_some() => {
-                txn.rollback().await?;
                 // A concurrent call with the same key won the insert: return its booking. Otherwise
                 // this hold is already being checked out under another key.
                 return match self.find_by_key(user, &key).await? {
@@ -136,6 +153,66 @@ impl Bookings {
                 };
             }
             Err(e) => return Err(e.into()),
+        };
+
+        // Charge. On a timeout or an outage the booking stays PENDING: the client may retry with
+        // the same key (it gets this booking), and the reconciler settles it from the gateway.
+        let charged = tokio::time::timeout(
+            self.payment_timeout,
+            self.gateway.charge(&charge_key(created.id), total),
+        )
+        .await;
+        match charged {
+            Ok(Ok(outcome)) => self.settle(created, outcome, Some(hold.seat_ids)).await,
+            Ok(Err(e)) => {
+                tracing::warn!(booking = created.id, error = %e, "charge failed; the reconciler will settle it");
+                Err(AppError::Unavailable("the payment gateway"))
+            }
+            Err(_) => {
+                tracing::warn!(
+                    booking = created.id,
+                    "charge timed out; the reconciler will settle it"
+                );
+                Err(AppError::Unavailable("the payment gateway"))
+            }
+        }
+    }
+
+    /// The intent as a transaction of several statements (SQLite, in-process: round trips are free
+    /// there). A unique violation is returned as the error it is, with nothing written.
+    #[allow(clippy::too_many_arguments)]
+    async fn intent_in_transaction(
+        &self,
+        user: i64,
+        show_id: i64,
+        hold_id: &str,
+        key: &str,
+        priced: &[(i64, i64)],
+        now: chrono::DateTime<Utc>,
+        what: serde_json::Value,
+    ) -> Result<booking::Model, sea_orm::DbErr> {
+        let total: i64 = priced.iter().map(|(_, p)| p).sum();
+        let txn = self.db.begin().await?;
+        let created = match (booking::ActiveModel {
+            user_id: Set(user),
+            show_id: Set(show_id),
+            hold_id: Set(Some(hold_id.to_string())),
+            status: Set(BookingStatus::Pending),
+            total_cents: Set(total),
+            idempotency_key: Set(key.to_string()),
+            failure_reason: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        })
+        .insert(&txn)
+        .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                txn.rollback().await?;
+                return Err(e);
+            }
         };
         let seat_rows: Vec<booking_seat::ActiveModel> = priced
             .iter()
@@ -164,33 +241,9 @@ impl Bookings {
         }
         .insert(&txn)
         .await?;
-        // The hold this booking consumes is audited here (holds themselves live in Redis).
-        let seats: Vec<i64> = priced.iter().map(|(s, _)| *s).collect();
-        let what = serde_json::json!({ "holdId": hold_id, "seatIds": seats, "totalCents": total });
         let by = crate::audit::Actor::User(user);
         super::record::audit(&txn, by, "booking.created", &created, what).await?;
         txn.commit().await?;
-
-        // Charge. On a timeout or an outage the booking stays PENDING: the client may retry with
-        // the same key (it gets this booking), and the reconciler settles it from the gateway.
-        let charged = tokio::time::timeout(
-            self.payment_timeout,
-            self.gateway.charge(&charge_key(created.id), total),
-        )
-        .await;
-        match charged {
-            Ok(Ok(outcome)) => self.settle(created, outcome, Some(hold.seat_ids)).await,
-            Ok(Err(e)) => {
-                tracing::warn!(booking = created.id, error = %e, "charge failed; the reconciler will settle it");
-                Err(AppError::Unavailable("the payment gateway"))
-            }
-            Err(_) => {
-                tracing::warn!(
-                    booking = created.id,
-                    "charge timed out; the reconciler will settle it"
-                );
-                Err(AppError::Unavailable("the payment gateway"))
-            }
-        }
+        Ok(created)
     }
 }

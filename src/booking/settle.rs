@@ -81,6 +81,31 @@ impl Bookings {
     async fn confirm(&self, b: &booking::Model, provider_ref: &str) -> AppResult<Confirmed> {
         // Microseconds, as stored: the model returned without a read-back equals the row.
         let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+        let charge = serde_json::json!({ "charge": provider_ref, "totalCents": b.total_cents });
+        if self.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            let c = super::one_statement::Confirmation {
+                booking: b.id,
+                show: b.show_id,
+                user: b.user_id,
+                provider_ref,
+                at: now,
+                event_id: crate::webhooks::new_event_id(),
+                payload: event_data(b, "CONFIRMED").to_string(),
+                detail: charge.to_string(),
+            };
+            return match super::one_statement::confirm(&self.db, &c).await {
+                Ok(true) => Ok(Confirmed::Now(now)),
+                Ok(false) => Ok(Confirmed::Already),
+                Err(e) if crate::db::unique_violation(&e).is_some() => {
+                    tracing::warn!(
+                        booking = b.id,
+                        "seats already booked by someone else; refunding"
+                    );
+                    Ok(Confirmed::SeatsTaken)
+                }
+                Err(e) => Err(e.into()),
+            };
+        }
         let txn = self.db.begin().await?;
         let moved = booking::Entity::update_many()
             .col_expr(
@@ -131,7 +156,6 @@ impl Bookings {
             event_data(b, "CONFIRMED"),
         )
         .await?;
-        let charge = serde_json::json!({ "charge": provider_ref, "totalCents": b.total_cents });
         audit(&txn, Actor::System, "booking.confirmed", b, charge).await?;
         txn.commit().await?;
         Ok(Confirmed::Now(now))

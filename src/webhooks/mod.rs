@@ -48,9 +48,8 @@ pub async fn record<C: ConnectionTrait>(
     data: serde_json::Value,
 ) -> Result<(), DbErr> {
     debug_assert!(KINDS.contains(&kind));
-    let event_id = format!("evt_{}", crate::ids::random_hex::<16>());
     outbox::ActiveModel {
-        event_id: Set(event_id),
+        event_id: Set(new_event_id()),
         kind: Set(kind.to_string()),
         show_id: Set(show_id),
         booking_id: Set(booking_id),
@@ -62,6 +61,11 @@ pub async fn record<C: ConnectionTrait>(
     .insert(conn)
     .await?;
     Ok(())
+}
+
+/// A new event's id: `evt_` and 32 random hex digits.
+pub fn new_event_id() -> String {
+    format!("evt_{}", crate::ids::random_hex::<16>())
 }
 
 /// `t=<unix>,v1=<hex HMAC-SHA256("<t>.<body>")>`.
