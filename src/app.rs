@@ -20,9 +20,6 @@ use crate::state::AppState;
 
 const JWT_SECRET_SETTING: &str = "jwt_secret";
 
-/// Connections of the mock payment gateway's own pool.
-const GATEWAY_POOL_SIZE: u32 = 8;
-
 pub use crate::http::App;
 
 /// `boxoffice migrate`: apply pending migrations and exit.
@@ -102,7 +99,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let live = crate::live::Hub::start(&holds, shutdown.clone());
     // The mock gateway stands for an external service: connections of its own, so that it never
     // competes with the service's pool (a busy service must not make its gateway look down).
-    let (gateway_db, _) = connect_database(&config, GATEWAY_POOL_SIZE).await?;
+    let (gateway_db, _) = connect_database(&config, crate::payment::GATEWAY_POOL_SIZE).await?;
     let gateway = Arc::new(crate::payment::mock::MockGateway::new(
         gateway_db,
         config.payment_failure_rate,

@@ -131,7 +131,10 @@ impl Bookings {
                         updated_at: now,
                     })
             }
-            _ => self.intent_in_transaction(user, show_id, hold_id, &key, &priced, now, what).await,
+            _ => {
+                self.intent_in_transaction(user, show_id, hold_id, &key, &priced, now, what)
+                    .await
+            }
         };
         let created = match written {
             Ok(b) => b,

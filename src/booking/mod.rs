@@ -3,7 +3,7 @@
 mod cancel;
 mod checkout;
 mod converge;
-mod one_statement;
+pub mod one_statement;
 pub use checkout::{charge_key, refund_key};
 pub use converge::Drift;
 pub mod reconciler;

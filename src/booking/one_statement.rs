@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
 
 /// What the intent writes.
-pub(super) struct Intent<'a> {
+pub struct Intent<'a> {
     pub user: i64,
     pub show: i64,
     pub hold_id: &'a str,
@@ -48,7 +48,7 @@ SELECT id FROM b";
 
 /// Write the PENDING intent in one statement; the new booking's id. A unique violation (the
 /// same key, or the hold already being checked out) comes back as the error it is.
-pub(super) async fn intent(db: &DatabaseConnection, i: &Intent<'_>) -> Result<i64, DbErr> {
+pub async fn intent(db: &DatabaseConnection, i: &Intent<'_>) -> Result<i64, DbErr> {
     let (seats, prices) = array_literals(i.seats);
     let values: Vec<Value> = vec![
         i.user.into(),
@@ -73,7 +73,7 @@ pub(super) async fn intent(db: &DatabaseConnection, i: &Intent<'_>) -> Result<i6
 }
 
 /// What the confirmation writes beside the move itself.
-pub(super) struct Confirmation<'a> {
+pub struct Confirmation<'a> {
     pub booking: i64,
     pub show: i64,
     pub user: i64,
@@ -105,7 +105,7 @@ SELECT count(*) AS moved FROM m";
 /// PENDING → CONFIRMED with its seats live, in one statement: whether this call moved it
 /// (`false`: settled by someone else first). A seat another live booking holds makes the whole
 /// statement fail on the unique index, and nothing of it stays.
-pub(super) async fn confirm(db: &DatabaseConnection, c: &Confirmation<'_>) -> Result<bool, DbErr> {
+pub async fn confirm(db: &DatabaseConnection, c: &Confirmation<'_>) -> Result<bool, DbErr> {
     let values: Vec<Value> = vec![
         c.booking.into(),
         c.at.into(),

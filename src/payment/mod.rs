@@ -1,6 +1,11 @@
 //! Payments: the gateway contract and the mock provider. A real provider (Stripe, Adyen…) fits
 //! the same trait: idempotency keys on every call, and a status lookup by key so that a crashed
 //! checkout can be settled from the provider's record.
+
+/// Connections of the mock payment gateway's own database pool (it stands for an external
+/// service, so it never takes the service's own connections).
+pub const GATEWAY_POOL_SIZE: u32 = 8;
+
 pub mod mock;
 
 /// The decline reason of a key claimed by `abandon`.

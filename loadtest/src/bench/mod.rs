@@ -23,7 +23,8 @@ use boxoffice::holds::HoldStore;
 use fanout::fan_out;
 use server::{people, shows, Server};
 use workloads::{
-    checkouts, commits, group_holds, hold_hot, hold_low, raw_redis, reads, trivial, Pick,
+    checkouts, commits, db_bookings, group_holds, hold_hot, hold_low, raw_redis, reads, trivial,
+    Pick,
 };
 
 #[derive(Debug, Clone, clap::Args)]
@@ -410,12 +411,44 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
         }
     };
 
+    // The database's own commit rate first, while nothing else is connected (the servers' idle
+    // pools would otherwise hold connections it needs); then servers whose pools fit together in
+    // the rest of `max_connections`, so that no part runs out of connections.
+    let mut pool_size = None;
+    if config.is_postgres() {
+        let url = config.database_url()?;
+        if wants("checkout") {
+            say(&format!(
+                "  PostgreSQL one-commit transactions, {} clients…",
+                args.commit_clients
+            ));
+            let f = measure(
+                "PostgreSQL one-commit transactions",
+                secs,
+                None,
+                &redis_info,
+                |w| commits(url.clone(), args.commit_clients, w),
+            )
+            .await?;
+            report.figures.push(f);
+        }
+        let size = server_pool(&url, stores.len()).await?;
+        say(&format!(
+            "  database pool of each server: {size} connections"
+        ));
+        pool_size = Some(size);
+    } else if wants("checkout") {
+        report
+            .skipped
+            .push("one-commit transactions: DATABASE_URL is not PostgreSQL".into());
+    }
+
     // The first server migrates the database; then accounts can be inserted.
     let mut servers: HashMap<&str, Server> = HashMap::new();
     for s in &stores {
         servers.insert(
             s,
-            Server::start(config, s, &format!("{prefix}{s}"), &secret).await?,
+            Server::start(config, s, &format!("{prefix}{s}"), &secret, pool_size).await?,
         );
     }
     let db = config.database().await?;
@@ -433,6 +466,24 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
         people.users.len()
     ));
 
+    // Before any part has filled the servers' pools: as many clients as the one-commit
+    // reference.
+    if wants("checkout") && config.is_postgres() {
+        let server = &servers[stores[0]];
+        let show = shows(&server.base, &people.admin, 20_000, 1).await?;
+        let id: i64 = show[0].0.parse()?;
+        let seats = show[0].1.iter().filter_map(|s| s.parse().ok()).collect();
+        say(&format!(
+            "  a booking's database work alone, {} clients…",
+            args.commit_clients
+        ));
+        let url = config.database_url()?;
+        let f = measure(DB_BOOKINGS, secs, None, &redis_info, |w| {
+            db_bookings(url.clone(), (id, seats), args.commit_clients, w)
+        })
+        .await?;
+        report.figures.push(f);
+    }
     if wants("hold") || wants("ceiling") {
         for s in &stores {
             let server = &servers[s];
@@ -627,26 +678,6 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     if wants("checkout") {
-        if config.is_postgres() {
-            say(&format!(
-                "  PostgreSQL one-commit transactions, {} clients…",
-                args.commit_clients
-            ));
-            let url = config.database_url()?;
-            let f = measure(
-                "PostgreSQL one-commit transactions",
-                secs,
-                None,
-                &redis_info,
-                |w| commits(url.clone(), args.commit_clients, w),
-            )
-            .await?;
-            report.figures.push(f);
-        } else {
-            report
-                .skipped
-                .push("one-commit transactions: DATABASE_URL is not PostgreSQL".into());
-        }
         let mut runs: Vec<(&str, u64, bool)> = Vec::new();
         for s in stores.iter().filter(|s| **s != "pg-rowlock") {
             for n in &args.checkout_clients {
@@ -819,8 +850,18 @@ fn ratios(r: &mut BenchReport) {
             }
         }
     }
-    // Checkout against the database's own commit rate: confirmed bookings per second.
-    if let Some(commits) = rate("PostgreSQL one-commit transactions").filter(|c| *c > 0.0) {
+    // Checkout against the database's own commit rate: confirmed bookings per second; and, to
+    // say where the rest goes, a booking's database work alone against both.
+    let commits = rate("PostgreSQL one-commit transactions").filter(|c| *c > 0.0);
+    let alone = rate(DB_BOOKINGS).filter(|c| *c > 0.0);
+    if let (Some(commits), Some(alone)) = (commits, alone) {
+        put(
+            format!("{DB_BOOKINGS} / one-commit transactions"),
+            alone / commits,
+            flagged(DB_BOOKINGS),
+        );
+    }
+    if let Some(commits) = commits {
         for f in &r.figures {
             let answered = f.successes + f.expected;
             if !f.name.starts_with("hold + checkout")
@@ -837,6 +878,13 @@ fn ratios(r: &mut BenchReport) {
                 per_second / commits,
                 f.flagged,
             );
+            if let Some(alone) = alone {
+                put(
+                    format!("confirmed checkouts / the database work alone: {}", f.name),
+                    per_second / alone,
+                    f.flagged,
+                );
+            }
         }
     }
     r.ratios = out;
@@ -929,4 +977,28 @@ fn print(r: &BenchReport) {
     for s in &r.skipped {
         println!("skipped: {s}");
     }
+}
+
+/// The name of the measurement of a booking's database work alone.
+const DB_BOOKINGS: &str = "a booking's database work alone (intent, ledger, confirm)";
+
+/// Connections of the mock gateway's own pool in each server (`payment::GATEWAY_POOL_SIZE`).
+const GATEWAY_CONNECTIONS: u32 = boxoffice::payment::GATEWAY_POOL_SIZE;
+
+/// Each bench server's database pool: the servers (and their gateways' pools) share the
+/// database's `max_connections`, less a few for the bench itself and administration; at most the
+/// service's default of 32.
+async fn server_pool(url: &str, servers: usize) -> anyhow::Result<u32> {
+    use sea_orm::ConnectionTrait;
+    let (db, _) = boxoffice::db::connect_sized(url, Duration::from_secs(10), 1).await?;
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT current_setting('max_connections')::int AS n",
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no max_connections"))?;
+    let max: i32 = row.try_get("", "n")?;
+    let share = (max.max(0) as u32).saturating_sub(10) / servers.max(1) as u32;
+    Ok(share.saturating_sub(GATEWAY_CONNECTIONS).clamp(4, 32))
 }

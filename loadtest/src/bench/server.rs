@@ -24,6 +24,7 @@ impl Server {
         store: &str,
         prefix: &str,
         secret: &str,
+        pool_size: Option<u32>,
     ) -> anyhow::Result<Server> {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -56,6 +57,9 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
+        if let Some(n) = pool_size {
+            cmd.env("DATABASE_POOL_SIZE", n.to_string());
+        }
         match (&config.redis_url, store) {
             (Some(url), "redis") => cmd.env("REDIS_URL", url),
             _ => cmd.env_remove("REDIS_URL"),

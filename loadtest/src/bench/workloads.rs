@@ -432,3 +432,95 @@ pub(super) async fn commits(url: String, clients: u64, w: Window) -> anyhow::Res
     })
     .await
 }
+
+/// A booking's database work alone: the service's own statements (the one-statement intent, the
+/// mock gateway's ledger insert, the one-statement confirmation) issued straight to PostgreSQL by
+/// `clients` clients, one fresh seat each time — no HTTP, GraphQL, Redis or gateway latency. Its
+/// rate against the one-commit rate says what the schema costs; checkout against it, what the
+/// service around it costs.
+pub(super) async fn db_bookings(
+    url: String,
+    show: (i64, Vec<i64>),
+    clients: u64,
+    w: Window,
+) -> anyhow::Result<Meter> {
+    use boxoffice::booking::one_statement::{confirm, intent, Confirmation, Intent};
+    use boxoffice::payment::PaymentGateway;
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let (db, _) =
+        boxoffice::db::connect_sized(&url, Duration::from_secs(10), clients as u32).await?;
+    let user: i64 = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT min(id) AS id FROM users",
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no users"))?
+        .try_get("", "id")?;
+    let gateway = Arc::new(boxoffice::payment::mock::MockGateway::new(
+        db.clone(),
+        0.0,
+        Duration::ZERO,
+        Some(1),
+    ));
+    let (show_id, seats) = (show.0, Arc::new(show.1));
+    let next = Arc::new(AtomicU64::new(0));
+    let run = rand::random::<u32>();
+    run_clients(clients, move |_| {
+        let (db, gateway, seats, next) = (db.clone(), gateway.clone(), seats.clone(), next.clone());
+        async move {
+            let mut m = Meter::default();
+            while w.running() {
+                let n = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(seat) = seats.get(n) else {
+                    m.count("ran out of seats");
+                    break;
+                };
+                let t = Instant::now();
+                let (hold, key) = (
+                    format!("{show_id}-db{run:x}{n:x}"),
+                    format!("db-{run:x}-{n}"),
+                );
+                let at = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6);
+                let pending = Intent {
+                    user,
+                    show: show_id,
+                    hold_id: &hold,
+                    key: &key,
+                    total: 1000,
+                    seats: &[(*seat, 1000)],
+                    at,
+                    detail: "{}".into(),
+                };
+                let booked = async {
+                    let id = intent(&db, &pending).await?;
+                    let charge_key = boxoffice::booking::charge_key(id);
+                    let paid = gateway.charge(&charge_key, 1000).await?;
+                    let provider_ref = match paid {
+                        boxoffice::payment::Outcome::Succeeded { provider_ref } => provider_ref,
+                        other => anyhow::bail!("charge {other:?}"),
+                    };
+                    let c = Confirmation {
+                        booking: id,
+                        show: show_id,
+                        user,
+                        provider_ref: &provider_ref,
+                        at,
+                        event_id: boxoffice::webhooks::new_event_id(),
+                        payload: "{}".into(),
+                        detail: "{}".into(),
+                    };
+                    Ok::<bool, anyhow::Error>(confirm(&db, &c).await?)
+                }
+                .await;
+                match booked {
+                    Ok(true) => m.answer(&w, t, "CONFIRMED", Class::Success),
+                    Ok(false) => m.answer(&w, t, "not moved", Class::Error),
+                    Err(e) => m.answer(&w, t, &format!("database error: {e}"), Class::Error),
+                }
+            }
+            m
+        }
+    })
+    .await
+}
