@@ -104,37 +104,21 @@ impl Bookings {
         let what = serde_json::json!({ "holdId": hold_id, "seatIds": seats, "totalCents": total });
         // Microseconds, as stored: the model built here equals the row.
         let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+        let pending = super::one_statement::Intent {
+            user,
+            show: show_id,
+            hold_id,
+            key: &key,
+            total,
+            seats: &priced,
+            at: now,
+            detail: what,
+        };
         let written = match self.db.get_database_backend() {
-            sea_orm::DbBackend::Postgres => {
-                let intent = super::one_statement::Intent {
-                    user,
-                    show: show_id,
-                    hold_id,
-                    key: &key,
-                    total,
-                    seats: &priced,
-                    at: now,
-                    detail: what.to_string(),
-                };
-                super::one_statement::intent(&self.db, &intent)
-                    .await
-                    .map(|id| booking::Model {
-                        id,
-                        user_id: user,
-                        show_id,
-                        hold_id: Some(hold_id.to_string()),
-                        status: BookingStatus::Pending,
-                        total_cents: total,
-                        idempotency_key: key.clone(),
-                        failure_reason: None,
-                        created_at: now,
-                        updated_at: now,
-                    })
-            }
-            _ => {
-                self.intent_in_transaction(user, show_id, hold_id, &key, &priced, now, what)
-                    .await
-            }
+            sea_orm::DbBackend::Postgres => super::one_statement::intent(&self.db, &pending)
+                .await
+                .map(|id| pending.booking(id)),
+            _ => self.intent_in_transaction(&pending).await,
         };
         let created = match written {
             Ok(b) => b,
@@ -183,29 +167,21 @@ impl Bookings {
 
     /// The intent as a transaction of several statements (SQLite, in-process: round trips are free
     /// there). A unique violation is returned as the error it is, with nothing written.
-    #[allow(clippy::too_many_arguments)]
     async fn intent_in_transaction(
         &self,
-        user: i64,
-        show_id: i64,
-        hold_id: &str,
-        key: &str,
-        priced: &[(i64, i64)],
-        now: chrono::DateTime<Utc>,
-        what: serde_json::Value,
+        i: &super::one_statement::Intent<'_>,
     ) -> Result<booking::Model, sea_orm::DbErr> {
-        let total: i64 = priced.iter().map(|(_, p)| p).sum();
         let txn = self.db.begin().await?;
         let created = match (booking::ActiveModel {
-            user_id: Set(user),
-            show_id: Set(show_id),
-            hold_id: Set(Some(hold_id.to_string())),
+            user_id: Set(i.user),
+            show_id: Set(i.show),
+            hold_id: Set(Some(i.hold_id.to_string())),
             status: Set(BookingStatus::Pending),
-            total_cents: Set(total),
-            idempotency_key: Set(key.to_string()),
+            total_cents: Set(i.total),
+            idempotency_key: Set(i.key.to_string()),
             failure_reason: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
+            created_at: Set(i.at),
+            updated_at: Set(i.at),
             ..Default::default()
         })
         .insert(&txn)
@@ -217,12 +193,13 @@ impl Bookings {
                 return Err(e);
             }
         };
-        let seat_rows: Vec<booking_seat::ActiveModel> = priced
+        let seat_rows: Vec<booking_seat::ActiveModel> = i
+            .seats
             .iter()
             .map(|(seat, price)| booking_seat::ActiveModel {
                 booking_id: Set(created.id),
                 seat_id: Set(*seat),
-                show_id: Set(show_id),
+                show_id: Set(i.show),
                 price_cents: Set(*price),
                 active: Set(false),
             })
@@ -233,18 +210,19 @@ impl Bookings {
         payment::ActiveModel {
             booking_id: Set(created.id),
             kind: Set(PaymentKind::Charge),
-            amount_cents: Set(total),
+            amount_cents: Set(i.total),
             idempotency_key: Set(charge_key(created.id)),
             provider_ref: Set(None),
             status: Set(PaymentStatus::Pending),
             failure_reason: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
+            created_at: Set(i.at),
+            updated_at: Set(i.at),
             ..Default::default()
         }
         .insert(&txn)
         .await?;
-        let by = crate::audit::Actor::User(user);
+        let by = crate::audit::Actor::User(i.user);
+        let what = i.detail.clone();
         super::record::audit(&txn, by, "booking.created", &created, what).await?;
         txn.commit().await?;
         Ok(created)

@@ -6,7 +6,12 @@
 //! conflicts, and the same conditional move out of PENDING. SQLite keeps the multi-statement
 //! transaction (it is in-process; a round trip costs nothing there).
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
+use entity::booking;
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement, Value,
+};
+
+use super::BookingStatus;
 
 /// What the intent writes.
 pub struct Intent<'a> {
@@ -17,8 +22,42 @@ pub struct Intent<'a> {
     pub total: i64,
     pub seats: &'a [(i64, i64)],
     pub at: DateTime<Utc>,
-    /// The audit entry's detail (JSON).
-    pub detail: String,
+    /// The audit entry's detail.
+    pub detail: serde_json::Value,
+}
+
+impl Intent<'_> {
+    /// The PENDING booking the intent writes, as stored (`at` in microseconds), once it has `id`.
+    pub fn booking(&self, id: i64) -> booking::Model {
+        booking::Model {
+            id,
+            user_id: self.user,
+            show_id: self.show,
+            hold_id: Some(self.hold_id.to_string()),
+            status: BookingStatus::Pending,
+            total_cents: self.total,
+            idempotency_key: self.key.to_string(),
+            failure_reason: None,
+            created_at: self.at,
+            updated_at: self.at,
+        }
+    }
+}
+
+/// Run one statement (`what`, for the error) that answers one row.
+async fn one_row(
+    db: &DatabaseConnection,
+    what: &str,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<QueryResult, DbErr> {
+    db.query_one_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        values,
+    ))
+    .await?
+    .ok_or_else(|| DbErr::RecordNotFound(format!("no answer from the {what}")))
 }
 
 /// Seat ids and prices as PostgreSQL array literals (`{1,2,3}`): integers only, so no quoting.
@@ -59,17 +98,11 @@ pub async fn intent(db: &DatabaseConnection, i: &Intent<'_>) -> Result<i64, DbEr
         i.at.into(),
         seats.into(),
         prices.into(),
-        i.detail.clone().into(),
+        i.detail.to_string().into(),
     ];
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            INTENT,
-            values,
-        ))
+    one_row(db, "intent", INTENT, values)
         .await?
-        .ok_or_else(|| DbErr::RecordNotInserted)?;
-    row.try_get::<i64>("", "id")
+        .try_get::<i64>("", "id")
 }
 
 /// What the confirmation writes beside the move itself.
@@ -79,10 +112,9 @@ pub struct Confirmation<'a> {
     pub user: i64,
     pub provider_ref: &'a str,
     pub at: DateTime<Utc>,
-    pub event_id: String,
-    /// The outbox event's payload and the audit entry's detail (JSON).
-    pub payload: String,
-    pub detail: String,
+    /// The outbox event's payload and the audit entry's detail.
+    pub payload: serde_json::Value,
+    pub detail: serde_json::Value,
 }
 
 const CONFIRM: &str = "\
@@ -110,21 +142,16 @@ pub async fn confirm(db: &DatabaseConnection, c: &Confirmation<'_>) -> Result<bo
         c.booking.into(),
         c.at.into(),
         c.provider_ref.into(),
-        c.event_id.clone().into(),
+        crate::webhooks::new_event_id().into(),
         c.show.into(),
-        c.payload.clone().into(),
+        c.payload.to_string().into(),
         c.user.into(),
-        c.detail.clone().into(),
+        c.detail.to_string().into(),
     ];
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            CONFIRM,
-            values,
-        ))
+    Ok(one_row(db, "confirmation", CONFIRM, values)
         .await?
-        .ok_or_else(|| DbErr::RecordNotFound("no answer from the confirmation".into()))?;
-    Ok(row.try_get::<i64>("", "moved")? > 0)
+        .try_get::<i64>("", "moved")?
+        > 0)
 }
 
 #[cfg(test)]

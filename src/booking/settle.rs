@@ -81,84 +81,79 @@ impl Bookings {
     async fn confirm(&self, b: &booking::Model, provider_ref: &str) -> AppResult<Confirmed> {
         // Microseconds, as stored: the model returned without a read-back equals the row.
         let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
-        let charge = serde_json::json!({ "charge": provider_ref, "totalCents": b.total_cents });
-        if self.db.get_database_backend() == sea_orm::DbBackend::Postgres {
-            let c = super::one_statement::Confirmation {
-                booking: b.id,
-                show: b.show_id,
-                user: b.user_id,
-                provider_ref,
-                at: now,
-                event_id: crate::webhooks::new_event_id(),
-                payload: event_data(b, "CONFIRMED").to_string(),
-                detail: charge.to_string(),
-            };
-            return match super::one_statement::confirm(&self.db, &c).await {
-                Ok(true) => Ok(Confirmed::Now(now)),
-                Ok(false) => Ok(Confirmed::Already),
-                Err(e) if crate::db::unique_violation(&e).is_some() => {
-                    tracing::warn!(
-                        booking = b.id,
-                        "seats already booked by someone else; refunding"
-                    );
-                    Ok(Confirmed::SeatsTaken)
-                }
-                Err(e) => Err(e.into()),
-            };
+        let c = super::one_statement::Confirmation {
+            booking: b.id,
+            show: b.show_id,
+            user: b.user_id,
+            provider_ref,
+            at: now,
+            payload: event_data(b, "CONFIRMED"),
+            detail: serde_json::json!({ "charge": provider_ref, "totalCents": b.total_cents }),
+        };
+        let moved = match self.db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => super::one_statement::confirm(&self.db, &c).await,
+            _ => self.confirm_in_transaction(b, &c).await,
+        };
+        match moved {
+            Ok(true) => Ok(Confirmed::Now(now)),
+            // Settled by someone else already.
+            Ok(false) => Ok(Confirmed::Already),
+            Err(e) if crate::db::unique_violation(&e).is_some() => {
+                tracing::warn!(
+                    booking = b.id,
+                    "seats already booked by someone else; refunding"
+                );
+                Ok(Confirmed::SeatsTaken)
+            }
+            Err(e) => Err(e.into()),
         }
+    }
+
+    /// The confirmation as a transaction of several statements (SQLite): whether this call moved
+    /// the booking; a unique violation is returned as the error it is, with nothing written.
+    async fn confirm_in_transaction(
+        &self,
+        b: &booking::Model,
+        c: &super::one_statement::Confirmation<'_>,
+    ) -> Result<bool, sea_orm::DbErr> {
         let txn = self.db.begin().await?;
         let moved = booking::Entity::update_many()
             .col_expr(
                 booking::Column::Status,
                 Expr::value(BookingStatus::Confirmed),
             )
-            .col_expr(booking::Column::UpdatedAt, Expr::value(now))
+            .col_expr(booking::Column::UpdatedAt, Expr::value(c.at))
             .filter(booking::Column::Id.eq(b.id))
             .filter(booking::Column::Status.eq(BookingStatus::Pending))
             .exec(&txn)
             .await?;
         if moved.rows_affected == 0 {
-            // Settled by someone else already.
             txn.rollback().await?;
-            return Ok(Confirmed::Already);
+            return Ok(false);
         }
         let live = booking_seat::Entity::update_many()
             .col_expr(booking_seat::Column::Active, Expr::value(true))
             .filter(booking_seat::Column::BookingId.eq(b.id))
             .exec(&txn)
             .await;
-        match live {
-            Ok(_) => {}
-            Err(e) if crate::db::unique_violation(&e).is_some() => {
-                txn.rollback().await?;
-                tracing::warn!(
-                    booking = b.id,
-                    "seats already booked by someone else; refunding"
-                );
-                return Ok(Confirmed::SeatsTaken);
-            }
-            Err(e) => return Err(e.into()),
+        if let Err(e) = live {
+            txn.rollback().await?;
+            return Err(e);
         }
         mark_payment(
             &txn,
             b.id,
             PaymentKind::Charge,
             PaymentStatus::Succeeded,
-            Some(provider_ref),
+            Some(c.provider_ref),
             None,
         )
         .await?;
-        crate::webhooks::record(
-            &txn,
-            "booking.confirmed",
-            b.show_id,
-            Some(b.id),
-            event_data(b, "CONFIRMED"),
-        )
-        .await?;
-        audit(&txn, Actor::System, "booking.confirmed", b, charge).await?;
+        let (data, detail) = (c.payload.clone(), c.detail.clone());
+        crate::webhooks::record(&txn, "booking.confirmed", b.show_id, Some(b.id), data).await?;
+        audit(&txn, Actor::System, "booking.confirmed", b, detail).await?;
         txn.commit().await?;
-        Ok(Confirmed::Now(now))
+        Ok(true)
     }
 
     async fn refund_and_fail(&self, b: &booking::Model, charge_ref: &str) -> AppResult<()> {
@@ -320,7 +315,7 @@ pub(super) async fn mark_payment<C: ConnectionTrait>(
     status: PaymentStatus,
     provider_ref: Option<&str>,
     reason: Option<&str>,
-) -> AppResult<()> {
+) -> Result<(), sea_orm::DbErr> {
     let key = match kind {
         PaymentKind::Charge => charge_key(booking_id),
         PaymentKind::Refund => refund_key(booking_id),

@@ -490,7 +490,7 @@ pub(super) async fn db_bookings(
                     total: 1000,
                     seats: &[(*seat, 1000)],
                     at,
-                    detail: "{}".into(),
+                    detail: json!({}),
                 };
                 let booked = async {
                     let id = intent(&db, &pending).await?;
@@ -506,9 +506,8 @@ pub(super) async fn db_bookings(
                         user,
                         provider_ref: &provider_ref,
                         at,
-                        event_id: boxoffice::webhooks::new_event_id(),
-                        payload: "{}".into(),
-                        detail: "{}".into(),
+                        payload: json!({}),
+                        detail: json!({}),
                     };
                     Ok::<bool, anyhow::Error>(confirm(&db, &c).await?)
                 }
