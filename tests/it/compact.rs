@@ -40,6 +40,7 @@ async fn compact_and_full_maps_agree(b: Backend) {
     let users = app.users(2).await;
     let mut rng = StdRng::seed_from_u64(23);
     let mut holds: Vec<(usize, String)> = Vec::new();
+    let (mut compared, mut moved_on) = (0u32, 0u32);
     for step in 0..40 {
         let who = rng.random_range(0..2);
         let token = users[who].0.as_str();
@@ -111,11 +112,21 @@ async fn compact_and_full_maps_agree(b: Backend) {
             );
             // A map-only read is answered once per map state and shared (`http::responses`):
             // each viewer still gets exactly what the engine gives them (their own `M`s).
+            // A hold of 1 s can lapse between the two reads (a slow machine, a cluster): the
+            // map then moved on to a new version, and only reads of one version are compared.
             for _ in 0..2 {
                 let d = app.ok(viewer, SHARED, json!({ "s": show })).await;
                 let m = &d["show"];
+                if m["version"] != s["version"] {
+                    assert!(
+                        m["version"].as_i64() > s["version"].as_i64(),
+                        "a later read never shows an earlier version: {m} after {s}"
+                    );
+                    moved_on += 1;
+                    continue;
+                }
+                compared += 1;
                 assert_eq!(m["seatStatuses"]["statuses"], s["seatStatuses"]["statuses"]);
-                assert_eq!(m["version"], s["version"]);
                 let statuses: Vec<&Value> = s["seats"]
                     .as_array()
                     .expect("seats")
@@ -132,6 +143,11 @@ async fn compact_and_full_maps_agree(b: Backend) {
             }
         }
     }
+    // Holds lapse now and then between two reads, not between most of them.
+    assert!(
+        compared > 2 * moved_on,
+        "{compared} reads compared, {moved_on} moved on"
+    );
     // A 3,000-seat map's live statuses: 3,000 characters.
     let (big, _) = app.create_show(15, 200).await;
     let d = app
