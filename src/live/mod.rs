@@ -5,6 +5,7 @@
 //! Buffers are bounded: a subscriber that falls behind is told so and dropped; it never slows the
 //! others or the publisher. When the feed breaks (`FeedItem::Interrupted`), every local stream is
 //! told and ends with an error: its client re-reads the map and subscribes again.
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -21,9 +22,58 @@ pub const BUFFER: usize = 256;
 /// What a local subscriber receives.
 #[derive(Debug, Clone)]
 pub enum Feed {
-    Event(Arc<SeatEvent>),
+    Event(Arc<LiveEvent>),
     /// The feed from the hold store broke: events may be missing and versions may restart.
     Interrupted,
+}
+
+/// One event as every local subscriber of its show receives it, with the work they share.
+#[derive(Debug)]
+pub struct LiveEvent {
+    pub event: SeatEvent,
+    /// Renderings of this event (one per distinct selection and viewer class), made by the
+    /// first subscriber that needs one and reused by the others.
+    pub shared: Memo,
+}
+
+impl std::ops::Deref for LiveEvent {
+    type Target = SeatEvent;
+    fn deref(&self) -> &SeatEvent {
+        &self.event
+    }
+}
+
+/// A small keyed store of values derived from one event. Bounded: past `MEMO_ENTRIES` distinct
+/// keys nothing more is kept (each later subscriber computes its own), so subscribers with
+/// ever-different selections cannot grow it; it is dropped with the event.
+#[derive(Default)]
+pub struct Memo(Mutex<Vec<(String, Arc<dyn Any + Send + Sync>)>>);
+
+/// Distinct keys one event's memo keeps.
+pub const MEMO_ENTRIES: usize = 32;
+
+impl Memo {
+    /// The value kept under `key`, if any (and of type `T`).
+    pub fn get<T: Any + Send + Sync>(&self, key: &str) -> Option<Arc<T>> {
+        let entries = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, v) = entries.iter().find(|(k, _)| k == key)?;
+        v.clone().downcast::<T>().ok()
+    }
+
+    /// Keep `value` under `key` unless a value is there already or the memo is full.
+    pub fn put<T: Any + Send + Sync>(&self, key: &str, value: T) {
+        let mut entries = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() < MEMO_ENTRIES && !entries.iter().any(|(k, _)| k == key) {
+            entries.push((key.to_string(), Arc::new(value)));
+        }
+    }
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map(|e| e.len()).unwrap_or(0);
+        write!(f, "Memo({n} entries)")
+    }
 }
 
 struct ShowChannel {
@@ -132,7 +182,10 @@ impl Hub {
         match item {
             FeedItem::Event(event) => {
                 if let Some(ch) = shows.get(&event.show_id) {
-                    let _ = ch.tx.send(Feed::Event(Arc::new(event)));
+                    let _ = ch.tx.send(Feed::Event(Arc::new(LiveEvent {
+                        event,
+                        shared: Memo::default(),
+                    })));
                     metrics::counter!("live_events_total").increment(1);
                 }
             }

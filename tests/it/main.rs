@@ -26,6 +26,7 @@ mod overload;
 mod parsers;
 mod queue;
 mod reads;
+mod renders;
 mod schema;
 mod simulate;
 mod sockets;
