@@ -113,9 +113,12 @@ impl OutputType for SharedUpdate {
 
 /// The key under which a subscription's rendering of an event is shared: its selection spelt
 /// out in full (fragments inlined, with their type conditions, arguments and directives), the
-/// operation's variables and their defaults, and the viewer when the selection has a per-viewer field. Equal keys
-/// mean the same fields with the same arguments and directives, so the same answer. `None` (never
-/// shared) when the selection is too large to be worth a key.
+/// operation's variables and their defaults, and the viewer when the selection has a per-viewer
+/// field. Equal keys mean the same fields with the same arguments and directives, so the same
+/// answer. (The engine has already applied `@skip`/`@include` to the document it hands us — the
+/// fields they drop are not there — and refuses unknown directives; variables are kept anyway,
+/// so that a field argument taken from one can never be shared wrongly.) `None` (never shared)
+/// when the selection is too large to be worth a key.
 fn selection_key(ctx: &ContextSelectionSet<'_>, field: &Field, me: Option<i64>) -> Option<String> {
     const MAX_KEY: usize = 4096;
     let mut key = String::new();
