@@ -137,7 +137,7 @@ if [ "${BOXOFFICE_TEST_EMBEDDED_ONLY:-0}" != 1 ]; then
   # processes), crash convergence, checkout, rate limits, the waiting room, best available, the
   # audit's checks, simulated rushes with their audit (one with an instance SIGKILLed) and key
   # lifetimes. Tests that run a Redis of their own (flush, kill, SIGSTOP) are not repeated.
-  cluster_tests='(test(/^(holds|live|crash|limits|checkout|queue|best|compact|sockets|audit|simulate)::/) | test(/^cluster::keys_of/))'
+  cluster_tests='(test(/^(holds|live|renders|crash|limits|checkout|queue|best|compact|sockets|audit|simulate)::/) | test(/^cluster::keys_of/))'
   cluster_tests="$cluster_tests & not test(/sqlite_memory\$/) & not test(/redis_flush|lost_hold_never/)"
   if cargo nextest --version >/dev/null 2>&1; then
     TEST_REDIS_URL="$TEST_REDIS_CLUSTER_URL" cargo nextest run --workspace --locked --no-fail-fast -E "$cluster_tests"
