@@ -78,10 +78,16 @@
     });
   }
 
+  // The server allows 20 subscriptions on one connection (WS_SUBSCRIPTIONS_PER_CONNECTION) and
+  // refuses the rest: live counts for the first 16 shows of the list, so that the open map, the
+  // waiting room and a change of show always fit (with 20 counts, the map's or the waiting room's
+  // subscription was refused). The other shows keep the counts of the list's last read.
+  const LIVE_COUNTS = 16;
+
   function subscribeCounts() {
     for (const stop of state.countSubs.values()) stop();
     state.countSubs.clear();
-    for (const s of state.shows) {
+    for (const s of state.shows.slice(0, LIVE_COUNTS)) {
       const stop = wsClient().subscribe({ query: 'subscription($show: ID!) { seatUpdates(showId: $show) { showId availableSeats } }', variables: { show: s.id } }, {
         next: ({ data }) => {
           if (!data) return;

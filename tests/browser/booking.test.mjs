@@ -222,6 +222,13 @@ try {
   assert.deepEqual(failed, []);
   await shot(ide, '10-graphiql');
   assert.deepEqual(pageErrors, [], 'no uncaught error on any page');
+  // The page stays within the server's subscriptions per connection: none of its live maps,
+  // counts or waiting-room tickets was refused. (With a live count for each of 20 listed shows,
+  // the open map's and the waiting room's subscriptions were over the cap of 20 and refused, and
+  // now and then an admitted user's map never appeared.)
+  const metrics = await (await fetch(BASE + '/metrics')).text();
+  const refused = metrics.split('\n').filter((l) => l.startsWith('websocket_refusals_total') && l.includes('subscriptions_per_connection'));
+  assert.deepEqual(refused.filter((l) => !/ 0$/.test(l)), [], 'no subscription refused');
   console.log('browser test passed; screenshots in', ARTIFACTS);
 } finally {
   await browser.close();
