@@ -65,12 +65,13 @@ fn update(e: &SeatEvent, show: &PricedShow, me: Option<i64>) -> SeatUpdate {
 /// viewer, any other selection once for every viewer.
 const PER_VIEWER_FIELDS: &[&str] = &["heldByMe"];
 
-/// One event as one subscriber receives it. Rendering an event for a selection is the costly
-/// part of a delivery (a profile of 10,000 subscribers: a third of the server's CPU resolving
-/// fields, against 1.5% serializing the result), and subscribers mostly share a selection — the
-/// web page's, the simulator's — so the first subscriber of this instance to need an event's
-/// rendering for a selection makes it and the others reuse it (`LiveEvent::shared`). The type is
-/// `SeatUpdate` to the schema; the answer is exactly what resolving `SeatUpdate` gives.
+/// One event as one subscriber receives it. Resolving an event's fields for a selection was the
+/// largest user-space cost of a delivery in a profile of 10,000 subscribers (serializing the
+/// result: 1.5%; docs/BENCHMARKS.md, "Fan-out rendered once per selection"), and subscribers
+/// mostly share a selection — the web page's, the simulator's — so the first subscriber of this
+/// instance to need an event's rendering for a selection makes it and the others reuse it
+/// (`LiveEvent::shared`). The type is `SeatUpdate` to the schema; the answer is exactly what
+/// resolving `SeatUpdate` gives.
 pub struct SharedUpdate {
     event: Arc<LiveEvent>,
     show: Arc<PricedShow>,
