@@ -49,11 +49,10 @@ impl Extension for DeadlineExt {
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
         // A subscription's root field resolves once per event, from memory (the stream was set
-        // up before): no dependency to wait for, and a timer per delivery is measurable with
-        // 10,000 subscribers.
+        // up before, outside this hook): no dependency to wait for, and no timer per delivery.
         let root = info.path_node.parent.is_none()
             && !info.is_for_introspection
-            && info.parent_type != "Subscription";
+            && !super::is_subscription_root(info.parent_type);
         let state = ctx.data_opt::<AppState>();
         let (Some(state), true) = (state, root) else {
             return next.run(ctx, info).await;

@@ -40,6 +40,19 @@ pub struct Mutation(
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(subscription::LiveSubscription, queue::QueueSubscription);
 
+/// Whether a root field's parent type, as the engine names it to extensions, is one of the parts
+/// of `Subscription` above: each part reports its own name (`LiveSubscription`,
+/// `QueueSubscription`), not the merged `Subscription`. (A new part goes here too.)
+pub(crate) fn is_subscription_root(parent_type: &str) -> bool {
+    use async_graphql::SubscriptionType;
+    [
+        subscription::LiveSubscription::type_name(),
+        queue::QueueSubscription::type_name(),
+    ]
+    .iter()
+    .any(|name| name == parent_type)
+}
+
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// Depth and complexity limits: generous for real clients (the IDE's introspection query needs
