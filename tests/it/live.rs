@@ -203,82 +203,43 @@ async fn server_pings_and_drops_silent_peers(b: Backend) {
 
 /// The next message of `kind` on a legacy-protocol socket; only keep-alives and the ack may come
 /// before it.
-async fn next_of_kind(
-    socket: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    kind: &str,
-) -> Value {
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
+async fn next_of_kind(ws: &mut WsClient, kind: &str) -> Value {
     loop {
-        let m = tokio::time::timeout(WAIT, socket.next())
-            .await
-            .expect("a message in time")
-            .expect("open")
-            .expect("frame");
-        if let Message::Text(t) = m {
-            let v: Value = serde_json::from_str(&t).expect("json");
-            if v["type"] == kind {
-                return v;
-            }
-            assert!(
-                ["connection_ack", "ka"].contains(&v["type"].as_str().unwrap_or("")),
-                "{v}"
-            );
+        let v = ws.message(WAIT).await.expect("a message in time");
+        if v["type"] == kind {
+            return v;
         }
+        assert!(
+            ["connection_ack", "ka"].contains(&v["type"].as_str().unwrap_or("")),
+            "{v}"
+        );
     }
 }
 
 /// The legacy protocol (`graphql-ws`, subscriptions-transport-ws: `start` / `data` / `stop`)
 /// is served by the same connection loop: an event arrives as `data`, and `stop` ends it.
 async fn legacy_protocol_streams_events(b: Backend) {
-    use futures_util::SinkExt;
-    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
     let app = TestApp::spawn(b).await;
     let (show, seats) = app.create_show(1, 4).await;
     let users = app.users(1).await;
-    let url = format!("{}/graphql", app.base.replacen("http", "ws", 1));
-    let mut req = url.into_client_request().expect("request");
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-ws".parse().expect("header"),
-    );
-    let (mut socket, resp) = tokio_tungstenite::connect_async(req)
+    let mut ws = WsClient::connect_with(&app.base, None, "graphql-ws")
         .await
-        .expect("connect");
-    assert_eq!(
-        resp.headers()
-            .get("sec-websocket-protocol")
-            .and_then(|v| v.to_str().ok()),
-        Some("graphql-ws")
-    );
-    let send = |v: Value| Message::Text(v.to_string().into());
-    socket
-        .send(send(json!({ "type": "connection_init", "payload": {} })))
-        .await
-        .expect("init");
+        .expect("connect and acknowledged");
     let query =
         "subscription($show: ID!) { seatUpdates(showId: $show) { version seats { id status } } }";
-    socket
-        .send(send(json!({ "id": "a", "type": "start",
-            "payload": { "query": query, "variables": { "show": show } } })))
-        .await
-        .expect("start");
-    next_of_kind(&mut socket, "connection_ack").await;
+    ws.send(json!({ "id": "a", "type": "start",
+        "payload": { "query": query, "variables": { "show": show } } }))
+        .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     app.hold(&users[0].0, &show, &[&seats[2]]).await;
-    let data = next_of_kind(&mut socket, "data").await;
+    let data = next_of_kind(&mut ws, "data").await;
     assert_eq!(data["id"], "a");
     assert_eq!(
         data["payload"]["data"]["seatUpdates"]["seats"],
         json!([{ "id": seats[2], "status": "HELD" }])
     );
-    socket
-        .send(send(json!({ "id": "a", "type": "stop" })))
-        .await
-        .expect("stop");
-    let done = next_of_kind(&mut socket, "complete").await;
+    ws.send(json!({ "id": "a", "type": "stop" })).await;
+    let done = next_of_kind(&mut ws, "complete").await;
     assert_eq!(done["id"], "a");
 }
 

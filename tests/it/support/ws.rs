@@ -13,14 +13,22 @@ pub struct WsClient {
 impl WsClient {
     /// Connect and initialise; `Err` carries the close reason when the server refuses.
     pub async fn connect(base: &str, token: Option<&str>) -> Result<WsClient, String> {
+        WsClient::connect_with(base, token, "graphql-transport-ws").await
+    }
+
+    /// `connect` with another sub-protocol (`graphql-ws`, the legacy one: the same
+    /// `connection_init` / `connection_ack` handshake).
+    pub async fn connect_with(
+        base: &str,
+        token: Option<&str>,
+        protocol: &str,
+    ) -> Result<WsClient, String> {
         use futures_util::{SinkExt, StreamExt};
         use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
         let url = format!("{}/graphql", base.replacen("http", "ws", 1));
         let mut req = url.into_client_request().map_err(|e| e.to_string())?;
-        req.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            "graphql-transport-ws".parse().unwrap(),
-        );
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
         let (mut socket, resp) = tokio_tungstenite::connect_async(req)
             .await
             .map_err(|e| e.to_string())?;
@@ -28,7 +36,7 @@ impl WsClient {
             resp.headers()
                 .get("sec-websocket-protocol")
                 .and_then(|v| v.to_str().ok()),
-            Some("graphql-transport-ws")
+            Some(protocol)
         );
         let payload = match token {
             Some(t) => json!({ "Authorization": format!("Bearer {t}") }),
@@ -59,25 +67,24 @@ impl WsClient {
         }
     }
 
-    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+    /// Send one protocol message.
+    pub async fn send(&mut self, msg: Value) {
         use futures_util::SinkExt;
         use tokio_tungstenite::tungstenite::Message;
-        let msg = json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } });
         self.socket
             .send(Message::Text(msg.to_string().into()))
             .await
-            .expect("send subscribe");
+            .expect("send a message");
+    }
+
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        self.send(json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } }))
+            .await;
     }
 
     /// End a subscription from the client's side.
     pub async fn complete(&mut self, id: &str) {
-        use futures_util::SinkExt;
-        use tokio_tungstenite::tungstenite::Message;
-        let msg = json!({ "id": id, "type": "complete" });
-        self.socket
-            .send(Message::Text(msg.to_string().into()))
-            .await
-            .expect("send complete");
+        self.send(json!({ "id": id, "type": "complete" })).await;
     }
 
     /// Every frame that arrives within `wait` (pings answered by the library as they are read),
@@ -111,6 +118,18 @@ impl WsClient {
 
     /// The next `next`/`error`/`complete` message, or `None` after `wait`.
     pub async fn next(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let v = self.message(left).await?;
+            if ["next", "error", "complete"].contains(&v["type"].as_str().unwrap_or("")) {
+                return Some(v);
+            }
+        }
+    }
+
+    /// The next text message, whatever its type; `None` after `wait` or when the socket ends.
+    pub async fn message(&mut self, wait: Duration) -> Option<Value> {
         use futures_util::StreamExt;
         use tokio_tungstenite::tungstenite::Message;
         let deadline = tokio::time::Instant::now() + wait;
@@ -118,10 +137,7 @@ impl WsClient {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match tokio::time::timeout(left, self.socket.next()).await {
                 Ok(Some(Ok(Message::Text(t)))) => {
-                    let v: Value = serde_json::from_str(&t).expect("json message");
-                    if ["next", "error", "complete"].contains(&v["type"].as_str().unwrap_or("")) {
-                        return Some(v);
-                    }
+                    return Some(serde_json::from_str(&t).expect("json message"));
                 }
                 Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Err(_) => return None,
                 Ok(Some(Ok(_))) => {}
