@@ -19,16 +19,7 @@ async fn metrics_count_traffic_served_before_the_first_scrape() {
             )
             .await;
     }
-    let body = server
-        .api
-        .client
-        .get(format!("{}/metrics", server.api.base))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
+    let body = server.api.metrics().await;
     let counted: f64 = body
         .lines()
         .filter(|l| {

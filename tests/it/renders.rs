@@ -127,15 +127,7 @@ async fn an_event_is_rendered_once_per_selection() {
             payload(ws.next(WAIT).await);
         }
     }
-    let body = api
-        .client
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
+    let body = api.metrics().await;
     let (made, shared) = (
         counter(&body, "live_renders_total"),
         counter(&body, "live_renders_shared_total"),

@@ -28,6 +28,18 @@ impl Api {
         }
     }
 
+    /// The server's `/metrics` page (Prometheus text).
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("body")
+    }
+
     /// Run an operation; returns the whole response body (`data` and `errors`).
     pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
         let mut req = self
