@@ -38,6 +38,9 @@ const SETTLED: [BookingStatus; 3] = [
     BookingStatus::Cancelled,
 ];
 
+/// Drift entries named in the repair's log line (the count covers the rest).
+const LOGGED_DRIFT: usize = 10;
+
 /// One way the store disagrees with the database.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Drift {
@@ -87,9 +90,13 @@ impl Bookings {
         }
         if repaired > 0 {
             metrics::counter!("hold_store_repairs_total").increment(repaired as u64);
+            // A whole list can be thousands of entries (a store that lost its data): the first
+            // few say what kind of drift it was.
+            let first: Vec<&&Drift> = confirmed.iter().take(LOGGED_DRIFT).collect();
             tracing::warn!(
                 repaired,
-                drift = ?confirmed,
+                found = confirmed.len(),
+                first = ?first,
                 "repaired the hold store from the database"
             );
         }
