@@ -23,8 +23,8 @@ use boxoffice::holds::HoldStore;
 use fanout::fan_out;
 use server::{people, shows, Server};
 use workloads::{
-    checkouts, commits, db_bookings, group_holds, hold_hot, hold_low, raw_redis, reads, trivial,
-    Pick,
+    checkouts, commits, db_bookings, group_holds, hold_hot, hold_low, pgbench_n, raw_redis, reads,
+    trivial, Pick,
 };
 
 #[derive(Debug, Clone, clap::Args)]
@@ -69,7 +69,8 @@ pub struct BenchArgs {
     /// Past shows of the key-lifetime measurement (part `keys`).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub past_shows: u64,
-    /// Which parts to run, comma-separated: hold, best, ceiling, checkout, subscribers, keys.
+    /// Which parts to run, comma-separated: hold, best, ceiling, checkout, subscribers, keys;
+    /// `database` runs only checkout's database references and a booking's database work alone.
     #[arg(
         long,
         default_value = "hold,best,ceiling,checkout,subscribers,keys",
@@ -377,6 +378,9 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let wants = |p: &str| args.only.iter().any(|o| o == p);
+    // The database's references and a booking's database work alone: part of `checkout`, or
+    // on their own (`database`).
+    let database = wants("checkout") || wants("database");
     let secret = format!("bench-secret-{:032x}", rand::random::<u128>());
     let tokens = Tokens::new(secret.as_bytes(), None, Duration::from_secs(86_400));
     let prefix = format!("bench{:x}", rand::random::<u32>());
@@ -417,7 +421,19 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
     let mut pool_size = None;
     if config.is_postgres() {
         let url = config.database_url()?;
-        if wants("checkout") {
+        if database {
+            say(&format!("  pgbench -N, {} clients…", args.commit_clients));
+            let none = Probe {
+                server_cpu: None,
+                redis_cpu: None,
+            };
+            match pgbench_n(&url, args.commit_clients, Window::new(secs)).await {
+                Ok(Some(m)) => report.figures.push(figure(PGBENCH, m, secs, none, none)),
+                Ok(None) => report
+                    .skipped
+                    .push("pgbench -N: no pgbench installed (package postgresql)".into()),
+                Err(e) => report.skipped.push(format!("pgbench -N: {e:#}")),
+            }
             say(&format!(
                 "  PostgreSQL one-commit transactions, {} clients…",
                 args.commit_clients
@@ -437,7 +453,7 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
             "  database pool of each server: {size} connections"
         ));
         pool_size = Some(size);
-    } else if wants("checkout") {
+    } else if database {
         report
             .skipped
             .push("one-commit transactions: DATABASE_URL is not PostgreSQL".into());
@@ -468,7 +484,7 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
 
     // Before any part has filled the servers' pools: as many clients as the one-commit
     // reference.
-    if wants("checkout") && config.is_postgres() {
+    if database && config.is_postgres() {
         let server = &servers[stores[0]];
         let show = shows(&server.base, &people.admin, 20_000, 1).await?;
         let id: i64 = show[0].0.parse()?;
@@ -861,6 +877,14 @@ fn ratios(r: &mut BenchReport) {
             flagged(DB_BOOKINGS),
         );
     }
+    let pgbench = rate(PGBENCH).filter(|c| *c > 0.0);
+    if let (Some(pgbench), Some(alone)) = (pgbench, alone) {
+        put(
+            format!("{DB_BOOKINGS} / pgbench -N"),
+            alone / pgbench,
+            flagged(DB_BOOKINGS) || flagged(PGBENCH),
+        );
+    }
     if let Some(commits) = commits {
         for f in &r.figures {
             let answered = f.successes + f.expected;
@@ -878,6 +902,13 @@ fn ratios(r: &mut BenchReport) {
                 per_second / commits,
                 f.flagged,
             );
+            if let Some(pgbench) = pgbench {
+                put(
+                    format!("confirmed checkouts / pgbench -N: {}", f.name),
+                    per_second / pgbench,
+                    f.flagged || flagged(PGBENCH),
+                );
+            }
             if let Some(alone) = alone {
                 put(
                     format!("confirmed checkouts / the database work alone: {}", f.name),
@@ -980,6 +1011,8 @@ fn print(r: &BenchReport) {
 }
 
 /// The name of the measurement of a booking's database work alone.
+/// PostgreSQL's own benchmark, `pgbench -N`, on the same server: the write-path issue's reference.
+const PGBENCH: &str = "pgbench -N (BEGIN; UPDATE; SELECT; INSERT; END)";
 const DB_BOOKINGS: &str = "a booking's database work alone (intent, ledger, confirm)";
 
 /// Connections of the mock gateway's own pool in each server (`payment::GATEWAY_POOL_SIZE`).

@@ -523,3 +523,102 @@ pub(super) async fn db_bookings(
     })
     .await
 }
+
+/// `pgbench -N` itself — PostgreSQL's own benchmark client, its built-in "simple update"
+/// transaction (BEGIN; UPDATE pgbench_accounts; SELECT; INSERT INTO pgbench_history; END) from
+/// `clients` connections — on the same database server: the reference the write-path issue
+/// names for checkout. Its tables (`pgbench_*`, scale 1) live beside the service's in the bench
+/// database. pgbench logs every transaction; those that start inside the window are counted, as
+/// the bench's own clients' are. `None` when no `pgbench` is installed.
+pub(super) async fn pgbench_n(url: &str, clients: u64, w: Window) -> anyhow::Result<Option<Meter>> {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let Some(pgbench) = pgbench_binary() else {
+        return Ok(None);
+    };
+    let init = tokio::process::Command::new(&pgbench)
+        .args(["-i", "-q", "-s", "1", url])
+        .output()
+        .await?;
+    anyhow::ensure!(
+        init.status.success(),
+        "pgbench -i failed: {}",
+        String::from_utf8_lossy(&init.stderr).trim()
+    );
+    let dir = std::env::temp_dir().join(format!("boxoffice-pgbench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    // The window in wall-clock time (pgbench logs epoch times).
+    let now = (Instant::now(), SystemTime::now());
+    let wall = |t: Instant| now.1 + t.saturating_duration_since(now.0);
+    let (start, end) = (wall(w.start), wall(w.end));
+    let run_for = w.end.saturating_duration_since(Instant::now()).as_secs() + 2;
+    let jobs = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(clients as usize);
+    let out = tokio::process::Command::new(&pgbench)
+        .args(["-n", "-N"])
+        .args(["-c", &clients.to_string(), "-j", &jobs.to_string()])
+        .args(["-T", &run_for.to_string(), "--log"])
+        .arg(format!("--log-prefix={}", dir.join("tx").display()))
+        .arg(url)
+        .output()
+        .await?;
+    let logs: Vec<_> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    let mut m = Meter::default();
+    for log in &logs {
+        let text = std::fs::read_to_string(log)?;
+        for line in text.lines() {
+            // client_id transaction_no time script_no time_epoch time_us [schedule_lag]
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(latency), Some(s), Some(us)) = (f.get(2), f.get(4), f.get(5)) else {
+                continue;
+            };
+            let (Ok(s), Ok(us)) = (s.parse::<u64>(), us.parse::<u64>()) else {
+                continue;
+            };
+            let done = UNIX_EPOCH + Duration::from_secs(s) + Duration::from_micros(us);
+            match latency.parse::<u64>() {
+                Ok(l) => {
+                    let began = done - Duration::from_micros(l);
+                    if began >= start && began < end {
+                        m.successes += 1;
+                        m.latency.record(Duration::from_micros(l));
+                        m.count("committed");
+                    }
+                }
+                // "failed" or "skipped": an error when it ended inside the window.
+                Err(_) if done >= start && done < end => {
+                    m.errors += 1;
+                    m.count(&format!("pgbench: {latency}"));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    anyhow::ensure!(
+        out.status.success(),
+        "pgbench -N failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(Some(m))
+}
+
+/// `pgbench` on the PATH, or in a Debian PostgreSQL server package's directory.
+fn pgbench_binary() -> Option<std::path::PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("pgbench"))
+            .find(|f| f.is_file())
+    });
+    on_path.or_else(|| {
+        let mut found: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin/pgbench")))
+            .filter(|f| f.is_file())
+            .collect();
+        found.sort();
+        found.pop()
+    })
+}
