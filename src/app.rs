@@ -113,6 +113,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         gateway,
         config.payment_timeout(),
         config.checkout_admission(),
+        config.group_commit(),
     );
     // Settle what a previous crash left behind, then keep watching.
     if let Err(e) = bookings.reconcile_once().await {

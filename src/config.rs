@@ -140,6 +140,15 @@ pub struct Config {
     #[arg(long, env = "CHECKOUT_QUEUE_LIMIT", default_value_t = 1000, value_parser = parse_queue_limit, global = true)]
     pub checkout_queue_limit: u32,
 
+    /// Most checkouts whose PENDING intent (or confirmation) is written in one statement and one
+    /// commit on PostgreSQL, when that many reach the step at once; 1 writes each alone.
+    #[arg(long, env = "GROUP_COMMIT_MAX", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub group_commit_max: u32,
+
+    /// Groups of one step written at once (each holds one pooled connection while it writes).
+    #[arg(long, env = "GROUP_COMMIT_WRITERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
+    pub group_commit_writers: u32,
+
     /// Longest wait in that queue, in milliseconds; then SERVICE_UNAVAILABLE with a retry hint.
     #[arg(long, env = "CHECKOUT_QUEUE_TIMEOUT_MS", default_value_t = 3_000, value_parser = parse_queue_timeout, global = true)]
     pub checkout_queue_timeout_ms: u64,
@@ -311,6 +320,14 @@ impl Config {
                 .unwrap_or_else(|| self.pool_size().saturating_mul(8)),
             queue_limit: self.checkout_queue_limit,
             queue_timeout: Duration::from_millis(self.checkout_queue_timeout_ms),
+        }
+    }
+
+    /// How checkout's durable steps are grouped on PostgreSQL.
+    pub fn group_commit(&self) -> crate::booking::GroupRules {
+        crate::booking::GroupRules {
+            writers: self.group_commit_writers as usize,
+            max: self.group_commit_max as usize,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod graphql;
+pub mod group_commit;
 pub mod holds;
 pub mod http;
 pub mod ids;

@@ -107,18 +107,20 @@ impl Bookings {
         let pending = super::one_statement::Intent {
             user,
             show: show_id,
-            hold_id,
-            key: &key,
+            hold_id: hold_id.to_string(),
+            key: key.clone(),
             total,
-            seats: &priced,
+            seats: priced,
             at: now,
             detail: what,
         };
-        let written = match self.db.get_database_backend() {
-            sea_orm::DbBackend::Postgres => super::one_statement::intent(&self.db, &pending)
+        let written = match &self.writes {
+            Some(w) => w
+                .intents
+                .write(pending.clone())
                 .await
                 .map(|id| pending.booking(id)),
-            _ => self.intent_in_transaction(&pending).await,
+            None => self.intent_in_transaction(&pending).await,
         };
         let created = match written {
             Ok(b) => b,
@@ -169,16 +171,16 @@ impl Bookings {
     /// there). A unique violation is returned as the error it is, with nothing written.
     async fn intent_in_transaction(
         &self,
-        i: &super::one_statement::Intent<'_>,
+        i: &super::one_statement::Intent,
     ) -> Result<booking::Model, sea_orm::DbErr> {
         let txn = self.db.begin().await?;
         let created = match (booking::ActiveModel {
             user_id: Set(i.user),
             show_id: Set(i.show),
-            hold_id: Set(Some(i.hold_id.to_string())),
+            hold_id: Set(Some(i.hold_id.clone())),
             status: Set(BookingStatus::Pending),
             total_cents: Set(i.total),
-            idempotency_key: Set(i.key.to_string()),
+            idempotency_key: Set(i.key.clone()),
             failure_reason: Set(None),
             created_at: Set(i.at),
             updated_at: Set(i.at),

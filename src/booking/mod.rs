@@ -53,6 +53,54 @@ pub struct Bookings {
     payment_timeout: Duration,
     /// The fair queue in front of the database for checkouts and cancellations.
     admission: Arc<Admission>,
+    /// Group commit of checkout's two durable steps (PostgreSQL; `None` on SQLite).
+    writes: Option<Arc<Writes>>,
+}
+
+/// How checkout's durable steps are grouped (`GROUP_COMMIT_*` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct GroupRules {
+    /// Groups of one step in flight at once (each on one connection).
+    pub writers: usize,
+    /// Most checkouts in one group; 1 writes each alone.
+    pub max: usize,
+}
+
+/// The group writers of the PENDING intent and the confirmation.
+struct Writes {
+    intents: crate::group_commit::Group<one_statement::Intent, i64>,
+    confirms: crate::group_commit::Group<one_statement::Confirmation, bool>,
+}
+
+impl Writes {
+    fn start(db: &DatabaseConnection, rules: GroupRules) -> Self {
+        let intents = crate::group_commit::Step {
+            name: "intent",
+            many: |db, g| Box::pin(one_statement::intents(db, g)),
+            one: |db, i| Box::pin(one_statement::intent(db, i)),
+            identity: |i: &one_statement::Intent| i.hold_id.clone(),
+        };
+        let confirms = crate::group_commit::Step {
+            name: "confirm",
+            many: |db, g| Box::pin(one_statement::confirms(db, g)),
+            one: |db, c| Box::pin(one_statement::confirm(db, c)),
+            identity: |c: &one_statement::Confirmation| c.booking,
+        };
+        Writes {
+            intents: crate::group_commit::Group::start(
+                db.clone(),
+                intents,
+                rules.writers,
+                rules.max,
+            ),
+            confirms: crate::group_commit::Group::start(
+                db.clone(),
+                confirms,
+                rules.writers,
+                rules.max,
+            ),
+        }
+    }
 }
 
 /// How checkouts and cancellations are admitted (`CHECKOUT_*` settings).
@@ -140,8 +188,12 @@ impl Bookings {
         gateway: Arc<dyn PaymentGateway>,
         payment_timeout: Duration,
         admission: AdmissionRules,
+        group: GroupRules,
     ) -> Self {
+        let writes = (db.get_database_backend() == sea_orm::DbBackend::Postgres)
+            .then(|| Arc::new(Writes::start(&db, group)));
         Bookings {
+            writes,
             db,
             catalogue,
             holds,

@@ -14,29 +14,31 @@ use sea_orm::{
 use super::BookingStatus;
 
 /// What the intent writes.
-pub struct Intent<'a> {
+#[derive(Debug, Clone)]
+pub struct Intent {
     pub user: i64,
     pub show: i64,
-    pub hold_id: &'a str,
-    pub key: &'a str,
+    pub hold_id: String,
+    pub key: String,
     pub total: i64,
-    pub seats: &'a [(i64, i64)],
+    /// (seat, price in cents).
+    pub seats: Vec<(i64, i64)>,
     pub at: DateTime<Utc>,
     /// The audit entry's detail.
     pub detail: serde_json::Value,
 }
 
-impl Intent<'_> {
+impl Intent {
     /// The PENDING booking the intent writes, as stored (`at` in microseconds), once it has `id`.
     pub fn booking(&self, id: i64) -> booking::Model {
         booking::Model {
             id,
             user_id: self.user,
             show_id: self.show,
-            hold_id: Some(self.hold_id.to_string()),
+            hold_id: Some(self.hold_id.clone()),
             status: BookingStatus::Pending,
             total_cents: self.total,
-            idempotency_key: self.key.to_string(),
+            idempotency_key: self.key.clone(),
             failure_reason: None,
             created_at: self.at,
             updated_at: self.at,
@@ -87,14 +89,14 @@ SELECT id FROM b";
 
 /// Write the PENDING intent in one statement; the new booking's id. A unique violation (the
 /// same key, or the hold already being checked out) comes back as the error it is.
-pub async fn intent(db: &DatabaseConnection, i: &Intent<'_>) -> Result<i64, DbErr> {
-    let (seats, prices) = array_literals(i.seats);
+pub async fn intent(db: &DatabaseConnection, i: &Intent) -> Result<i64, DbErr> {
+    let (seats, prices) = array_literals(&i.seats);
     let values: Vec<Value> = vec![
         i.user.into(),
         i.show.into(),
-        i.hold_id.into(),
+        i.hold_id.as_str().into(),
         i.total.into(),
-        i.key.into(),
+        i.key.as_str().into(),
         i.at.into(),
         seats.into(),
         prices.into(),
@@ -106,11 +108,12 @@ pub async fn intent(db: &DatabaseConnection, i: &Intent<'_>) -> Result<i64, DbEr
 }
 
 /// What the confirmation writes beside the move itself.
-pub struct Confirmation<'a> {
+#[derive(Debug, Clone)]
+pub struct Confirmation {
     pub booking: i64,
     pub show: i64,
     pub user: i64,
-    pub provider_ref: &'a str,
+    pub provider_ref: String,
     pub at: DateTime<Utc>,
     /// The outbox event's payload and the audit entry's detail.
     pub payload: serde_json::Value,
@@ -137,11 +140,11 @@ SELECT count(*) AS moved FROM m";
 /// PENDING → CONFIRMED with its seats live, in one statement: whether this call moved it
 /// (`false`: settled by someone else first). A seat another live booking holds makes the whole
 /// statement fail on the unique index, and nothing of it stays.
-pub async fn confirm(db: &DatabaseConnection, c: &Confirmation<'_>) -> Result<bool, DbErr> {
+pub async fn confirm(db: &DatabaseConnection, c: &Confirmation) -> Result<bool, DbErr> {
     let values: Vec<Value> = vec![
         c.booking.into(),
         c.at.into(),
-        c.provider_ref.into(),
+        c.provider_ref.as_str().into(),
         crate::webhooks::new_event_id().into(),
         c.show.into(),
         c.payload.to_string().into(),
@@ -152,6 +155,129 @@ pub async fn confirm(db: &DatabaseConnection, c: &Confirmation<'_>) -> Result<bo
         .await?
         .try_get::<i64>("", "moved")?
         > 0)
+}
+
+// Groups (`super::group`): the same statements for many checkouts at once, their rows passed as
+// JSON arrays (`jsonb_to_recordset`). Each member's rows are exactly what its own statement writes.
+
+const INTENTS: &str = "\
+WITH x AS (
+  SELECT * FROM jsonb_to_recordset($1::jsonb)
+    AS x(i int, user_id bigint, show_id bigint, hold_id text, total bigint, key text, at timestamptz, detail text)),
+b AS (
+  INSERT INTO bookings (user_id, show_id, hold_id, status, total_cents, idempotency_key, created_at, updated_at)
+  SELECT user_id, show_id, hold_id, 'PENDING', total, key, at, at FROM x ORDER BY i
+  RETURNING id, hold_id),
+bx AS (SELECT b.id, x.* FROM b JOIN x ON x.hold_id = b.hold_id),
+s AS (
+  INSERT INTO booking_seats (booking_id, seat_id, show_id, price_cents, active)
+  SELECT bx.id, y.seat, bx.show_id, y.price, false
+  FROM bx JOIN jsonb_to_recordset($2::jsonb) AS y(i int, seat bigint, price bigint) ON y.i = bx.i),
+p AS (
+  INSERT INTO payments (booking_id, kind, amount_cents, idempotency_key, status, created_at, updated_at)
+  SELECT id, 'CHARGE', total, 'charge-' || id, 'PENDING', at, at FROM bx),
+a AS (
+  INSERT INTO audit_log (at, actor_kind, actor_id, kind, show_id, booking_id, user_id, detail)
+  SELECT at, 'USER', user_id, 'booking.created', show_id, id, user_id, detail FROM bx)
+SELECT i, id FROM bx";
+
+/// Write the PENDING intents of a group in one statement; each one's booking id, in order. Any
+/// member's conflict fails the whole statement (the caller then writes each alone).
+pub async fn intents(db: &DatabaseConnection, group: &[Intent]) -> Result<Vec<i64>, DbErr> {
+    let rows: Vec<serde_json::Value> = group
+        .iter()
+        .enumerate()
+        .map(|(i, it)| {
+            serde_json::json!({
+                "i": i, "user_id": it.user, "show_id": it.show, "hold_id": it.hold_id,
+                "total": it.total, "key": it.key, "at": it.at, "detail": it.detail.to_string(),
+            })
+        })
+        .collect();
+    let seats: Vec<serde_json::Value> = group
+        .iter()
+        .enumerate()
+        .flat_map(|(i, it)| {
+            it.seats.iter().map(
+                move |(seat, price)| serde_json::json!({ "i": i, "seat": seat, "price": price }),
+            )
+        })
+        .collect();
+    let values: Vec<Value> = vec![
+        serde_json::Value::Array(rows).to_string().into(),
+        serde_json::Value::Array(seats).to_string().into(),
+    ];
+    let answered = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            INTENTS,
+            values,
+        ))
+        .await?;
+    let mut ids = vec![None; group.len()];
+    for row in answered {
+        let (i, id) = (row.try_get::<i32>("", "i")?, row.try_get::<i64>("", "id")?);
+        if let Some(slot) = usize::try_from(i).ok().and_then(|i| ids.get_mut(i)) {
+            *slot = Some(id);
+        }
+    }
+    ids.into_iter()
+        .collect::<Option<Vec<i64>>>()
+        .ok_or_else(|| DbErr::RecordNotFound("a group's intent wrote no booking".into()))
+}
+
+const CONFIRMS: &str = "\
+WITH x AS (
+  SELECT * FROM jsonb_to_recordset($1::jsonb)
+    AS x(booking bigint, at timestamptz, provider_ref text, event_id text, show_id bigint, payload text, user_id bigint, detail text)),
+m AS (
+  UPDATE bookings b SET status = 'CONFIRMED', updated_at = x.at
+  FROM x WHERE b.id = x.booking AND b.status = 'PENDING' RETURNING b.id),
+mx AS (SELECT x.* FROM m JOIN x ON x.booking = m.id),
+s AS (
+  UPDATE booking_seats SET active = true WHERE booking_id IN (SELECT id FROM m)),
+p AS (
+  UPDATE payments p SET status = 'SUCCEEDED', updated_at = mx.at, provider_ref = mx.provider_ref
+  FROM mx WHERE p.idempotency_key = 'charge-' || mx.booking::text),
+w AS (
+  INSERT INTO outbox (event_id, kind, show_id, booking_id, payload, created_at, fanned_out)
+  SELECT event_id, 'booking.confirmed', show_id, booking, payload, at, false FROM mx),
+a AS (
+  INSERT INTO audit_log (at, actor_kind, actor_id, kind, show_id, booking_id, user_id, detail)
+  SELECT at, 'SYSTEM', NULL, 'booking.confirmed', show_id, booking, user_id, detail FROM mx)
+SELECT booking FROM mx";
+
+/// Confirm a group in one statement (its bookings distinct, in booking order so that groups
+/// take row locks in one order); for each, whether this statement moved it.
+pub async fn confirms(db: &DatabaseConnection, group: &[Confirmation]) -> Result<Vec<bool>, DbErr> {
+    let mut rows: Vec<(i64, serde_json::Value)> = group
+        .iter()
+        .map(|c| {
+            (
+                c.booking,
+                serde_json::json!({
+                    "booking": c.booking, "at": c.at, "provider_ref": c.provider_ref,
+                    "event_id": crate::webhooks::new_event_id(), "show_id": c.show,
+                    "payload": c.payload.to_string(), "user_id": c.user,
+                    "detail": c.detail.to_string(),
+                }),
+            )
+        })
+        .collect();
+    rows.sort_by_key(|(b, _)| *b);
+    let rows: Vec<serde_json::Value> = rows.into_iter().map(|(_, r)| r).collect();
+    let answered = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            CONFIRMS,
+            vec![serde_json::Value::Array(rows).to_string().into()],
+        ))
+        .await?;
+    let mut moved = std::collections::HashSet::with_capacity(answered.len());
+    for row in answered {
+        moved.insert(row.try_get::<i64>("", "booking")?);
+    }
+    Ok(group.iter().map(|c| moved.contains(&c.booking)).collect())
 }
 
 #[cfg(test)]

@@ -85,14 +85,14 @@ impl Bookings {
             booking: b.id,
             show: b.show_id,
             user: b.user_id,
-            provider_ref,
+            provider_ref: provider_ref.to_string(),
             at: now,
             payload: event_data(b, "CONFIRMED"),
             detail: serde_json::json!({ "charge": provider_ref, "totalCents": b.total_cents }),
         };
-        let moved = match self.db.get_database_backend() {
-            sea_orm::DbBackend::Postgres => super::one_statement::confirm(&self.db, &c).await,
-            _ => self.confirm_in_transaction(b, &c).await,
+        let moved = match &self.writes {
+            Some(w) => w.confirms.write(c).await,
+            None => self.confirm_in_transaction(b, &c).await,
         };
         match moved {
             Ok(true) => Ok(Confirmed::Now(now)),
@@ -114,7 +114,7 @@ impl Bookings {
     async fn confirm_in_transaction(
         &self,
         b: &booking::Model,
-        c: &super::one_statement::Confirmation<'_>,
+        c: &super::one_statement::Confirmation,
     ) -> Result<bool, sea_orm::DbErr> {
         let txn = self.db.begin().await?;
         let moved = booking::Entity::update_many()
@@ -145,7 +145,7 @@ impl Bookings {
             b.id,
             PaymentKind::Charge,
             PaymentStatus::Succeeded,
-            Some(c.provider_ref),
+            Some(c.provider_ref.as_str()),
             None,
         )
         .await?;

@@ -11,9 +11,13 @@ use entity::mock_gateway_ledger as ledger;
 use sea_orm::{ActiveModelTrait, DatabaseConnection, DbErr, EntityTrait};
 
 use super::{GatewayError, Outcome, PaymentGateway, Record};
+use crate::group_commit::{Group, Step};
 
 pub struct MockGateway {
     db: DatabaseConnection,
+    /// On PostgreSQL, ledger rows that arrive together are written together (group commit, as a
+    /// real provider's ledger would be): one statement and one commit for all that are waiting.
+    group: Option<Group<ledger::Model, ledger::Model>>,
     failure_rate: f64,
     latency: Duration,
     seed: u64,
@@ -27,7 +31,17 @@ impl MockGateway {
         seed: Option<u64>,
     ) -> Self {
         let seed = seed.unwrap_or_else(rand::random);
+        let group = (db.get_database_backend() == sea_orm::DbBackend::Postgres).then(|| {
+            let step = Step {
+                name: "gateway ledger",
+                many: |db, rows| Box::pin(record_many(db, rows)),
+                one: |db, row| Box::pin(record_one(db, row)),
+                identity: |row: &ledger::Model| row.idempotency_key.clone(),
+            };
+            Group::start(db.clone(), step, LEDGER_WRITERS, LEDGER_GROUP)
+        });
         MockGateway {
+            group,
             db,
             failure_rate,
             latency,
@@ -54,21 +68,13 @@ impl MockGateway {
             .map_err(Self::unavailable)
     }
 
-    /// Record `row` unless the key exists; either way return what is recorded for the key. One
-    /// round trip when the key is new (the common case); a second read only on a replay.
+    /// Record `row` unless the key exists; either way return what is recorded for the key.
     async fn record(&self, row: ledger::Model) -> Result<ledger::Model, GatewayError> {
-        let active = ledger::ActiveModel::from(row.clone()).reset_all();
-        match ledger::Entity::insert(active)
-            .exec_without_returning(&self.db)
-            .await
-        {
-            Ok(_) => Ok(row),
-            Err(e) if crate::db::unique_violation(&e).is_some() => self
-                .find(&row.idempotency_key)
-                .await?
-                .ok_or_else(|| GatewayError::Unavailable("ledger row vanished".into())),
-            Err(e) => Err(Self::unavailable(e)),
+        match &self.group {
+            Some(g) => g.write(row).await,
+            None => record_one(&self.db, &row).await,
         }
+        .map_err(Self::unavailable)
     }
 
     fn outcome(m: &ledger::Model) -> Outcome {
@@ -82,6 +88,78 @@ impl MockGateway {
             }
         }
     }
+}
+
+/// Ledger groups in flight at once (the gateway's pool has `GATEWAY_POOL_SIZE` connections).
+const LEDGER_WRITERS: usize = 4;
+/// Most ledger rows in one statement.
+const LEDGER_GROUP: usize = 64;
+
+/// Record one row unless its key exists; what is recorded for the key. One round trip when the
+/// key is new (the common case); a second read only on a replay.
+async fn record_one(db: &DatabaseConnection, row: &ledger::Model) -> Result<ledger::Model, DbErr> {
+    let active = ledger::ActiveModel::from(row.clone()).reset_all();
+    match ledger::Entity::insert(active)
+        .exec_without_returning(db)
+        .await
+    {
+        Ok(_) => Ok(row.clone()),
+        Err(e) if crate::db::unique_violation(&e).is_some() => {
+            ledger::Entity::find_by_id(row.idempotency_key.clone())
+                .one(db)
+                .await?
+                .ok_or_else(|| DbErr::RecordNotFound("ledger row vanished".into()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+const LEDGER_MANY: &str = "\
+INSERT INTO mock_gateway_ledger
+  (idempotency_key, kind, amount_cents, status, provider_ref, charge_ref, reason, created_at)
+SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(idempotency_key text, kind text,
+  amount_cents bigint, status text, provider_ref text, charge_ref text, reason text,
+  created_at timestamptz)
+ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key";
+
+/// Record a group of rows (keys distinct) in one statement (PostgreSQL); for each, what is
+/// recorded for its key — the row itself, or on a replay the earlier row, read back.
+async fn record_many(
+    db: &DatabaseConnection,
+    rows: &[ledger::Model],
+) -> Result<Vec<ledger::Model>, DbErr> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let json: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "idempotency_key": r.idempotency_key, "kind": r.kind,
+                "amount_cents": r.amount_cents, "status": r.status,
+                "provider_ref": r.provider_ref, "charge_ref": r.charge_ref,
+                "reason": r.reason, "created_at": r.created_at,
+            })
+        })
+        .collect();
+    let inserted = db
+        .query_all_raw(Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            LEDGER_MANY,
+            [serde_json::Value::Array(json).to_string().into()],
+        ))
+        .await?;
+    let mut new = std::collections::HashSet::with_capacity(inserted.len());
+    for row in inserted {
+        new.insert(row.try_get::<String>("", "idempotency_key")?);
+    }
+    let mut recorded = Vec::with_capacity(rows.len());
+    for r in rows {
+        if new.contains(&r.idempotency_key) {
+            recorded.push(r.clone());
+        } else {
+            recorded.push(record_one(db, r).await?);
+        }
+    }
+    Ok(recorded)
 }
 
 fn provider_ref(prefix: &str) -> String {

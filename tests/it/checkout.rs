@@ -496,6 +496,307 @@ async fn store_drift_left_by_a_crash_is_repaired_from_the_database(b: Backend) {
     app.hold(other, &show, &[&seats[1], &seats[2]]).await;
 }
 
+/// Checkouts that reach the database together are written together on PostgreSQL (one statement
+/// and one commit per group for the intents, the gateway's ledger rows and the confirmations; how
+/// many overlap is up to timing). Whatever was grouped, each buyer gets exactly their own booking
+/// and rows; a conflict — one key used for two holds at once — is answered as it would be alone
+/// (the key's one booking), and nobody else's checkout fails with it. SQLite writes each alone;
+/// the answers are the same. That a group writes what single statements write:
+/// `group_statements_write_what_single_ones_write`.
+async fn checkouts_written_together_each_get_their_own(b: Backend) {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    // One writer per step: while it writes, everything else that arrives waits and forms a group.
+    let app = Arc::new(TestApp::spawn_with(b, &["--group-commit-writers", "1"]).await);
+    let (show, seats) = app.create_show(6, 10).await;
+    let users = app.users(25).await;
+    // 24 buyers with two seats each; the 25th holds two single seats and pays for both at once
+    // under one key.
+    let mut jobs: Vec<(String, String, String, Vec<String>)> = Vec::new();
+    for (i, (t, _)) in users.iter().take(24).enumerate() {
+        let mine = vec![seats[2 * i].clone(), seats[2 * i + 1].clone()];
+        let h = app.hold(t, &show, &[&mine[0], &mine[1]]).await;
+        jobs.push((t.clone(), h, format!("k-{i}"), mine));
+    }
+    let last = users[24].0.clone();
+    for s in [&seats[48], &seats[49]] {
+        let h = app.hold(&last, &show, &[s]).await;
+        jobs.push((last.clone(), h, "shared".into(), vec![s.clone()]));
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(jobs.len()));
+    let mut tasks = Vec::new();
+    for (t, h, k, _) in &jobs {
+        let (app, t, h, k, barrier) = (
+            app.clone(),
+            t.clone(),
+            h.clone(),
+            k.clone(),
+            barrier.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            app.ok(Some(&t), CHECKOUT, json!({ "hold": h, "key": k }))
+                .await
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap()["checkout"].clone());
+    }
+    let seats_of = |a: &Value| -> Vec<String> {
+        let mut v: Vec<String> = a["seats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    for ((_, _, k, mine), a) in jobs.iter().zip(&answers).take(24) {
+        assert_eq!(a["status"], "CONFIRMED", "{k}: {a}");
+        let mut want = mine.clone();
+        want.sort();
+        assert_eq!(seats_of(a), want, "{k} got exactly its seats");
+        assert!(a["seats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "BOOKED"));
+    }
+    // One key, two holds: both answers are the key's one booking, of one of the two holds.
+    let (x, y) = (&answers[24], &answers[25]);
+    assert_eq!(x["id"], y["id"], "one key, one booking: {x} {y}");
+    let shared = seats_of(x);
+    assert!(
+        shared == vec![seats[48].clone()] || shared == vec![seats[49].clone()],
+        "{shared:?}"
+    );
+    let ids: HashSet<String> = answers
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 25, "25 bookings for 26 checkouts");
+
+    // Every booking has exactly its own rows.
+    let db = &app.state().db;
+    let backend = db.get_database_backend();
+    let count = |sql: String| async move {
+        let row = db
+            .query_one_raw(Statement::from_string(backend, sql))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    };
+    for id in &ids {
+        let seats_booked =
+            seats_of(&answers[answers.iter().position(|a| a["id"] == id.as_str()).unwrap()]).len()
+                as i64;
+        assert_eq!(
+            count(format!(
+                "SELECT count(*) AS n FROM booking_seats WHERE booking_id = {id} AND active"
+            ))
+            .await,
+            seats_booked
+        );
+        assert_eq!(
+            payments_of(&app, id).await,
+            vec![("CHARGE".into(), "SUCCEEDED".into())]
+        );
+        assert_eq!(
+            charges_in_ledger(&app, &format!("charge-{id}")).await,
+            1,
+            "booking {id}: one charge"
+        );
+        assert_eq!(count(format!("SELECT count(*) AS n FROM audit_log WHERE booking_id = {id} AND kind = 'booking.created'")).await, 1);
+        assert_eq!(count(format!("SELECT count(*) AS n FROM audit_log WHERE booking_id = {id} AND kind = 'booking.confirmed'")).await, 1);
+        assert_eq!(count(format!("SELECT count(*) AS n FROM outbox WHERE booking_id = {id} AND kind = 'booking.confirmed'")).await, 1);
+    }
+    assert_eq!(
+        count(format!(
+            "SELECT count(*) AS n FROM bookings WHERE show_id = {show}"
+        ))
+        .await,
+        25
+    );
+    assert_eq!(
+        count("SELECT count(*) AS n FROM mock_gateway_ledger".into()).await,
+        25,
+        "nothing else was charged"
+    );
+    let (_, map) = app.seat_map(None, &show).await;
+    assert_eq!(map.iter().filter(|s| s.1 == "BOOKED").count(), 49);
+}
+
+/// The group statements (PostgreSQL) write, for every member, exactly the rows its own statement
+/// writes — in one transaction — and a group with one conflicting member writes nothing at all
+/// (its members are then written alone: `group_commit`'s unit tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_statements_write_what_single_ones_write() {
+    use boxoffice::booking::one_statement::{
+        confirm, confirms, intent, intents, Confirmation, Intent,
+    };
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    if crate::support::served_skipped() {
+        return;
+    }
+    let app = TestApp::spawn(Backend::Served).await;
+    let (show, seats) = app.create_show(2, 10).await;
+    let show: i64 = show.parse().unwrap();
+    let seat_ids: Vec<i64> = seats.iter().map(|s| s.parse().unwrap()).collect();
+    let users = app.users(8).await;
+    let db = &app.state().db;
+    let at = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6);
+    let make = |i: usize, key: &str| Intent {
+        user: users[i].1,
+        show,
+        hold_id: format!("{show}-grouped-{i}-{key}"),
+        key: key.to_string(),
+        total: 1000 * (i as i64 + 1),
+        seats: vec![
+            (seat_ids[2 * i], 400),
+            (seat_ids[2 * i + 1], 600 + 1000 * i as i64),
+        ],
+        at,
+        detail: json!({ "n": i }),
+    };
+    // Four alone, four as one group.
+    let mut alone = Vec::new();
+    for i in 0..4 {
+        alone.push(intent(db, &make(i, "alone")).await.unwrap());
+    }
+    let group: Vec<Intent> = (4..8).map(|i| make(i, "grouped")).collect();
+    let grouped = intents(db, &group).await.unwrap();
+    assert_eq!(grouped.len(), 4);
+    let confirmation = |booking: i64, i: usize| Confirmation {
+        booking,
+        show,
+        user: users[i].1,
+        provider_ref: format!("ch_{i}"),
+        at,
+        payload: json!({ "b": booking }),
+        detail: json!({ "charge": format!("ch_{i}") }),
+    };
+    for (i, b) in alone.iter().enumerate() {
+        assert!(confirm(db, &confirmation(*b, i)).await.unwrap());
+    }
+    let cs: Vec<Confirmation> = grouped
+        .iter()
+        .enumerate()
+        .map(|(k, b)| confirmation(*b, k + 4))
+        .collect();
+    assert_eq!(confirms(db, &cs).await.unwrap(), vec![true; 4]);
+    // Settled already: a second group moves nothing, and writes nothing.
+    assert_eq!(confirms(db, &cs).await.unwrap(), vec![false; 4]);
+
+    // What a booking's rows look like, with its own id, user and amounts factored out.
+    let rows = |id: i64| async move {
+        let q = format!(
+            "SELECT json_build_object(
+               'booking', (SELECT json_build_object('status', status, 'total', total_cents, 'hold', hold_id IS NOT NULL,
+                  'created', created_at = updated_at) FROM bookings WHERE id = {id}),
+               'seats', (SELECT json_agg(json_build_object('active', active, 'price', price_cents, 'show', show_id) ORDER BY seat_id) FROM booking_seats WHERE booking_id = {id}),
+               'payments', (SELECT json_agg(json_build_object('kind', kind, 'status', status, 'amount', amount_cents, 'key', idempotency_key = 'charge-' || {id}, 'ref', provider_ref)) FROM payments WHERE booking_id = {id}),
+               'audit', (SELECT json_agg(json_build_object('kind', kind, 'actor', actor_kind, 'actor_id', actor_id IS NOT NULL, 'user', user_id, 'show', show_id, 'detail', detail) ORDER BY id) FROM audit_log WHERE booking_id = {id}),
+               'outbox', (SELECT json_agg(json_build_object('kind', kind, 'show', show_id, 'payload', payload, 'fanned_out', fanned_out)) FROM outbox WHERE booking_id = {id})
+             )::text AS r"
+        );
+        let r = db
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, q))
+            .await
+            .unwrap()
+            .unwrap();
+        serde_json::from_str::<Value>(&r.try_get::<String>("", "r").unwrap()).unwrap()
+    };
+    for (k, (a, g)) in alone.iter().zip(&grouped).enumerate() {
+        let (mut ra, mut rg) = (rows(*a).await, rows(*g).await);
+        // The only differences allowed: whose booking it is (user, amounts, the charge's name).
+        for r in [&mut ra, &mut rg] {
+            for e in r["audit"].as_array_mut().unwrap() {
+                e["user"] = Value::Null;
+                if e["kind"] == "booking.confirmed" {
+                    e["detail"] = Value::Null;
+                }
+            }
+            r["booking"]["total"] = Value::Null;
+            r["seats"][1]["price"] = Value::Null;
+            r["payments"][0]["amount"] = Value::Null;
+            r["payments"][0]["ref"] = Value::Null;
+            r["outbox"][0]["payload"] = Value::Null;
+            for e in r["audit"].as_array_mut().unwrap() {
+                if e["kind"] == "booking.created" {
+                    e["detail"] = Value::Null;
+                }
+            }
+        }
+        assert_eq!(ra, rg, "booking {a} (alone) and {g} (grouped), pair {k}");
+        assert_eq!(rg["booking"]["status"], "CONFIRMED");
+        assert_eq!(rg["seats"].as_array().unwrap().len(), 2);
+        assert_eq!(rg["audit"].as_array().unwrap().len(), 2);
+    }
+    // Each grouped booking has its own amounts and references, not a neighbour's.
+    for (k, g) in grouped.iter().enumerate() {
+        let r = rows(*g).await;
+        let i = k + 4;
+        assert_eq!(r["booking"]["total"], 1000 * (i as i64 + 1));
+        assert_eq!(r["seats"][1]["price"], 600 + 1000 * i as i64);
+        assert_eq!(r["payments"][0]["ref"], format!("ch_{i}"));
+        assert_eq!(r["outbox"][0]["payload"], json!({ "b": g }).to_string());
+    }
+    // One statement, one transaction: the group's rows share a transaction id.
+    let ids = grouped
+        .iter()
+        .map(|g| g.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let txns = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!(
+                "SELECT count(DISTINCT xmin::text) AS n FROM audit_log WHERE booking_id IN ({ids})"
+            ),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(
+        txns, 2,
+        "the group's intent and its confirmation: two transactions"
+    );
+
+    // A group with one conflict (a user's key used again) is refused whole: nothing written.
+    let before: i64 = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(*) AS n FROM bookings".to_string(),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "n")
+        .unwrap();
+    let mut clash = make(0, "fresh");
+    clash.seats = vec![(seat_ids[16], 100)];
+    let mut replay = make(1, "alone");
+    replay.hold_id = format!("{show}-another-hold");
+    replay.seats = vec![(seat_ids[17], 100)];
+    let err = intents(db, &[clash, replay]).await.unwrap_err();
+    assert!(boxoffice::db::unique_violation(&err).is_some(), "{err}");
+    let after: i64 = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(*) AS n FROM bookings".to_string(),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "n")
+        .unwrap();
+    assert_eq!(after, before, "all or nothing");
+}
+
 backends!(
     checkout_books_the_seats,
     declined_payment_frees_the_seats,
@@ -504,6 +805,7 @@ backends!(
     cancel_refunds_and_frees,
     interrupted_cancellation_is_finished_by_the_reconciler,
     store_drift_left_by_a_crash_is_repaired_from_the_database,
+    checkouts_written_together_each_get_their_own,
 );
 
 /// Redis loses the first buyer's hold mid-payment and a second buyer takes and pays for the same

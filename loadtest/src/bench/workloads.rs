@@ -485,10 +485,10 @@ pub(super) async fn db_bookings(
                 let pending = Intent {
                     user,
                     show: show_id,
-                    hold_id: &hold,
-                    key: &key,
+                    hold_id: hold,
+                    key,
                     total: 1000,
-                    seats: &[(*seat, 1000)],
+                    seats: vec![(*seat, 1000)],
                     at,
                     detail: json!({}),
                 };
@@ -504,7 +504,7 @@ pub(super) async fn db_bookings(
                         booking: id,
                         show: show_id,
                         user,
-                        provider_ref: &provider_ref,
+                        provider_ref,
                         at,
                         payload: json!({}),
                         detail: json!({}),

@@ -1,0 +1,265 @@
+//! Group commit. Writes that reach the same durable step at the same moment — a checkout's PENDING
+//! intent, its confirmation, the mock gateway's ledger row — are written together: one statement and one commit for every one
+//! that is waiting, instead of a statement and a commit each. On PostgreSQL a commit's fixed cost
+//! (a round trip, a WAL flush, a backend woken per client) is most of a booking's database work;
+//! shared by a group it nearly vanishes, and the rows are what remains.
+//!
+//! How: requests queue on a channel; a writer takes the first that arrives and every other that is
+//! already waiting (up to `max`), writes them in one statement, and answers each. While it writes,
+//! the next requests gather for the next writer (`writers` groups can be in flight at once). Nobody
+//! waits for a group to fill: under light load a group is one request, written as before.
+//!
+//! A group is all or nothing, as one statement is. When it fails — usually one member's conflict
+//! (its key replayed, its seats taken), sometimes a deadlock between groups — every member is
+//! written again **alone**, so each gets exactly the answer it would have had without grouping.
+//! The same happens when a group holds one item twice (the same booking settled by two callers at
+//! once), which one statement could not answer separately.
+use std::collections::HashSet;
+use std::future::Future;
+use std::hash::Hash;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use sea_orm::DbErr;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+/// A boxed write.
+pub type Write<'a, T> = Pin<Box<dyn Future<Output = Result<T, DbErr>> + Send + 'a>>;
+
+/// How a step is written: a whole group in one statement (an answer per item, in order), or one
+/// item alone; and what makes two items the same (a group holding one twice is written alone).
+pub struct Step<C, Q, A, K> {
+    pub name: &'static str,
+    pub many: for<'a> fn(&'a C, &'a [Q]) -> Write<'a, Vec<A>>,
+    pub one: for<'a> fn(&'a C, &'a Q) -> Write<'a, A>,
+    pub identity: fn(&Q) -> K,
+}
+
+type Job<Q, A> = (Q, oneshot::Sender<Result<A, DbErr>>);
+
+/// The queue in front of one step's writers.
+pub struct Group<Q, A> {
+    jobs: mpsc::UnboundedSender<Job<Q, A>>,
+}
+
+impl<Q: Send + Sync + 'static, A: Send + 'static> Group<Q, A> {
+    /// Start `writers` writers of `step`, each writing groups of at most `max` (1: no grouping).
+    pub fn start<C, K>(ctx: C, step: Step<C, Q, A, K>, writers: usize, max: usize) -> Self
+    where
+        C: Send + Sync + 'static,
+        K: Eq + Hash + Send + 'static,
+    {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let queue = Arc::new(Mutex::new(queue));
+        let (ctx, step) = (Arc::new(ctx), Arc::new(step));
+        for _ in 0..writers.max(1) {
+            tokio::spawn(writer(ctx.clone(), step.clone(), queue.clone(), max.max(1)));
+        }
+        Group { jobs }
+    }
+
+    /// Write `item` with whatever else is waiting; its own answer.
+    pub async fn write(&self, item: Q) -> Result<A, DbErr> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send((item, reply))
+            .map_err(|_| DbErr::Custom("the group writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| DbErr::Custom("the group writer dropped a write".into()))?
+    }
+}
+
+async fn writer<C, Q, A, K>(
+    ctx: Arc<C>,
+    step: Arc<Step<C, Q, A, K>>,
+    queue: Arc<Mutex<mpsc::UnboundedReceiver<Job<Q, A>>>>,
+    max: usize,
+) where
+    K: Eq + Hash,
+{
+    loop {
+        // Gather: the first request (waiting for it), then whatever else is already queued.
+        let jobs = {
+            let mut queue = queue.lock().await;
+            let Some(first) = queue.recv().await else {
+                return;
+            };
+            let mut jobs = vec![first];
+            while jobs.len() < max {
+                match queue.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            jobs
+        };
+        let (items, replies): (Vec<Q>, Vec<_>) = jobs.into_iter().unzip();
+        metrics::histogram!("group_commit_size", "step" => step.name).record(items.len() as f64);
+        if items.len() > 1 && distinct(&items, step.identity) {
+            match (step.many)(&ctx, &items).await {
+                Ok(answers) if answers.len() == items.len() => {
+                    for (reply, answer) in replies.into_iter().zip(answers) {
+                        let _ = reply.send(Ok(answer));
+                    }
+                    continue;
+                }
+                Ok(_) => {
+                    tracing::warn!(
+                        step = step.name,
+                        "a group write answered the wrong number of items; writing each alone"
+                    );
+                }
+                Err(e) => {
+                    tracing::debug!(step = step.name, error = %e, size = items.len(), "group write failed; writing each alone")
+                }
+            }
+            metrics::counter!("group_commit_retried_alone_total", "step" => step.name).increment(1);
+        }
+        // Alone: each gets its own statement and its own answer (all at once: they are
+        // independent, and a conflict between two of them is the database's to order).
+        let answers =
+            futures_util::future::join_all(items.iter().map(|q| (step.one)(&ctx, q))).await;
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+fn distinct<Q, K: Eq + Hash>(items: &[Q], identity: fn(&Q) -> K) -> bool {
+    let mut seen = HashSet::with_capacity(items.len());
+    items.iter().all(|q| seen.insert(identity(q)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A fake database: `many` fails when any item is odd (a conflict), else doubles each;
+    /// `one` fails on odd items alone. Counts statements.
+    #[derive(Default)]
+    struct Fake {
+        statements: AtomicUsize,
+        grouped: AtomicUsize,
+    }
+
+    fn many<'a>(f: &'a Fake, items: &'a [(u32, u32)]) -> Write<'a, Vec<u32>> {
+        Box::pin(async move {
+            f.statements.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            if items.iter().any(|(_, v)| v % 2 == 1) {
+                return Err(DbErr::Custom("conflict".into()));
+            }
+            f.grouped.fetch_add(items.len(), Ordering::SeqCst);
+            Ok(items.iter().map(|(_, v)| v * 2).collect())
+        })
+    }
+
+    fn one<'a>(f: &'a Fake, item: &'a (u32, u32)) -> Write<'a, u32> {
+        Box::pin(async move {
+            f.statements.fetch_add(1, Ordering::SeqCst);
+            if item.1 % 2 == 1 {
+                return Err(DbErr::Custom(format!("conflict of {}", item.1)));
+            }
+            Ok(item.1 * 2)
+        })
+    }
+
+    fn step() -> Step<Arc<Fake>, (u32, u32), u32, u32> {
+        Step {
+            name: "test",
+            many: |f, items| many(f, items),
+            one: |f, item| one(f, item),
+            identity: |q| q.0,
+        }
+    }
+
+    async fn run(values: Vec<(u32, u32)>, max: usize) -> (Vec<Result<u32, String>>, Arc<Fake>) {
+        let fake = Arc::new(Fake::default());
+        let group = Arc::new(Group::start(fake.clone(), step(), 2, max));
+        let tasks: Vec<_> = values
+            .into_iter()
+            .map(|v| {
+                let g = group.clone();
+                tokio::spawn(async move { g.write(v).await.map_err(|e| e.to_string()) })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for t in tasks {
+            answers.push(t.await.expect("writer task"));
+        }
+        (answers, fake)
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_share_statements_and_each_gets_its_answer() {
+        let values: Vec<(u32, u32)> = (0..200).map(|i| (i, i * 2)).collect();
+        let (answers, fake) = run(values, 64).await;
+        for (i, a) in answers.iter().enumerate() {
+            assert_eq!(a, &Ok(i as u32 * 4), "item {i}");
+        }
+        let statements = fake.statements.load(Ordering::SeqCst);
+        assert!(
+            statements < 200,
+            "no grouping: {statements} statements for 200 writes"
+        );
+        assert!(
+            fake.grouped.load(Ordering::SeqCst) > 0,
+            "no group was written"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_conflict_in_a_group_is_answered_alone_and_the_others_still_succeed() {
+        // Every tenth value odd: its group fails; every member is written again alone.
+        let values: Vec<(u32, u32)> = (0..100)
+            .map(|i| (i, if i % 10 == 3 { 2 * i + 1 } else { 2 * i }))
+            .collect();
+        let (answers, _) = run(values.clone(), 64).await;
+        for ((_, v), a) in values.iter().zip(&answers) {
+            if v % 2 == 1 {
+                assert_eq!(a, &Err(format!("Custom Error: conflict of {v}")));
+            } else {
+                assert_eq!(a, &Ok(v * 2));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_item_twice_in_a_group_is_written_alone() {
+        // The same identity twice (the same booking settled by two callers): never one statement.
+        let fake = Arc::new(Fake::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queue = Arc::new(Mutex::new(rx));
+        let mut answers = Vec::new();
+        for v in [(7, 2), (7, 4), (8, 6)] {
+            let (reply, answer) = oneshot::channel();
+            tx.send((v, reply)).expect("queue open");
+            answers.push(answer);
+        }
+        drop(tx);
+        // One writer, started after the three are queued: they form one group.
+        writer(Arc::new(fake.clone()), Arc::new(step()), queue, 64).await;
+        let mut got = Vec::new();
+        for a in answers {
+            got.push(a.await.expect("answered").map_err(|e| e.to_string()));
+        }
+        assert_eq!(got, vec![Ok(4), Ok(8), Ok(12)]);
+        assert_eq!(
+            fake.grouped.load(Ordering::SeqCst),
+            0,
+            "written as one group"
+        );
+        assert_eq!(fake.statements.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn max_one_writes_every_item_alone() {
+        let values: Vec<(u32, u32)> = (0..50).map(|i| (i, i * 2)).collect();
+        let (answers, fake) = run(values, 1).await;
+        assert!(answers.iter().all(|a| a.is_ok()));
+        assert_eq!(fake.grouped.load(Ordering::SeqCst), 0);
+        assert_eq!(fake.statements.load(Ordering::SeqCst), 50);
+    }
+}
