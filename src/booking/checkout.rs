@@ -116,8 +116,7 @@ impl Bookings {
         };
         let written = match &self.writes {
             Some(w) => w
-                .intents
-                .write(pending.clone())
+                .intent(pending.clone())
                 .await
                 .map(|id| pending.booking(id)),
             None => self.intent_in_transaction(&pending).await,

@@ -66,14 +66,24 @@ pub struct GroupRules {
     pub max: usize,
 }
 
-/// The group writers of the PENDING intent and the confirmation.
-struct Writes {
+/// The group writers of the PENDING intent and the confirmation (PostgreSQL).
+pub struct Writes {
     intents: crate::group_commit::Group<one_statement::Intent, i64>,
     confirms: crate::group_commit::Group<one_statement::Confirmation, bool>,
 }
 
 impl Writes {
-    fn start(db: &DatabaseConnection, rules: GroupRules) -> Self {
+    /// Write an intent with whatever others are waiting; the new booking's id.
+    pub async fn intent(&self, i: one_statement::Intent) -> Result<i64, sea_orm::DbErr> {
+        self.intents.write(i).await
+    }
+
+    /// Confirm with whatever others are waiting; whether this call moved the booking.
+    pub async fn confirm(&self, c: one_statement::Confirmation) -> Result<bool, sea_orm::DbErr> {
+        self.confirms.write(c).await
+    }
+
+    pub fn start(db: &DatabaseConnection, rules: GroupRules) -> Self {
         let intents = crate::group_commit::Step {
             name: "intent",
             many: |db, g| Box::pin(one_statement::intents(db, g)),

@@ -91,7 +91,7 @@ impl Bookings {
             detail: serde_json::json!({ "charge": provider_ref, "totalCents": b.total_cents }),
         };
         let moved = match &self.writes {
-            Some(w) => w.confirms.write(c).await,
+            Some(w) => w.confirm(c).await,
             None => self.confirm_in_transaction(b, &c).await,
         };
         match moved {

@@ -504,7 +504,7 @@ async fn store_drift_left_by_a_crash_is_repaired_from_the_database(b: Backend) {
 /// the answers are the same. That a group writes what single statements write:
 /// `group_statements_write_what_single_ones_write`.
 async fn checkouts_written_together_each_get_their_own(b: Backend) {
-    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    use sea_orm::{ConnectionTrait, Statement};
     // One writer per step: while it writes, everything else that arrives waits and forms a group.
     let app = Arc::new(TestApp::spawn_with(b, &["--group-commit-writers", "1"]).await);
     let (show, seats) = app.create_show(6, 10).await;

@@ -433,10 +433,11 @@ pub(super) async fn commits(url: String, clients: u64, w: Window) -> anyhow::Res
     .await
 }
 
-/// A booking's database work alone: the service's own statements (the one-statement intent, the
-/// mock gateway's ledger insert, the one-statement confirmation) issued straight to PostgreSQL by
-/// `clients` clients, one fresh seat each time — no HTTP, GraphQL, Redis or gateway latency. Its
-/// rate against the one-commit rate says what the schema costs; checkout against it, what the
+/// A booking's database work alone: the service's own statements (the intent, the mock gateway's
+/// ledger insert, the confirmation), written as the service writes them — through its group
+/// writers, so that bookings arriving together share statements and commits — straight to
+/// PostgreSQL by `clients` clients, one fresh seat each time; no HTTP, GraphQL, Redis or gateway
+/// latency. Its rate against pgbench -N says what the schema costs; checkout against it, what the
 /// service around it costs.
 pub(super) async fn db_bookings(
     url: String,
@@ -444,7 +445,7 @@ pub(super) async fn db_bookings(
     clients: u64,
     w: Window,
 ) -> anyhow::Result<Meter> {
-    use boxoffice::booking::one_statement::{confirm, intent, Confirmation, Intent};
+    use boxoffice::booking::one_statement::{Confirmation, Intent};
     use boxoffice::payment::PaymentGateway;
     use sea_orm::{ConnectionTrait, DbBackend, Statement};
     let (db, _) =
@@ -463,11 +464,19 @@ pub(super) async fn db_bookings(
         Duration::ZERO,
         Some(1),
     ));
+    let writes = Arc::new(boxoffice::booking::Writes::start(
+        &db,
+        boxoffice::booking::GroupRules {
+            writers: 4,
+            max: 64,
+        },
+    ));
     let (show_id, seats) = (show.0, Arc::new(show.1));
     let next = Arc::new(AtomicU64::new(0));
     let run = rand::random::<u32>();
     run_clients(clients, move |_| {
-        let (db, gateway, seats, next) = (db.clone(), gateway.clone(), seats.clone(), next.clone());
+        let (writes, gateway, seats, next) =
+            (writes.clone(), gateway.clone(), seats.clone(), next.clone());
         async move {
             let mut m = Meter::default();
             while w.running() {
@@ -493,7 +502,7 @@ pub(super) async fn db_bookings(
                     detail: json!({}),
                 };
                 let booked = async {
-                    let id = intent(&db, &pending).await?;
+                    let id = writes.intent(pending).await?;
                     let charge_key = boxoffice::booking::charge_key(id);
                     let paid = gateway.charge(&charge_key, 1000).await?;
                     let provider_ref = match paid {
@@ -509,7 +518,7 @@ pub(super) async fn db_bookings(
                         payload: json!({}),
                         detail: json!({}),
                     };
-                    Ok::<bool, anyhow::Error>(confirm(&db, &c).await?)
+                    Ok::<bool, anyhow::Error>(writes.confirm(c).await?)
                 }
                 .await;
                 match booked {
