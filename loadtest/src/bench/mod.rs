@@ -467,7 +467,18 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
             Server::start(config, s, &format!("{prefix}{s}"), &secret, pool_size).await?,
         );
     }
-    let db = config.database().await?;
+    // The bench's own connections (accounts, and loading shows into the raw stores of the
+    // `ceiling` part) come out of the 10 that `server_pool` leaves beside the servers' pools: a
+    // default-sized pool here (32) kept connections the servers needed, and once every server's
+    // pool was full PostgreSQL refused connections ("too many clients").
+    let db = if config.is_postgres() {
+        let url = config.database_url()?;
+        boxoffice::db::connect_sized(&url, config.dependency_timeout(), BENCH_CONNECTIONS)
+            .await?
+            .0
+    } else {
+        config.database().await?
+    };
     let people = people(
         &db,
         &tokens,
@@ -486,16 +497,20 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
     // reference.
     if database && config.is_postgres() {
         let server = &servers[stores[0]];
-        let show = shows(&server.base, &people.admin, 20_000, 1).await?;
-        let id: i64 = show[0].0.parse()?;
-        let seats = show[0].1.iter().filter_map(|s| s.parse().ok()).collect();
+        // Enough seats for the window at several thousand bookings a second: shows of 20,000.
+        let n = ((secs + 1) * 8_000).div_ceil(20_000).max(1) as usize;
+        let mut seats: Vec<(i64, i64)> = Vec::new();
+        for (show, ids) in shows(&server.base, &people.admin, 20_000, n).await? {
+            let show: i64 = show.parse()?;
+            seats.extend(ids.iter().filter_map(|s| s.parse().ok()).map(|s| (show, s)));
+        }
         say(&format!(
             "  a booking's database work alone, {} clients…",
             args.commit_clients
         ));
         let url = config.database_url()?;
         let f = measure(DB_BOOKINGS, secs, None, &redis_info, |w| {
-            db_bookings(url.clone(), (id, seats), args.commit_clients, w)
+            db_bookings(url.clone(), seats, args.commit_clients, w)
         })
         .await?;
         report.figures.push(f);
@@ -1011,6 +1026,9 @@ fn print(r: &BenchReport) {
 }
 
 /// The name of the measurement of a booking's database work alone.
+/// Connections of the bench's own pool while servers run.
+const BENCH_CONNECTIONS: u32 = 8;
+
 /// PostgreSQL's own benchmark, `pgbench -N`, on the same server: the write-path issue's reference.
 const PGBENCH: &str = "pgbench -N (BEGIN; UPDATE; SELECT; INSERT; END)";
 const DB_BOOKINGS: &str = "a booking's database work alone (intent, ledger, confirm)";
@@ -1032,6 +1050,6 @@ async fn server_pool(url: &str, servers: usize) -> anyhow::Result<u32> {
         .await?
         .ok_or_else(|| anyhow::anyhow!("no max_connections"))?;
     let max: i32 = row.try_get("", "n")?;
-    let share = (max.max(0) as u32).saturating_sub(10) / servers.max(1) as u32;
+    let share = (max.max(0) as u32).saturating_sub(BENCH_CONNECTIONS + 2) / servers.max(1) as u32;
     Ok(share.saturating_sub(GATEWAY_CONNECTIONS).clamp(4, 32))
 }

@@ -441,7 +441,7 @@ pub(super) async fn commits(url: String, clients: u64, w: Window) -> anyhow::Res
 /// service around it costs.
 pub(super) async fn db_bookings(
     url: String,
-    show: (i64, Vec<i64>),
+    seats: Vec<(i64, i64)>,
     clients: u64,
     w: Window,
 ) -> anyhow::Result<Meter> {
@@ -471,7 +471,7 @@ pub(super) async fn db_bookings(
             max: 64,
         },
     ));
-    let (show_id, seats) = (show.0, Arc::new(show.1));
+    let seats = Arc::new(seats);
     let next = Arc::new(AtomicU64::new(0));
     let run = rand::random::<u32>();
     run_clients(clients, move |_| {
@@ -481,7 +481,7 @@ pub(super) async fn db_bookings(
             let mut m = Meter::default();
             while w.running() {
                 let n = next.fetch_add(1, Ordering::Relaxed) as usize;
-                let Some(seat) = seats.get(n) else {
+                let Some(&(show_id, seat)) = seats.get(n) else {
                     m.count("ran out of seats");
                     break;
                 };
@@ -497,7 +497,7 @@ pub(super) async fn db_bookings(
                     hold_id: hold,
                     key,
                     total: 1000,
-                    seats: vec![(*seat, 1000)],
+                    seats: vec![(seat, 1000)],
                     at,
                     detail: json!({}),
                 };
