@@ -742,6 +742,20 @@ async fn group_statements_write_what_single_ones_write() {
         assert_eq!(r["seats"][1]["price"], 600 + 1000 * i as i64);
         assert_eq!(r["payments"][0]["ref"], format!("ch_{i}"));
         assert_eq!(r["outbox"][0]["payload"], json!({ "b": g }).to_string());
+        let detail = |kind: &str| -> Value {
+            let e = r["audit"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["kind"] == kind)
+                .unwrap();
+            serde_json::from_str(e["detail"].as_str().unwrap()).unwrap()
+        };
+        assert_eq!(detail("booking.created"), json!({ "n": i }));
+        assert_eq!(
+            detail("booking.confirmed"),
+            json!({ "charge": format!("ch_{i}") })
+        );
     }
     // One statement, one transaction: the group's rows share a transaction id.
     let ids = grouped
