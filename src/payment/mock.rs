@@ -62,10 +62,7 @@ impl MockGateway {
     }
 
     async fn find(&self, key: &str) -> Result<Option<ledger::Model>, GatewayError> {
-        ledger::Entity::find_by_id(key.to_string())
-            .one(&self.db)
-            .await
-            .map_err(Self::unavailable)
+        find_row(&self.db, key).await.map_err(Self::unavailable)
     }
 
     /// Record `row` unless the key exists; either way return what is recorded for the key.
@@ -105,13 +102,21 @@ async fn record_one(db: &DatabaseConnection, row: &ledger::Model) -> Result<ledg
     {
         Ok(_) => Ok(row.clone()),
         Err(e) if crate::db::unique_violation(&e).is_some() => {
-            ledger::Entity::find_by_id(row.idempotency_key.clone())
-                .one(db)
-                .await?
-                .ok_or_else(|| DbErr::RecordNotFound("ledger row vanished".into()))
+            recorded(db, &row.idempotency_key).await
         }
         Err(e) => Err(e),
     }
+}
+
+async fn find_row(db: &DatabaseConnection, key: &str) -> Result<Option<ledger::Model>, DbErr> {
+    ledger::Entity::find_by_id(key.to_string()).one(db).await
+}
+
+/// What is recorded for a key that exists (a replay).
+async fn recorded(db: &DatabaseConnection, key: &str) -> Result<ledger::Model, DbErr> {
+    find_row(db, key)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("ledger row vanished".into()))
 }
 
 const LEDGER_MANY: &str = "\
@@ -123,7 +128,8 @@ SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(idempotency_key text, kind text
 ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key";
 
 /// Record a group of rows (keys distinct) in one statement (PostgreSQL); for each, what is
-/// recorded for its key — the row itself, or on a replay the earlier row, read back.
+/// recorded for its key — the row itself, or on a replay the earlier row, read back (not
+/// inserted again).
 async fn record_many(
     db: &DatabaseConnection,
     rows: &[ledger::Model],
@@ -151,15 +157,15 @@ async fn record_many(
     for row in inserted {
         new.insert(row.try_get::<String>("", "idempotency_key")?);
     }
-    let mut recorded = Vec::with_capacity(rows.len());
+    let mut answers = Vec::with_capacity(rows.len());
     for r in rows {
         if new.contains(&r.idempotency_key) {
-            recorded.push(r.clone());
+            answers.push(r.clone());
         } else {
-            recorded.push(record_one(db, r).await?);
+            answers.push(recorded(db, &r.idempotency_key).await?);
         }
     }
-    Ok(recorded)
+    Ok(answers)
 }
 
 fn provider_ref(prefix: &str) -> String {
