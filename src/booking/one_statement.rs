@@ -3,13 +3,12 @@
 //! seats live, charge succeeded, outbox event, audit entry). A single statement is its own
 //! transaction: one round trip and one commit instead of a BEGIN, four or five statements and a
 //! COMMIT — with the same all-or-nothing effect, the same unique indexes refusing the same
-//! conflicts, and the same conditional move out of PENDING. SQLite keeps the multi-statement
-//! transaction (it is in-process; a round trip costs nothing there).
+//! conflicts, and the same conditional move out of PENDING. One statement per step serves one
+//! checkout and a group of them alike. SQLite keeps the multi-statement transaction (it is
+//! in-process; a round trip costs nothing there).
 use chrono::{DateTime, Utc};
 use entity::booking;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
 
 use super::BookingStatus;
 
@@ -46,65 +45,10 @@ impl Intent {
     }
 }
 
-/// Run one statement (`what`, for the error) that answers one row.
-async fn one_row(
-    db: &DatabaseConnection,
-    what: &str,
-    sql: &str,
-    values: Vec<Value>,
-) -> Result<QueryResult, DbErr> {
-    db.query_one_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        sql,
-        values,
-    ))
-    .await?
-    .ok_or_else(|| DbErr::RecordNotFound(format!("no answer from the {what}")))
-}
-
-/// Seat ids and prices as PostgreSQL array literals (`{1,2,3}`): integers only, so no quoting.
-fn array_literals(seats: &[(i64, i64)]) -> (String, String) {
-    let join = |f: fn(&(i64, i64)) -> i64| {
-        let items: Vec<String> = seats.iter().map(|s| f(s).to_string()).collect();
-        format!("{{{}}}", items.join(","))
-    };
-    (join(|s| s.0), join(|s| s.1))
-}
-
-const INTENT: &str = "\
-WITH b AS (
-  INSERT INTO bookings (user_id, show_id, hold_id, status, total_cents, idempotency_key, created_at, updated_at)
-  VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $6) RETURNING id),
-s AS (
-  INSERT INTO booking_seats (booking_id, seat_id, show_id, price_cents, active)
-  SELECT b.id, x.seat, $2, x.price, false
-  FROM b, unnest($7::bigint[], $8::bigint[]) AS x(seat, price)),
-p AS (
-  INSERT INTO payments (booking_id, kind, amount_cents, idempotency_key, status, created_at, updated_at)
-  SELECT id, 'CHARGE', $4, 'charge-' || id, 'PENDING', $6, $6 FROM b),
-a AS (
-  INSERT INTO audit_log (at, actor_kind, actor_id, kind, show_id, booking_id, user_id, detail)
-  SELECT $6, 'USER', $1, 'booking.created', $2, id, $1, $9 FROM b)
-SELECT id FROM b";
-
-/// Write the PENDING intent in one statement; the new booking's id. A unique violation (the
-/// same key, or the hold already being checked out) comes back as the error it is.
+/// Write the PENDING intent in one statement (a group of one); the new booking's id. A unique
+/// violation (the same key, or the hold already being checked out) comes back as the error it is.
 pub async fn intent(db: &DatabaseConnection, i: &Intent) -> Result<i64, DbErr> {
-    let (seats, prices) = array_literals(&i.seats);
-    let values: Vec<Value> = vec![
-        i.user.into(),
-        i.show.into(),
-        i.hold_id.as_str().into(),
-        i.total.into(),
-        i.key.as_str().into(),
-        i.at.into(),
-        seats.into(),
-        prices.into(),
-        i.detail.to_string().into(),
-    ];
-    one_row(db, "intent", INTENT, values)
-        .await?
-        .try_get::<i64>("", "id")
+    only(intents(db, std::slice::from_ref(i)).await?)
 }
 
 /// What the confirmation writes beside the move itself.
@@ -120,45 +64,23 @@ pub struct Confirmation {
     pub detail: serde_json::Value,
 }
 
-const CONFIRM: &str = "\
-WITH m AS (
-  UPDATE bookings SET status = 'CONFIRMED', updated_at = $2
-  WHERE id = $1 AND status = 'PENDING' RETURNING id),
-s AS (
-  UPDATE booking_seats SET active = true WHERE booking_id IN (SELECT id FROM m)),
-p AS (
-  UPDATE payments SET status = 'SUCCEEDED', updated_at = $2, provider_ref = $3
-  WHERE idempotency_key = 'charge-' || $1::text AND EXISTS (SELECT 1 FROM m)),
-w AS (
-  INSERT INTO outbox (event_id, kind, show_id, booking_id, payload, created_at, fanned_out)
-  SELECT $4, 'booking.confirmed', $5, id, $6, $2, false FROM m),
-a AS (
-  INSERT INTO audit_log (at, actor_kind, actor_id, kind, show_id, booking_id, user_id, detail)
-  SELECT $2, 'SYSTEM', NULL, 'booking.confirmed', $5, id, $7, $8 FROM m)
-SELECT count(*) AS moved FROM m";
-
-/// PENDING → CONFIRMED with its seats live, in one statement: whether this call moved it
-/// (`false`: settled by someone else first). A seat another live booking holds makes the whole
-/// statement fail on the unique index, and nothing of it stays.
+/// PENDING → CONFIRMED with its seats live, in one statement (a group of one): whether this call
+/// moved it (`false`: settled by someone else first). A seat another live booking holds makes the
+/// whole statement fail on the unique index, and nothing of it stays.
 pub async fn confirm(db: &DatabaseConnection, c: &Confirmation) -> Result<bool, DbErr> {
-    let values: Vec<Value> = vec![
-        c.booking.into(),
-        c.at.into(),
-        c.provider_ref.as_str().into(),
-        crate::webhooks::new_event_id().into(),
-        c.show.into(),
-        c.payload.to_string().into(),
-        c.user.into(),
-        c.detail.to_string().into(),
-    ];
-    Ok(one_row(db, "confirmation", CONFIRM, values)
-        .await?
-        .try_get::<i64>("", "moved")?
-        > 0)
+    only(confirms(db, std::slice::from_ref(c)).await?)
 }
 
-// Groups (`super::group`): the same statements for many checkouts at once, their rows passed as
-// JSON arrays (`jsonb_to_recordset`). Each member's rows are exactly what its own statement writes.
+/// The answer of a group of one.
+fn only<T>(answers: Vec<T>) -> Result<T, DbErr> {
+    answers
+        .into_iter()
+        .next()
+        .ok_or_else(|| DbErr::RecordNotFound("a statement answered nothing".into()))
+}
+
+// The statements, for one checkout or a group of them written together (`crate::group_commit`):
+// the rows are passed as JSON arrays (`jsonb_to_recordset`).
 
 const INTENTS: &str = "\
 WITH x AS (
@@ -278,18 +200,4 @@ pub async fn confirms(db: &DatabaseConnection, group: &[Confirmation]) -> Result
         moved.insert(row.try_get::<i64>("", "booking")?);
     }
     Ok(group.iter().map(|c| moved.contains(&c.booking)).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::array_literals;
-
-    #[test]
-    fn seats_and_prices_become_array_literals() {
-        assert_eq!(
-            array_literals(&[(7, 1200), (8, 900)]),
-            ("{7,8}".to_string(), "{1200,900}".to_string())
-        );
-        assert_eq!(array_literals(&[]), ("{}".to_string(), "{}".to_string()));
-    }
 }

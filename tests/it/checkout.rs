@@ -32,6 +32,17 @@ async fn payments_of(app: &TestApp, booking: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The integer column `n` of a one-row query.
+async fn count_of(db: &sea_orm::DatabaseConnection, sql: String) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap()
+}
+
 async fn charges_in_ledger(app: &TestApp, key: &str) -> usize {
     ledger::Entity::find()
         .filter(ledger::Column::IdempotencyKey.eq(key))
@@ -504,7 +515,6 @@ async fn store_drift_left_by_a_crash_is_repaired_from_the_database(b: Backend) {
 /// the answers are the same. That a group writes what single statements write:
 /// `group_statements_write_what_single_ones_write`.
 async fn checkouts_written_together_each_get_their_own(b: Backend) {
-    use sea_orm::{ConnectionTrait, Statement};
     // One writer per step: while it writes, everything else that arrives waits and forms a group.
     let app = Arc::new(TestApp::spawn_with(b, &["--group-commit-writers", "1"]).await);
     let (show, seats) = app.create_show(6, 10).await;
@@ -579,15 +589,7 @@ async fn checkouts_written_together_each_get_their_own(b: Backend) {
 
     // Every booking has exactly its own rows.
     let db = &app.state().db;
-    let backend = db.get_database_backend();
-    let count = |sql: String| async move {
-        let row = db
-            .query_one_raw(Statement::from_string(backend, sql))
-            .await
-            .unwrap()
-            .unwrap();
-        row.try_get::<i64>("", "n").unwrap()
-    };
+    let count = |sql: String| count_of(db, sql);
     for id in &ids {
         let seats_booked =
             seats_of(&answers[answers.iter().position(|a| a["id"] == id.as_str()).unwrap()]).len()
@@ -628,9 +630,9 @@ async fn checkouts_written_together_each_get_their_own(b: Backend) {
     assert_eq!(map.iter().filter(|s| s.1 == "BOOKED").count(), 49);
 }
 
-/// The group statements (PostgreSQL) write, for every member, exactly the rows its own statement
-/// writes — in one transaction — and a group with one conflicting member writes nothing at all
-/// (its members are then written alone: `group_commit`'s unit tests).
+/// A group's statement (PostgreSQL) writes, for every member, exactly the rows a checkout written
+/// alone gets — in one transaction — and a group with one conflicting member writes nothing at
+/// all (its members are then written alone: `group_commit`'s unit tests).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn group_statements_write_what_single_ones_write() {
     use boxoffice::booking::one_statement::{
@@ -763,34 +765,20 @@ async fn group_statements_write_what_single_ones_write() {
         .map(|g| g.to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let txns = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            format!(
-                "SELECT count(DISTINCT xmin::text) AS n FROM audit_log WHERE booking_id IN ({ids})"
-            ),
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get::<i64>("", "n")
-        .unwrap();
+    let txns = count_of(
+        db,
+        format!(
+            "SELECT count(DISTINCT xmin::text) AS n FROM audit_log WHERE booking_id IN ({ids})"
+        ),
+    )
+    .await;
     assert_eq!(
         txns, 2,
         "the group's intent and its confirmation: two transactions"
     );
 
     // A group with one conflict (a user's key used again) is refused whole: nothing written.
-    let before: i64 = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT count(*) AS n FROM bookings".to_string(),
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get("", "n")
-        .unwrap();
+    let before: i64 = count_of(db, "SELECT count(*) AS n FROM bookings".into()).await;
     let mut clash = make(0, "fresh");
     clash.seats = vec![(seat_ids[16], 100)];
     let mut replay = make(1, "alone");
@@ -798,16 +786,7 @@ async fn group_statements_write_what_single_ones_write() {
     replay.seats = vec![(seat_ids[17], 100)];
     let err = intents(db, &[clash, replay]).await.unwrap_err();
     assert!(boxoffice::db::unique_violation(&err).is_some(), "{err}");
-    let after: i64 = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT count(*) AS n FROM bookings".to_string(),
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get("", "n")
-        .unwrap();
+    let after: i64 = count_of(db, "SELECT count(*) AS n FROM bookings".into()).await;
     assert_eq!(after, before, "all or nothing");
 }
 
