@@ -1025,12 +1025,12 @@ fn print(r: &BenchReport) {
     }
 }
 
-/// The name of the measurement of a booking's database work alone.
 /// Connections of the bench's own pool while servers run.
 const BENCH_CONNECTIONS: u32 = 8;
 
 /// PostgreSQL's own benchmark, `pgbench -N`, on the same server: the write-path issue's reference.
 const PGBENCH: &str = "pgbench -N (BEGIN; UPDATE; SELECT; INSERT; END)";
+/// The name of the measurement of a booking's database work alone.
 const DB_BOOKINGS: &str = "a booking's database work alone (intent, ledger, confirm)";
 
 /// Connections of the mock gateway's own pool in each server (`payment::GATEWAY_POOL_SIZE`).
