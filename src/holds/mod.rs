@@ -6,6 +6,7 @@ pub mod best;
 pub mod memory;
 pub mod redis;
 pub mod rowlock;
+mod shared_counts;
 mod store;
 pub mod sweeper;
 
@@ -131,18 +132,30 @@ pub struct Holds {
     /// The last state read of each show, shared by every reader until the store says it
     /// changed (`HoldStore::snapshot_since`).
     states: Arc<std::sync::Mutex<HashMap<i64, SharedState>>>,
+    /// Live counts for the show list, read once for every request waiting at the same moment.
+    counts: Arc<shared_counts::SharedCounts>,
 }
+
+/// Counts reads in flight at once (each serves every request that was waiting when it began).
+const COUNTS_READERS: usize = 2;
 
 /// Shows whose last state `Holds` keeps before it starts over (a few MB at most).
 const KEPT_STATES: usize = 4096;
 
 impl Holds {
+    /// Called from within the runtime: it starts the counts readers.
     pub fn new(store: Arc<dyn HoldStore>, catalogue: Catalogue, rules: HoldRules) -> Self {
+        let reads = store.clone();
+        let read: shared_counts::Read = Arc::new(move |ids: Vec<i64>| {
+            let store = reads.clone();
+            Box::pin(async move { store.counts(&ids).await })
+        });
         Holds {
             store,
             catalogue,
             rules,
             states: Arc::default(),
+            counts: Arc::new(shared_counts::SharedCounts::start(read, COUNTS_READERS)),
         }
     }
 
@@ -266,8 +279,10 @@ impl Holds {
     /// Each show's live counts without its map (a page of the show list): two numbers per show
     /// from the store, however many seats are held. From the database alone when the store is
     /// unreachable (`holds_unknown`, held 0).
+    /// Requests waiting at the same moment share one read (`shared_counts`); each sees every
+    /// change made before it began.
     pub async fn counts(&self, show_ids: &[i64]) -> AppResult<HashMap<i64, LiveCounts>> {
-        match self.store.counts(show_ids).await {
+        match self.counts.read(show_ids).await {
             Ok(c) => Ok(c),
             Err(StoreError::Unavailable(cause)) => {
                 tracing::warn!(%cause, "hold store unavailable: counts from the database");

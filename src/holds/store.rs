@@ -255,7 +255,7 @@ impl LiveCounts {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("hold store unavailable: {0}")]
     Unavailable(String),
