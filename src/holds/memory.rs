@@ -518,7 +518,12 @@ impl HoldStore for MemoryStore {
                 show.expiries.insert((target, hold_id.to_string()));
             }
             ExtendOutcome::Extended {
-                expires_ms: show.holds.get(hold_id).map(|r| r.expires).unwrap_or(target),
+                hold: HoldRecord {
+                    user_id: rec.user,
+                    seat_ids: rec.seats.clone(),
+                    expires_ms: rec.expires,
+                    created_ms: rec.created,
+                },
             }
         })
         .await

@@ -562,23 +562,6 @@ impl Holds {
         }
     }
 
-    /// A live hold of the viewer's (checkout, `Hold` reads). Others' holds are `FORBIDDEN`.
-    pub async fn live_hold(
-        &self,
-        viewer: &Viewer,
-        hold_id: &str,
-    ) -> AppResult<Option<(i64, HoldRecord)>> {
-        let user = viewer.require_user()?;
-        let Some(show_id) = parse_hold_id(hold_id) else {
-            return Ok(None);
-        };
-        match self.store.get(show_id, hold_id).await? {
-            Some(h) if h.user_id == user => Ok(Some((show_id, h))),
-            Some(_) => Err(not_your_hold()),
-            None => Ok(None),
-        }
-    }
-
     /// The viewer's live hold, kept alive through a payment of `window`. Bounded: never beyond
     /// TTL + `window` from the hold's creation. `HOLD_EXPIRED` / `FORBIDDEN` otherwise.
     pub async fn keep_for_payment(
@@ -587,22 +570,15 @@ impl Holds {
         hold_id: &str,
         window: Duration,
     ) -> AppResult<(i64, HoldRecord)> {
-        let (show_id, hold) = self
-            .live_hold(viewer, hold_id)
-            .await?
-            .ok_or(AppError::HoldExpired)?;
+        let user = viewer.require_user()?;
+        let show_id = parse_hold_id(hold_id).ok_or(AppError::HoldExpired)?;
+        // One round trip: the store checks the owner and answers the hold as kept.
         match self
             .store
-            .extend(
-                show_id,
-                hold_id,
-                hold.user_id,
-                window,
-                self.rules.ttl + window,
-            )
+            .extend(show_id, hold_id, user, window, self.rules.ttl + window)
             .await?
         {
-            ExtendOutcome::Extended { .. } => Ok((show_id, hold)),
+            ExtendOutcome::Extended { hold } => Ok((show_id, hold)),
             ExtendOutcome::NotLive => Err(AppError::HoldExpired),
             ExtendOutcome::NotOwner => Err(not_your_hold()),
             ExtendOutcome::NotAdmitted => Err(AppError::NotAdmitted),

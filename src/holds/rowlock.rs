@@ -218,11 +218,11 @@ impl HoldStore for RowLockStore {
         window: Duration,
         cap: Duration,
     ) -> Result<ExtendOutcome, StoreError> {
-        match self.get(show_id, hold_id).await? {
+        let hold = match self.get(show_id, hold_id).await? {
             None => return Ok(ExtendOutcome::NotLive),
             Some(h) if h.user_id != user_id => return Ok(ExtendOutcome::NotOwner),
-            Some(_) => {}
-        }
+            Some(h) => h,
+        };
         let exp = self
             .db
             .query_one_raw(stmt(
@@ -240,7 +240,10 @@ impl HoldStore for RowLockStore {
             .await?;
         Ok(match exp {
             Some(r) => ExtendOutcome::Extended {
-                expires_ms: r.try_get("", "exp")?,
+                hold: HoldRecord {
+                    expires_ms: r.try_get("", "exp")?,
+                    ..hold
+                },
             },
             None => ExtendOutcome::NotLive,
         })

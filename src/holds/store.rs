@@ -195,8 +195,9 @@ pub enum ReleaseOutcome {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExtendOutcome {
+    /// The hold as it is now kept (its new expiry), so that a checkout needs no other read.
     Extended {
-        expires_ms: i64,
+        hold: HoldRecord,
     },
     NotLive,
     NotOwner,
@@ -360,7 +361,7 @@ pub trait HoldStore: Send + Sync + 'static {
     async fn get(&self, show_id: i64, hold_id: &str) -> Result<Option<HoldRecord>, StoreError>;
 
     /// Keep a live hold through a payment: expiry becomes min(now + window, created + cap), never
-    /// earlier than it was.
+    /// earlier than it was. Answers the hold as kept (one round trip: checkout reads nothing else).
     async fn extend(
         &self,
         show_id: i64,

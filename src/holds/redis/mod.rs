@@ -575,7 +575,19 @@ impl HoldStore for RedisStore {
         let reply = self.run(&self.scripts.extend, show_id, &args).await?;
         match reply.first().map(String::as_str) {
             Some("OK") => Ok(ExtendOutcome::Extended {
-                expires_ms: int(reply.get(1))?,
+                hold: HoldRecord {
+                    user_id,
+                    expires_ms: int(reply.get(1))?,
+                    created_ms: int(reply.get(2))?,
+                    seat_ids: reply
+                        .iter()
+                        .skip(3)
+                        .map(|s| s.parse())
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| {
+                            StoreError::Internal(format!("extend reply {reply:?}: {e}"))
+                        })?,
+                },
             }),
             Some("NOTLIVE") => Ok(ExtendOutcome::NotLive),
             Some("FORBIDDEN") => Ok(ExtendOutcome::NotOwner),
