@@ -1,6 +1,6 @@
 //! Group commit. Writes that reach the same durable step at the same moment — a checkout's PENDING
-//! intent, its confirmation, the mock gateway's ledger row — are written together: one statement and one commit for every one
-//! that is waiting, instead of a statement and a commit each. On PostgreSQL a commit's fixed cost
+//! intent, its confirmation, the mock gateway's ledger row — are written together: one statement
+//! and one commit for every one that is waiting, instead of a statement and a commit each. On PostgreSQL a commit's fixed cost
 //! (a round trip, a WAL flush, a backend woken per client) is most of a booking's database work;
 //! shared by a group it nearly vanishes, and the rows are what remains.
 //!
@@ -14,6 +14,9 @@
 //! written again **alone**, so each gets exactly the answer it would have had without grouping.
 //! The same happens when a group holds one item twice (the same booking settled by two callers at
 //! once), which one statement could not answer separately.
+//!
+//! The gathering itself (`Gather`) also serves reads that many requests make at once
+//! (`holds::shared_counts`).
 use std::collections::HashSet;
 use std::future::Future;
 use std::hash::Hash;
@@ -37,6 +40,50 @@ pub struct Step<C, Q, A, K> {
 
 type Job<Q, A> = (Q, oneshot::Sender<Result<A, DbErr>>);
 
+/// Jobs waiting for a few workers, each of which takes the first to arrive and then every other
+/// already waiting, for as long as the batch has room.
+pub struct Gather<J> {
+    queue: Arc<Mutex<mpsc::UnboundedReceiver<J>>>,
+}
+
+impl<J> Clone for Gather<J> {
+    fn clone(&self) -> Self {
+        Gather {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+/// A queue: the senders' end, and the end its workers gather from.
+pub fn gather<J>() -> (mpsc::UnboundedSender<J>, Gather<J>) {
+    let (jobs, queue) = mpsc::unbounded_channel();
+    let queue = Arc::new(Mutex::new(queue));
+    (jobs, Gather { queue })
+}
+
+impl<J> Gather<J> {
+    /// The next batch: the first job (waiting for it), then every other already queued while
+    /// `room` — told of each job as it joins — says more may follow. `None` once every sender
+    /// is gone. Nobody waits for a batch to fill, and the queue is let go before the batch is
+    /// worked on, so the next jobs gather for the next worker meanwhile.
+    pub async fn next(&self, mut room: impl FnMut(&J) -> bool) -> Option<Vec<J>> {
+        let mut queue = self.queue.lock().await;
+        let first = queue.recv().await?;
+        let mut more = room(&first);
+        let mut jobs = vec![first];
+        while more {
+            match queue.try_recv() {
+                Ok(j) => {
+                    more = room(&j);
+                    jobs.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        Some(jobs)
+    }
+}
+
 /// The queue in front of one step's writers.
 pub struct Group<Q, A> {
     jobs: mpsc::UnboundedSender<Job<Q, A>>,
@@ -49,8 +96,7 @@ impl<Q: Send + Sync + 'static, A: Send + 'static> Group<Q, A> {
         C: Send + Sync + 'static,
         K: Eq + Hash + Send + 'static,
     {
-        let (jobs, queue) = mpsc::unbounded_channel();
-        let queue = Arc::new(Mutex::new(queue));
+        let (jobs, queue) = gather();
         let (ctx, step) = (Arc::new(ctx), Arc::new(step));
         for _ in 0..writers.max(1) {
             tokio::spawn(writer(ctx.clone(), step.clone(), queue.clone(), max.max(1)));
@@ -73,26 +119,21 @@ impl<Q: Send + Sync + 'static, A: Send + 'static> Group<Q, A> {
 async fn writer<C, Q, A, K>(
     ctx: Arc<C>,
     step: Arc<Step<C, Q, A, K>>,
-    queue: Arc<Mutex<mpsc::UnboundedReceiver<Job<Q, A>>>>,
+    queue: Gather<Job<Q, A>>,
     max: usize,
 ) where
     K: Eq + Hash,
 {
     loop {
-        // Gather: the first request (waiting for it), then whatever else is already queued.
-        let jobs = {
-            let mut queue = queue.lock().await;
-            let Some(first) = queue.recv().await else {
-                return;
-            };
-            let mut jobs = vec![first];
-            while jobs.len() < max {
-                match queue.try_recv() {
-                    Ok(j) => jobs.push(j),
-                    Err(_) => break,
-                }
-            }
-            jobs
+        let mut size = 0;
+        let Some(jobs) = queue
+            .next(|_| {
+                size += 1;
+                size < max
+            })
+            .await
+        else {
+            return;
         };
         let (items, replies): (Vec<Q>, Vec<_>) = jobs.into_iter().unzip();
         metrics::histogram!("group_commit_size", "step" => step.name).record(items.len() as f64);
@@ -230,8 +271,7 @@ mod tests {
     async fn an_item_twice_in_a_group_is_written_alone() {
         // The same identity twice (the same booking settled by two callers): never one statement.
         let fake = Arc::new(Fake::default());
-        let (tx, rx) = mpsc::unbounded_channel();
-        let queue = Arc::new(Mutex::new(rx));
+        let (tx, queue) = gather();
         let mut answers = Vec::new();
         for v in [(7, 2), (7, 4), (8, 6)] {
             let (reply, answer) = oneshot::channel();

@@ -13,9 +13,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 
 use super::store::{LiveCounts, StoreError};
+use crate::group_commit::{gather, Gather};
 
 /// Shows read in one go at most (a page is at most `SHOWS_MAX_PAGE`; several pages share).
 const MAX_SHOWS_PER_READ: usize = 400;
@@ -38,8 +39,7 @@ impl SharedCounts {
     /// Start `readers` readers of `read` (each read serves everyone who was waiting when it
     /// started; a second reader lets the next read start before the first returns).
     pub(super) fn start(read: Read, readers: usize) -> Self {
-        let (jobs, queue) = mpsc::unbounded_channel();
-        let queue = Arc::new(Mutex::new(queue));
+        let (jobs, queue) = gather();
         for _ in 0..readers.max(1) {
             tokio::spawn(reader(read.clone(), queue.clone()));
         }
@@ -63,28 +63,21 @@ impl SharedCounts {
     }
 }
 
-async fn reader(read: Read, queue: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
+async fn reader(read: Read, queue: Gather<Job>) {
     loop {
-        // Gather: the first request (waiting for it), then whatever else is already queued, up to
-        // a bounded number of shows. The lock is let go before the read, so the next requests
-        // gather for the next reader meanwhile.
-        let (mut ids, replies) = {
-            let mut queue = queue.lock().await;
-            let Some((mut ids, reply)) = queue.recv().await else {
-                return;
-            };
-            let mut replies = vec![reply];
-            while ids.len() < MAX_SHOWS_PER_READ {
-                match queue.try_recv() {
-                    Ok((more, reply)) => {
-                        ids.extend(more);
-                        replies.push(reply);
-                    }
-                    Err(_) => break,
-                }
-            }
-            (ids, replies)
+        // Every request already waiting, up to a bounded number of shows.
+        let mut shows = 0;
+        let Some(jobs) = queue
+            .next(|(ids, _)| {
+                shows += ids.len();
+                shows < MAX_SHOWS_PER_READ
+            })
+            .await
+        else {
+            return;
         };
+        let (pages, replies): (Vec<Vec<i64>>, Vec<_>) = jobs.into_iter().unzip();
+        let mut ids = pages.concat();
         ids.sort_unstable();
         ids.dedup();
         metrics::histogram!("shared_counts_requests_per_read").record(replies.len() as f64);

@@ -2,9 +2,10 @@
 -- min(now + window, created + cap), never earlier than the current one, so it cannot be renewed
 -- for ever. No version bump: the map does not change.
 -- ARGV: 1 channel, 2 hold id, 3 user id, 4 window ms, 5 cap ms (from creation)
--- Returns {"OK", expires_ms, created_ms, seat, ...} (the hold as kept) | {"NOTLIVE"} | {"FORBIDDEN"} | {"NOTADMITTED"} (the waiting room
--- is on and the user's session is over: a hold taken in a session lengthens it to the hold's
--- expiry, so this is a hold taken before the queue was switched on)
+-- Returns {"OK", expires_ms, created_ms, seat, ...} (the hold as kept) | {"NOTLIVE"}
+--   | {"FORBIDDEN"} | {"NOTADMITTED"} (the waiting room is on and the user's session is over: a
+--   hold taken in a session lengthens it to the hold's expiry, so this is a hold taken before the
+--   queue was switched on)
 local now = now_ms()
 expire_due(now)
 local rec = redis.call('HGET', KEYS[3], ARGV[2])
