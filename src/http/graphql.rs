@@ -22,7 +22,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, Request, State, WebSocketUpgr
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt as _, SinkExt, StreamExt};
 
 use super::assets;
 use super::App;
@@ -426,32 +426,55 @@ pub async fn get_graphql(State(app): State<App>, req: Request) -> Response {
 /// even a pong) for 2.5 × `every` — a dead client behind a silent network would otherwise keep
 /// its subscription (and its memory) for ever. Returns when the protocol ends (after closing
 /// the socket), the socket breaks or the peer goes silent.
-async fn connection(
-    mut socket: futures_util::stream::SplitSink<WebSocket, Message>,
+async fn connection<S>(
+    mut socket: S,
     protocol: impl futures_util::Stream<Item = Message>,
     mut refused: tokio::sync::mpsc::Receiver<Message>,
     every: Duration,
     born: Instant,
     seen: Arc<AtomicU64>,
     live: Arc<LiveIds>,
-) {
+) where
+    S: futures_util::Sink<Message> + Unpin,
+{
     let mut protocol = std::pin::pin!(protocol);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let limit = every.as_millis() as u64 * 5 / 2;
     loop {
         tokio::select! {
-            m = protocol.next() => match m {
-                Some(m) => {
+            m = protocol.next() => {
+                // This message and every one the protocol already has ready go out in one
+                // write: a subscriber the server has fallen behind on (several events queued
+                // for it) costs one system call for all of them instead of one each, so the
+                // further behind a fan-out gets, the cheaper each delivery becomes.
+                let mut next = m;
+                let mut batched = 0;
+                loop {
+                    let Some(m) = next else {
+                        let _ = socket.flush().await;
+                        let _ = socket.close().await;
+                        return;
+                    };
                     live.sent(&m);
-                    if socket.send(m).await.is_err() {
+                    if socket.feed(m).await.is_err() {
                         return;
                     }
+                    batched += 1;
+                    if batched == WRITE_BATCH {
+                        break;
+                    }
+                    match protocol.next().now_or_never() {
+                        Some(m) => next = m,
+                        None => break,
+                    }
                 }
-                None => {
-                    let _ = socket.close().await;
+                if batched > 1 {
+                    metrics::counter!("websocket_batched_messages_total").increment(batched - 1);
+                }
+                if socket.flush().await.is_err() {
                     return;
                 }
-            },
+            }
             Some(m) = refused.recv() => {
                 if socket.send(m).await.is_err() {
                     return;
@@ -586,6 +609,10 @@ impl LiveIds {
     }
 }
 
+/// At most this many ready messages go out in one write (a bound on a batch's buffer; a
+/// subscriber is dropped long before its backlog gets near it).
+const WRITE_BATCH: u64 = 32;
+
 /// How long a new WebSocket may take to send `connection_init`.
 pub const WS_INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -649,4 +676,107 @@ pub(super) fn error_response(status: StatusCode, e: &AppError) -> Response {
 
 fn client_error(status: StatusCode, message: &str) -> Response {
     error_response(status, &AppError::bad_input(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::Mutex;
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    /// A socket that records the messages written to it and the writes they went out in (a
+    /// flush with something buffered: one system call on a real socket).
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Recorded>>);
+
+    #[derive(Default)]
+    struct Recorded {
+        messages: Vec<Message>,
+        buffered: usize,
+        writes: usize,
+    }
+
+    impl futures_util::Sink<Message> for Recorder {
+        type Error = ();
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), ()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn start_send(self: Pin<&mut Self>, m: Message) -> Result<(), ()> {
+            let mut r = self.0.lock().map_err(|_| ())?;
+            r.messages.push(m);
+            r.buffered += 1;
+            Ok(())
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), ()>> {
+            let mut r = self.0.lock().map_err(|_| ())?;
+            if r.buffered > 0 {
+                r.buffered = 0;
+                r.writes += 1;
+            }
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
+            self.poll_flush(cx)
+        }
+    }
+
+    fn run(protocol: impl futures_util::Stream<Item = Message>) -> (Vec<String>, usize) {
+        let socket = Recorder::default();
+        let (_refusals, refused) = tokio::sync::mpsc::channel(1);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        rt.block_on(connection(
+            socket.clone(),
+            protocol,
+            refused,
+            Duration::from_secs(60),
+            Instant::now(),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(LiveIds::default()),
+        ));
+        let r = socket.0.lock().expect("recorder");
+        let texts = r
+            .messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Text(t) => Some(t.as_str().to_string()),
+                _ => None,
+            })
+            .collect();
+        (texts, r.writes)
+    }
+
+    fn next(i: usize) -> Message {
+        Message::Text(format!(r#"{{"id":"1","type":"next","payload":{{"n":{i}}}}}"#).into())
+    }
+
+    #[test]
+    fn ready_messages_go_out_together_in_order() {
+        // 100 events already waiting (a subscriber the server fell behind on): every one is
+        // written, in order, in one write per batch of at most WRITE_BATCH.
+        let (texts, writes) = run(futures_util::stream::iter((0..100).map(next)));
+        let expected: Vec<String> = (0..100)
+            .map(|i| format!(r#"{{"id":"1","type":"next","payload":{{"n":{i}}}}}"#))
+            .collect();
+        assert_eq!(texts, expected);
+        assert_eq!(writes, 100usize.div_ceil(WRITE_BATCH as usize));
+    }
+
+    #[test]
+    fn messages_arriving_apart_are_each_written_at_once() {
+        // Events that arrive one at a time are not held back waiting for company: each is
+        // written as it comes.
+        let spaced = futures_util::stream::iter(0..5).then(|i| async move {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            next(i)
+        });
+        let (texts, writes) = run(spaced);
+        assert_eq!(texts.len(), 5);
+        assert_eq!(writes, 5);
+    }
 }
