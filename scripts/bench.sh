@@ -4,6 +4,15 @@
 # (e.g. `scripts/bench.sh --seconds 10 --only hold`). Figures: docs/BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One bench at a time on a machine: a second one would drop the database under the first and
+# share its cores, so both would measure each other (on 2026-12-03 a run started while the last
+# seconds of another still ran: its `pgbench -N` reference came out a third low). Wait for the
+# other to finish.
+exec 9>"${TMPDIR:-/tmp}/boxoffice-bench.lock"
+if ! flock -n 9; then
+  echo "bench: another bench is running on this machine; waiting for it to finish" >&2
+  flock 9
+fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/boxoffice-target}"
 PG_ADMIN="${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 DB="${BENCH_DATABASE:-boxoffice_bench}"
