@@ -451,7 +451,7 @@ async fn connection<S>(
                 let mut batched = 0;
                 loop {
                     let Some(m) = next else {
-                        let _ = socket.flush().await;
+                        // Closing writes what is buffered first.
                         let _ = socket.close().await;
                         return;
                     };
@@ -750,8 +750,12 @@ mod tests {
         (texts, r.writes)
     }
 
+    fn text(i: usize) -> String {
+        format!(r#"{{"id":"1","type":"next","payload":{{"n":{i}}}}}"#)
+    }
+
     fn next(i: usize) -> Message {
-        Message::Text(format!(r#"{{"id":"1","type":"next","payload":{{"n":{i}}}}}"#).into())
+        Message::Text(text(i).into())
     }
 
     #[test]
@@ -759,10 +763,7 @@ mod tests {
         // 100 events already waiting (a subscriber the server fell behind on): every one is
         // written, in order, in one write per batch of at most WRITE_BATCH.
         let (texts, writes) = run(futures_util::stream::iter((0..100).map(next)));
-        let expected: Vec<String> = (0..100)
-            .map(|i| format!(r#"{{"id":"1","type":"next","payload":{{"n":{i}}}}}"#))
-            .collect();
-        assert_eq!(texts, expected);
+        assert_eq!(texts, (0..100).map(text).collect::<Vec<_>>());
         assert_eq!(writes, 100usize.div_ceil(WRITE_BATCH as usize));
     }
 

@@ -807,10 +807,9 @@ async fn grouped_confirmation_finds_bookings_by_key_after_a_rush() {
     let (show, _) = app.create_show(1, 2).await;
     let users = app.users(1).await;
     let db = &app.state().db;
-    let run = |sql: String| async move {
-        db.execute_raw(Statement::from_string(DbBackend::Postgres, sql))
-            .await
-            .unwrap();
+    let sql = |s: &str| Statement::from_string(DbBackend::Postgres, s.to_string());
+    let run = |s: String| async move {
+        db.execute_raw(sql(&s)).await.unwrap();
     };
     run(format!(
         "INSERT INTO bookings (user_id, show_id, hold_id, status, total_cents, idempotency_key, created_at, updated_at)
@@ -824,7 +823,6 @@ async fn grouped_confirmation_finds_bookings_by_key_after_a_rush() {
     // The plan a prepared statement runs with (the pool's statements are prepared), on one
     // connection, for a group of two.
     let txn = db.begin().await.unwrap();
-    let sql = |s: &str| Statement::from_string(DbBackend::Postgres, s.to_string());
     txn.execute_raw(sql("SET LOCAL plan_cache_mode = force_generic_plan"))
         .await
         .unwrap();
