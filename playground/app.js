@@ -9,6 +9,9 @@
     shows: [],
     after: null,
     show: null,        // { id, version, seats: Map(id -> seat), ... }
+    // The show the user last opened. Answers for any other show (a slower request started
+    // before the user switched) are dropped: they must not bring the old show back.
+    wanted: null,
     selected: new Set(),
     hold: null,        // { id, expiresAt, totalCents, seatIds }
     payKey: null,
@@ -139,7 +142,7 @@
       who.textContent = state.me.email;
       const out = document.createElement('button');
       out.className = 'secondary'; out.textContent = 'Log out';
-      out.onclick = () => { state.token = null; state.me = null; localStorage.removeItem('boxoffice.token'); renderAccount(); resetWs(); reloadMap(); renderBookings([]); if (state.show) enterRoom(state.show.id); };
+      out.onclick = () => { state.token = null; state.me = null; localStorage.removeItem('boxoffice.token'); renderAccount(); resetWs(); reloadMap(); renderBookings([]); if (state.wanted) enterRoom(state.wanted); };
       el.append(who, out);
       $('auth').hidden = true;
     } else {
@@ -172,7 +175,7 @@
       localStorage.setItem('boxoffice.token', state.token);
       $('password').value = '';
       renderAccount(); resetWs(); reloadMap(); loadBookings();
-      if (state.show) enterRoom(state.show.id);
+      if (state.wanted) enterRoom(state.wanted);
       say(mode === 'signUp' ? 'Welcome! Your account is ready.' : 'Signed in.', 'ok');
     } catch (e) { say(e.message, 'error'); }
   });
@@ -235,9 +238,11 @@
   const money = (c) => (c / 100).toLocaleString(undefined, { style: 'currency', currency: 'EUR' });
 
   async function openShow(id) {
+    state.wanted = id;
     state.selected.clear();
     clearHold();
     await reloadMap(id);
+    if (id !== state.wanted) return;
     subscribeMap(id);
     await enterRoom(id);
     renderShows();
@@ -245,9 +250,10 @@
   }
 
   async function reloadMap(id) {
-    id = id || (state.show && state.show.id);
+    id = id || state.wanted;
     if (!id) return;
     const d = await gql(SHOW, { id });
+    if (id !== state.wanted) return;
     if (!d.show) { say('This show no longer exists.', 'error'); return; }
     const s = d.show;
     s.seats = seatsOf(s);
@@ -442,12 +448,16 @@
     $('queue').hidden = true; $('session').hidden = true; $('map-area').hidden = false;
   }
   async function enterRoom(id) {
+    // Only for the show on screen: the room of a show the user has left (or whose map has not
+    // arrived yet — openShow enters it then) is not shown.
+    if (id !== state.wanted || !state.show || state.show.id !== id) return;
     stopRoom();
     const sale = state.show && state.show.raw.onSale;
     if (!sale || !sale.queueEnabled) return;
     if (!state.me) { showTicket(null, 'Sales of this show go through a waiting room. Sign in to join the queue.'); return; }
     let t = null;
     try { t = (await gql(`query($s: ID!) { queueTicket(showId: $s) { ${TICKET_FIELDS} } }`, { s: id })).queueTicket; } catch (e) { say(e.message, 'error'); }
+    if (id !== state.wanted) return;
     showTicket(t);
     if (t && t.state === 'WAITING') watchTicket(id);
   }
@@ -462,7 +472,7 @@
       const tick = () => {
         const left = (end - Date.now()) / 1000;
         $('session-left').textContent = duration(left);
-        if (left <= 0) { clearInterval(state.sessionTimer); enterRoom(state.show.id); }
+        if (left <= 0) { clearInterval(state.sessionTimer); enterRoom(state.wanted); }
       };
       tick();
       state.sessionTimer = setInterval(tick, 1000);
@@ -480,23 +490,33 @@
   }
   function watchTicket(id) {
     if (state.queueSub) state.queueSub();
-    state.queueSub = wsClient().subscribe({ query: `subscription($s: ID!) { queueUpdates(showId: $s) { ${TICKET_FIELDS} } }`, variables: { s: id } }, {
+    let last = null, stopped = false, ended = false;
+    // A stream the server ends (an error, a restart, a place that lapsed) before admission
+    // reads the place again and watches anew: a waiting user is never left on a dead stream.
+    const again = () => ended || (ended = true, setTimeout(() => {
+      if (!stopped && state.wanted === id && !(last && last.state === 'ADMITTED')) enterRoom(id);
+    }, 2000));
+    const dispose = wsClient().subscribe({ query: `subscription($s: ID!) { queueUpdates(showId: $s) { ${TICKET_FIELDS} } }`, variables: { s: id } }, {
       next: ({ data }) => {
-        if (!data || !state.show || state.show.id !== id) return;
+        if (!data || stopped || state.wanted !== id) return;
         const t = data.queueUpdates;
+        last = t;
         showTicket(t);
         if (t.state === 'ADMITTED') { say('It is your turn: choose your seats before your session ends.', 'ok'); reloadMap(id); }
       },
-      error: () => setTimeout(() => { if (state.show && state.show.id === id) enterRoom(id); }, 2000),
-      complete: () => {},
+      error: again,
+      complete: again,
     });
+    state.queueSub = () => { stopped = true; dispose(); };
   }
   $('queue-join').onclick = async () => {
-    if (!state.show) return;
+    const id = state.wanted;
+    if (!id) return;
     try {
-      const t = (await gql(`mutation($s: ID!) { joinQueue(showId: $s) { ${TICKET_FIELDS} } }`, { s: state.show.id })).joinQueue;
+      const t = (await gql(`mutation($s: ID!) { joinQueue(showId: $s) { ${TICKET_FIELDS} } }`, { s: id })).joinQueue;
+      if (id !== state.wanted) return;
       showTicket(t);
-      if (t.state === 'WAITING') watchTicket(state.show.id);
+      if (t.state === 'WAITING') watchTicket(id);
     } catch (e) { say(e.message, 'error'); }
   };
 
@@ -512,7 +532,7 @@
       showHold();
       say(`Held ${d.holdSeats.seats.map((s) => s.label).join(', ')}. Pay before the timer runs out.`, 'ok');
     } catch (e) {
-      if (e.code === 'NOT_ADMITTED') enterRoom(state.show.id);
+      if (e.code === 'NOT_ADMITTED') enterRoom(state.wanted);
       if (e.code === 'SEATS_UNAVAILABLE') {
         for (const id of e.ext.seatIds || []) state.selected.delete(id);
         await reloadMap();
@@ -553,7 +573,7 @@
       if (h.seats[0]) rove(h.seats[0].id, false);
     } catch (e) {
       say(e.message, 'error');
-      if (e.code === 'NOT_ADMITTED') enterRoom(state.show.id);
+      if (e.code === 'NOT_ADMITTED') enterRoom(state.wanted);
     } finally { $('best').disabled = false; }
   });
 
@@ -589,14 +609,14 @@
         clearHold(); say(`Booked! ${b.seats.map((s) => s.label).join(', ')} · ${money(b.totalCents)}. Enjoy the show.`, 'ok');
         // A checkout ends a waiting-room session.
         const sale = state.show.raw.onSale;
-        if (sale && sale.queueEnabled) setTimeout(() => enterRoom(state.show.id), 4000);
+        if (sale && sale.queueEnabled) setTimeout(() => enterRoom(state.wanted), 4000);
       }
       else if (b.status === 'FAILED') { clearHold(); say(`Payment failed: ${b.failureReason}. Your seats were released.`, 'error'); }
       else say('Your payment is being confirmed. It will appear in your bookings shortly.', 'ok');
       loadBookings();
     } catch (e) {
       if (e.code === 'HOLD_EXPIRED') { clearHold(); reloadMap(); }
-      if (e.code === 'NOT_ADMITTED') { clearHold(); enterRoom(state.show.id); }
+      if (e.code === 'NOT_ADMITTED') { clearHold(); enterRoom(state.wanted); }
       say(e.message, 'error');
     } finally { $('pay').disabled = false; }
   };
