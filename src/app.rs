@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::db::redact;
 use crate::graphql::build_schema;
 use crate::holds::Holds;
-use crate::state::AppState;
+use crate::state::{AppState, Services};
 
 const JWT_SECRET_SETTING: &str = "jwt_secret";
 
@@ -140,7 +140,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             None => None,
         },
     ));
-    let state = AppState {
+    let state = AppState::new(Services {
         limits,
         bookings,
         holds,
@@ -154,7 +154,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         db_stats,
         config,
         shutdown,
-    };
+    });
     let schema = build_schema(state.clone());
     Ok(App::new(state, schema))
 }

@@ -24,25 +24,37 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use crate::graphql::AppSchema;
 use crate::state::AppState;
 
-/// What the HTTP surface serves: the services' state and the schema built on it.
+/// What the HTTP surface serves: the services' state and the schema built on it. Every handler
+/// gets its own clone (axum's `State`): one shared allocation, so a clone is one reference count.
 #[derive(Clone)]
-pub struct App {
+pub struct App(Arc<Served>);
+
+/// The parts of an [`App`].
+pub struct Served {
     pub state: AppState,
     pub schema: AppSchema,
     /// Open WebSocket connections per client address.
     pub sockets: Arc<graphql::Sockets>,
     /// Seat-map answers shared by readers of one map state.
-    answers: Arc<responses::MapAnswers>,
+    answers: responses::MapAnswers,
 }
 
 impl App {
     pub fn new(state: AppState, schema: AppSchema) -> App {
-        App {
+        App(Arc::new(Served {
             state,
             schema,
             sockets: Arc::default(),
-            answers: Arc::default(),
-        }
+            answers: responses::MapAnswers::default(),
+        }))
+    }
+}
+
+impl std::ops::Deref for App {
+    type Target = Served;
+
+    fn deref(&self) -> &Served {
+        &self.0
     }
 }
 
