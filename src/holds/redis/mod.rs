@@ -65,7 +65,19 @@ pub struct RedisStore {
     grace: Duration,
     /// Why holds are refused: Redis runs under an eviction policy that may drop our keys.
     eviction: Arc<Mutex<Option<String>>>,
+    /// Each show's key names, formatted once (twelve `format!`s a script call showed in the
+    /// profile of a hold load).
+    names: Mutex<HashMap<i64, Arc<ShowKeys>>>,
 }
+
+/// A show's keys in the order `common.lua` documents, and its event channel.
+struct ShowKeys {
+    keys: [String; 11],
+    channel: String,
+}
+
+/// Shows whose key names are kept; past it the cache starts over.
+const KEPT_SHOWS: usize = 4096;
 
 fn map_err(e: RedisError) -> StoreError {
     // Connection trouble (a cluster mid-failover included), a Redis still loading its data, or a
@@ -135,6 +147,7 @@ impl RedisStore {
             timeout,
             grace: settings.key_grace,
             eviction,
+            names: Mutex::default(),
             scripts: Scripts {
                 hold: s(include_str!("../scripts/hold.lua")),
                 release: s(include_str!("../scripts/release.lua")),
@@ -156,9 +169,21 @@ impl RedisStore {
         })
     }
 
-    /// The keys of a show, in the order `common.lua` documents.
-    fn keys(&self, show_id: i64) -> [String; 11] {
-        script_keys(&self.prefix, show_id)
+    /// The keys of a show, in the order `common.lua` documents, and its channel.
+    fn keys(&self, show_id: i64) -> Arc<ShowKeys> {
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = names.get(&show_id) {
+            return k.clone();
+        }
+        if names.len() >= KEPT_SHOWS {
+            names.clear();
+        }
+        let k = Arc::new(ShowKeys {
+            keys: script_keys(&self.prefix, show_id),
+            channel: self.channel(show_id),
+        });
+        names.insert(show_id, k.clone());
+        k
     }
 
     /// Holds are refused while Redis may evict our keys (see `watch_policy`).
@@ -211,10 +236,11 @@ impl RedisStore {
         args: &[String],
     ) -> Result<Vec<String>, StoreError> {
         let mut inv = script.prepare_invoke();
-        for k in self.keys(show_id) {
+        let names = self.keys(show_id);
+        for k in &names.keys {
             inv.key(k);
         }
-        inv.arg(self.channel(show_id));
+        inv.arg(&names.channel);
         for a in args {
             inv.arg(a);
         }
@@ -236,11 +262,12 @@ impl RedisStore {
             let mut pipe = redis::pipe();
             for &i in group {
                 let (id, arg) = shows[i];
+                let names = self.keys(id);
                 pipe.cmd("EVALSHA")
                     .arg(script.get_hash())
                     .arg(KEY_NAMES.len() + 1)
-                    .arg(&self.keys(id))
-                    .arg(self.channel(id))
+                    .arg(&names.keys)
+                    .arg(&names.channel)
                     .arg(arg.unwrap_or(""));
             }
             self.query_pipe(script, &pipe).await
@@ -321,7 +348,7 @@ impl RedisStore {
     /// Fill the booked cache from the database. The generation read first fences the load: a
     /// booking committed meanwhile bumps it and the load is retried with fresh data.
     async fn load_booked(&self, show_id: i64) -> Result<(), StoreError> {
-        let meta = self.keys(show_id)[5].clone();
+        let meta = self.keys(show_id).keys[5].clone();
         for _ in 0..10 {
             let mut conn = self.conn.clone();
             let gen: Option<String> = redis::cmd("HGET")
@@ -374,10 +401,11 @@ impl RedisStore {
     /// Load a show's seat plan into its slot (and build its occupancy string).
     async fn load_plan(&self, show_id: i64, layout: &Layout) -> Result<(), StoreError> {
         let mut inv = self.scripts.plan.prepare_invoke();
-        for k in self.keys(show_id) {
+        let names = self.keys(show_id);
+        for k in &names.keys {
             inv.key(k);
         }
-        inv.arg(self.channel(show_id));
+        inv.arg(&names.channel);
         for (field, value) in layout.plan.redis_fields() {
             inv.arg(field).arg(value);
         }
