@@ -186,6 +186,18 @@ impl RedisStore {
         k
     }
 
+    /// A per-show script's call with the show's keys and its channel (`ARGV[1]`) given; the
+    /// script's own arguments follow.
+    fn invocation<'a>(&self, script: &'a Script, show_id: i64) -> redis::ScriptInvocation<'a> {
+        let mut inv = script.prepare_invoke();
+        let names = self.keys(show_id);
+        for k in &names.keys {
+            inv.key(k);
+        }
+        inv.arg(&names.channel);
+        inv
+    }
+
     /// Holds are refused while Redis may evict our keys (see `watch_policy`).
     fn check_eviction(&self) -> Result<(), StoreError> {
         match self.eviction.lock().map(|g| g.clone()) {
@@ -235,12 +247,7 @@ impl RedisStore {
         show_id: i64,
         args: &[String],
     ) -> Result<Vec<String>, StoreError> {
-        let mut inv = script.prepare_invoke();
-        let names = self.keys(show_id);
-        for k in &names.keys {
-            inv.key(k);
-        }
-        inv.arg(&names.channel);
+        let mut inv = self.invocation(script, show_id);
         for a in args {
             inv.arg(a);
         }
@@ -400,12 +407,7 @@ impl RedisStore {
 
     /// Load a show's seat plan into its slot (and build its occupancy string).
     async fn load_plan(&self, show_id: i64, layout: &Layout) -> Result<(), StoreError> {
-        let mut inv = self.scripts.plan.prepare_invoke();
-        let names = self.keys(show_id);
-        for k in &names.keys {
-            inv.key(k);
-        }
-        inv.arg(&names.channel);
+        let mut inv = self.invocation(&self.scripts.plan, show_id);
         for (field, value) in layout.plan.redis_fields() {
             inv.arg(field).arg(value);
         }
