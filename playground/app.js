@@ -452,7 +452,7 @@
     // arrived yet — openShow enters it then) is not shown.
     if (id !== state.wanted || !state.show || state.show.id !== id) return;
     stopRoom();
-    const sale = state.show && state.show.raw.onSale;
+    const sale = state.show.raw.onSale;
     if (!sale || !sale.queueEnabled) return;
     if (!state.me) { showTicket(null, 'Sales of this show go through a waiting room. Sign in to join the queue.'); return; }
     let t = null;
@@ -493,9 +493,13 @@
     let last = null, stopped = false, ended = false;
     // A stream the server ends (an error, a restart, a place that lapsed) before admission
     // reads the place again and watches anew: a waiting user is never left on a dead stream.
-    const again = () => ended || (ended = true, setTimeout(() => {
-      if (!stopped && state.wanted === id && !(last && last.state === 'ADMITTED')) enterRoom(id);
-    }, 2000));
+    const again = () => {
+      if (ended) return;
+      ended = true;
+      setTimeout(() => {
+        if (!stopped && state.wanted === id && !(last && last.state === 'ADMITTED')) enterRoom(id);
+      }, 2000);
+    };
     const dispose = wsClient().subscribe({ query: `subscription($s: ID!) { queueUpdates(showId: $s) { ${TICKET_FIELDS} } }`, variables: { s: id } }, {
       next: ({ data }) => {
         if (!data || stopped || state.wanted !== id) return;
