@@ -119,6 +119,15 @@ pub struct Figure {
     pub server_cpu_us_per_op: Option<f64>,
     /// Redis CPU per operation, microseconds.
     pub redis_cpu_us_per_op: Option<f64>,
+    /// PostgreSQL's CPU per operation (every `postgres` process, and the backends that exited
+    /// in the window), microseconds.
+    pub postgres_cpu_us_per_op: Option<f64>,
+    /// The load generator's CPU per operation (this process, and `pgbench` when it is the
+    /// generator), microseconds.
+    pub generator_cpu_us_per_op: Option<f64>,
+    /// The whole machine's busy CPU per operation (`/proc/stat`), microseconds: what the
+    /// operation costs with everything on the same cores.
+    pub machine_cpu_us_per_op: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -302,12 +311,20 @@ async fn live_holds(
 struct Probe {
     server_cpu: Option<f64>,
     redis_cpu: Option<f64>,
+    postgres_cpu: Option<f64>,
+    generator_cpu: Option<f64>,
+    machine_cpu: Option<f64>,
 }
 
 async fn probe(pid: Option<u32>, redis: &mut Option<redis::aio::MultiplexedConnection>) -> Probe {
+    let redis_cpu = redis_cpu(redis).await;
+    let [postgres_cpu, pgbench_cpu] = server::cpu_of_named(&["postgres", "pgbench"]);
     Probe {
         server_cpu: pid.and_then(server::cpu_seconds),
-        redis_cpu: redis_cpu(redis).await,
+        redis_cpu,
+        postgres_cpu: Some(postgres_cpu),
+        generator_cpu: server::cpu_seconds(std::process::id()).map(|own| own + pgbench_cpu),
+        machine_cpu: server::machine_busy_seconds(),
     }
 }
 
@@ -369,6 +386,9 @@ fn figure(name: &str, m: Meter, seconds: u64, before: Probe, after: Probe) -> Fi
         outcomes: m.outcomes,
         server_cpu_us_per_op: per(before.server_cpu, after.server_cpu),
         redis_cpu_us_per_op: per(before.redis_cpu, after.redis_cpu),
+        postgres_cpu_us_per_op: per(before.postgres_cpu, after.postgres_cpu),
+        generator_cpu_us_per_op: per(before.generator_cpu, after.generator_cpu),
+        machine_cpu_us_per_op: per(before.machine_cpu, after.machine_cpu),
     }
 }
 
@@ -423,12 +443,13 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
         let url = config.database_url()?;
         if database {
             say(&format!("  pgbench -N, {} clients…", args.commit_clients));
-            let none = Probe {
-                server_cpu: None,
-                redis_cpu: None,
-            };
-            match pgbench_n(&url, args.commit_clients, Window::new(secs)).await {
-                Ok(Some(m)) => report.figures.push(figure(PGBENCH, m, secs, none, none)),
+            let w = Window::new(secs);
+            let sampler = sample_window(None, &None, w);
+            match pgbench_n(&url, args.commit_clients, w).await {
+                Ok(Some(m)) => {
+                    let (before, after) = sampler.await.context("the CPU sampler failed")?;
+                    report.figures.push(figure(PGBENCH, m, secs, before, after))
+                }
                 Ok(None) => report
                     .skipped
                     .push("pgbench -N: no pgbench installed (package postgresql)".into()),
@@ -985,6 +1006,22 @@ fn print(r: &BenchReport) {
             f.error_share * 100.0,
             f.all_answers_per_second
         );
+        if let Some(machine) = f.machine_cpu_us_per_op {
+            let part = |name: &str, v: Option<f64>| v.map(|v| format!("{name} {v:.0}"));
+            let parts: Vec<String> = [
+                part("server", f.server_cpu_us_per_op),
+                part("Redis", f.redis_cpu_us_per_op),
+                part("PostgreSQL", f.postgres_cpu_us_per_op),
+                part("load generator", f.generator_cpu_us_per_op),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            println!(
+                "    CPU µs per answer: {}; the machine {machine:.0}",
+                parts.join(", ")
+            );
+        }
         let outcomes: Vec<String> = f
             .outcomes
             .iter()

@@ -202,6 +202,53 @@ pub(super) fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / clock_ticks()? as f64)
 }
 
+/// CPU seconds so far of every process whose name is one of `names`, summed per name, with what
+/// their exited children used (a PostgreSQL backend that ends is counted in the postmaster's).
+pub(super) fn cpu_of_named<const N: usize>(names: &[&str; N]) -> [f64; N] {
+    let mut sums = [0.0; N];
+    let (Some(ticks), Ok(dir)) = (clock_ticks(), std::fs::read_dir("/proc")) else {
+        return sums;
+    };
+    for entry in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, after)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let Some(comm) = head.split_once('(').map(|(_, c)| c) else {
+            continue;
+        };
+        let Some(slot) = names.iter().position(|n| *n == comm) else {
+            continue;
+        };
+        // utime, stime, cutime, cstime: fields 14–17 of stat, 12–15 after the name.
+        let used: f64 = after
+            .split_whitespace()
+            .skip(11)
+            .take(4)
+            .filter_map(|v| v.parse::<f64>().ok())
+            .sum();
+        sums[slot] += used / ticks as f64;
+    }
+    sums
+}
+
+/// The whole machine's busy CPU seconds so far: every state of `/proc/stat`'s `cpu` line but
+/// idle and iowait.
+pub(super) fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user already).
+    let busy: f64 = v.iter().take(8).sum::<f64>() - v.get(3)? - v.get(4)?;
+    Some(busy / clock_ticks()? as f64)
+}
+
 /// The kernel's clock ticks per second (`AT_CLKTCK` in this process's auxiliary vector, what
 /// `sysconf(_SC_CLK_TCK)` reads), instead of assuming 100.
 pub(super) fn clock_ticks() -> Option<u64> {
