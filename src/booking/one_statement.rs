@@ -156,13 +156,22 @@ pub async fn intents(db: &DatabaseConnection, group: &[Intent]) -> Result<Vec<i6
 // so each confirmation leaves its PENDING entry behind). Under a checkout rush that range grew
 // by the thousands of entries a minute: 47,625 entries and 1,206 heap pages read to confirm a
 // group of two, 18.8 ms against 0.3 ms (`EXPLAIN ANALYZE`, docs/BENCHMARKS.md).
+//
+// The ids are also given as an array (`b.id = ANY (ARRAY(…))`), which the planner counts as a few
+// key lookups whatever the table's size. Joined to `jsonb_to_recordset` alone — 100 rows to the
+// planner, 4 in a real group — the bookings were found by a scan of the whole table into a hash
+// join whenever that priced below 100 lookups: on a table without statistics (never analyzed:
+// no autovacuum yet, or none at all) from a few thousand rows. A prepared statement keeps its
+// plan, so the scan stayed as the table grew: 7.4 ms a confirmation at 40,000 bookings, a third
+// of PostgreSQL's CPU per booking (`auto_explain`, docs/BENCHMARKS.md, 2026-12-04).
 pub const CONFIRMS: &str = "\
 WITH x AS (
   SELECT * FROM jsonb_to_recordset($1::jsonb)
     AS x(booking bigint, at timestamptz, provider_ref text, event_id text, show_id bigint, payload text, user_id bigint, detail text)),
 m AS (
   UPDATE bookings b SET status = 'CONFIRMED', updated_at = x.at
-  FROM x WHERE b.id = x.booking AND (b.status = 'PENDING') IS TRUE RETURNING b.id),
+  FROM x WHERE b.id = ANY (ARRAY(SELECT booking FROM x)) AND b.id = x.booking
+    AND (b.status = 'PENDING') IS TRUE RETURNING b.id),
 mx AS (SELECT x.* FROM m JOIN x ON x.booking = m.id),
 s AS (
   UPDATE booking_seats SET active = true WHERE booking_id IN (SELECT id FROM m)),

@@ -119,8 +119,15 @@ impl Dispatcher {
                 .await?;
         }
         let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+        // The batch's id range beside its list: with the list alone (up to `BATCH` values) the
+        // planner priced a scan of the whole table below that many index lookups, and the table
+        // keeps every event ever written — 32 ms a batch at 45,000 rows (auto_explain,
+        // 2026-12-04). The range bounds it to the batch's own stretch of the primary key.
+        // (`events` is in id order and not empty.)
+        let (first, last) = (ids[0], ids[ids.len() - 1]);
         outbox::Entity::update_many()
             .col_expr(outbox::Column::FannedOut, Expr::value(true))
+            .filter(outbox::Column::Id.between(first, last))
             .filter(outbox::Column::Id.is_in(ids))
             .exec(&txn)
             .await?;
