@@ -193,13 +193,21 @@ pub(super) async fn shows(
     Ok(out)
 }
 
+/// A `/proc/<pid>/stat` line's process name and its CPU clock ticks: utime, stime, and what its
+/// exited children used (cutime, cstime) — fields 14–17, the 12th to 15th after the name.
+fn stat_ticks(stat: &str) -> Option<(&str, [f64; 4])> {
+    let (head, after) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1;
+    let mut f = after.split_whitespace().skip(11);
+    let mut next = || f.next()?.parse::<f64>().ok();
+    Some((name, [next()?, next()?, next()?, next()?]))
+}
+
 /// User + system CPU seconds of process `pid` so far (`/proc/<pid>/stat`, in clock ticks).
 pub(super) fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / clock_ticks()? as f64)
+    let (_, [user, system, ..]) = stat_ticks(&stat)?;
+    Some((user + system) / clock_ticks()? as f64)
 }
 
 /// CPU seconds so far of every process whose name is one of `names`, summed per name, with what
@@ -213,23 +221,13 @@ pub(super) fn cpu_of_named<const N: usize>(names: &[&str; N]) -> [f64; N] {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        let Some((head, after)) = stat.rsplit_once(')') else {
+        let Some((name, used)) = stat_ticks(&stat) else {
             continue;
         };
-        let Some(comm) = head.split_once('(').map(|(_, c)| c) else {
+        let Some(slot) = names.iter().position(|n| *n == name) else {
             continue;
         };
-        let Some(slot) = names.iter().position(|n| *n == comm) else {
-            continue;
-        };
-        // utime, stime, cutime, cstime: fields 14–17 of stat, 12–15 after the name.
-        let used: f64 = after
-            .split_whitespace()
-            .skip(11)
-            .take(4)
-            .filter_map(|v| v.parse::<f64>().ok())
-            .sum();
-        sums[slot] += used / ticks as f64;
+        sums[slot] += used.iter().sum::<f64>() / ticks as f64;
     }
     sums
 }
