@@ -1,6 +1,6 @@
 //! Abuse limits: fixed-window counters per user, per client address and per account (log-in
-//! failures). With Redis they are shared by every instance (`INCRBY` + `PEXPIRE` in one round
-//! trip); without it, in-process. Limits protect capacity, not correctness, so a Redis outage
+//! failures). With Redis they are shared by every instance (`INCRBY` + `PEXPIRE`; the requests
+//! waiting at the same moment share one round trip, see `SharedCounters`); without it, in-process. Limits protect capacity, not correctness, so a Redis outage
 //! lets requests through (and is counted) rather than refusing everyone; after a failed call the
 //! counters are not consulted for `REDIS_BACKOFF`, so that an unresponsive Redis costs one
 //! timeout per back-off period instead of one per request on top of the request's own work.
@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-use crate::redis_conn::RedisConn;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{AppError, AppResult};
+use crate::group_commit::{gather, Gather};
+use crate::redis_conn::RedisConn;
 
 /// The client's address as the server sees it (or from `X-Forwarded-For` when trusted).
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +37,7 @@ impl Rule {
 
 enum Backend {
     Redis {
-        conn: RedisConn,
+        counters: SharedCounters,
         prefix: String,
         /// Milliseconds since the epoch until which the counters are skipped (after a failure).
         skip_until: AtomicU64,
@@ -56,6 +56,12 @@ pub struct Limits {
 
 /// How long the Redis counters are skipped after a failed call.
 const REDIS_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Batches of counter increments in flight at once (a second lets the next batch start before the
+/// first returns).
+const COUNTER_WRITERS: usize = 2;
+/// Counters one batch adds to at most.
+const MAX_COUNTERS_PER_BATCH: usize = 2_000;
 
 /// Counters kept in memory before stale windows are pruned.
 const MEMORY_KEYS_MAX: usize = 100_000;
@@ -76,7 +82,7 @@ impl Limits {
         Limits {
             backend: match redis {
                 Some(conn) => Backend::Redis {
-                    conn,
+                    counters: SharedCounters::start(conn, COUNTER_WRITERS),
                     prefix: format!("{}:rl", config.redis_key_prefix),
                     skip_until: AtomicU64::new(0),
                 },
@@ -103,12 +109,13 @@ impl Limits {
             .and_then(|v| v.first().copied())
     }
 
-    /// Add `cost` to each counter in its current window, in one round trip to Redis; the counts
-    /// after adding, in order (`None`: not checked — Redis unavailable).
+    /// Add `cost` to each counter in its current window (with Redis: in the round trip this
+    /// instance's waiting requests share); the counts after adding, in order (`None`: not
+    /// checked — Redis unavailable).
     async fn add_all(&self, keys: &[(&str, Rule)], cost: u64) -> Option<Vec<u64>> {
         match &self.backend {
             Backend::Redis {
-                conn,
+                counters,
                 prefix,
                 skip_until,
             } => {
@@ -116,36 +123,14 @@ impl Limits {
                     metrics::counter!("rate_limit_unchecked_total").increment(1);
                     return None;
                 }
-                let pipe_of = |keys: &[(&str, Rule)]| {
-                    let mut pipe = redis::pipe();
-                    for (key, rule) in keys {
+                let keys = keys
+                    .iter()
+                    .map(|(key, rule)| {
                         let k = format!("{prefix}:{key}:{}", window_index(rule.window));
-                        pipe.cmd("INCRBY")
-                            .arg(&k)
-                            .arg(cost)
-                            .cmd("PEXPIRE")
-                            .arg(&k)
-                            .arg(rule.window.as_millis() as u64 * 2)
-                            .ignore();
-                    }
-                    pipe
-                };
-                let r: Result<Vec<u64>, _> = if conn.is_cluster() {
-                    // Counters hash freely across slots; a cluster pipeline stays in one slot,
-                    // so each counter is its own pipeline, all at once.
-                    let runs = keys.iter().map(|k| {
-                        let pipe = pipe_of(std::slice::from_ref(k));
-                        let mut conn = conn.clone();
-                        async move { pipe.query_async::<Vec<u64>>(&mut conn).await }
-                    });
-                    futures_util::future::join_all(runs)
-                        .await
-                        .into_iter()
-                        .map(|r| r.map(|v| v.first().copied().unwrap_or(0)))
-                        .collect()
-                } else {
-                    pipe_of(keys).query_async(&mut conn.clone()).await
-                };
+                        (k, rule.window.as_millis() as u64 * 2)
+                    })
+                    .collect();
+                let r = counters.add(keys, cost).await;
                 match r {
                     Ok(n) => Some(n),
                     Err(e) => {
@@ -225,6 +210,135 @@ impl Limits {
         if rule.limit > 0 {
             let _ = self.add(key, rule, 1).await;
         }
+    }
+}
+
+/// One request's increments: (counter, expiry in ms) pairs, the cost added to each, and where the
+/// counts after adding go.
+type CounterJob = (
+    Vec<(String, u64)>,
+    u64,
+    oneshot::Sender<Result<Vec<u64>, String>>,
+);
+
+/// The counters in Redis, added to together. Every mutation counts against two budgets (its
+/// account and its address) before it runs; alone, that is a round trip and four commands per
+/// mutation, beside the mutation's own round trip. Here the requests waiting at the same moment
+/// share one round trip, and a counter that several of them add to (the address that a crowd shares
+/// behind one gateway, a busy account) is added to once, by their sum.
+///
+/// Each request still gets its exact count: the counts a batch's requests see are those that
+/// one `INCRBY` each, in the batch's order, would have returned. Nobody waits for a batch to fill:
+/// under light load a batch is one request, sent at once (see `group_commit::Gather`).
+struct SharedCounters {
+    jobs: mpsc::UnboundedSender<CounterJob>,
+}
+
+impl SharedCounters {
+    /// Start `writers` writers (each sends one batch at a time). Needs a Tokio runtime.
+    fn start(conn: RedisConn, writers: usize) -> SharedCounters {
+        let (jobs, queue) = gather();
+        for _ in 0..writers.max(1) {
+            tokio::spawn(count_batches(conn.clone(), queue.clone()));
+        }
+        SharedCounters { jobs }
+    }
+
+    /// Add `cost` to each counter (creating it with its expiry); the counts after adding, in
+    /// order.
+    async fn add(&self, counters: Vec<(String, u64)>, cost: u64) -> Result<Vec<u64>, String> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send((counters, cost, reply))
+            .map_err(|_| "the counter writer has stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the counter writer dropped a request".to_string())?
+    }
+}
+
+async fn count_batches(conn: RedisConn, queue: Gather<CounterJob>) {
+    loop {
+        let mut size = 0;
+        let Some(jobs) = queue
+            .next(|(keys, _, _)| {
+                size += keys.len();
+                size < MAX_COUNTERS_PER_BATCH
+            })
+            .await
+        else {
+            return;
+        };
+        // Each counter once, with everything the batch adds to it and its longest expiry.
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut sums: Vec<(&str, u64, u64)> = Vec::new();
+        for (keys, cost, _) in &jobs {
+            for (key, expiry) in keys {
+                let i = *index.entry(key.as_str()).or_insert_with(|| {
+                    sums.push((key.as_str(), 0, 0));
+                    sums.len() - 1
+                });
+                sums[i].1 += cost;
+                sums[i].2 = sums[i].2.max(*expiry);
+            }
+        }
+        metrics::histogram!("rate_limit_batch_size").record(jobs.len() as f64);
+        let totals = increment(&conn, &sums).await.map_err(|e| e.to_string());
+        // Hand out the counts in the batch's order: the first to add saw the total before the
+        // batch plus its own cost, and so on.
+        let mut added = vec![0u64; sums.len()];
+        let answers: Vec<Result<Vec<u64>, String>> = jobs
+            .iter()
+            .map(|(keys, cost, _)| match &totals {
+                Ok(totals) => Ok(keys
+                    .iter()
+                    .map(|(key, _)| {
+                        let i = index[key.as_str()];
+                        added[i] += cost;
+                        let total = totals.get(i).copied().unwrap_or(0);
+                        total.saturating_sub(sums[i].1) + added[i]
+                    })
+                    .collect()),
+                Err(e) => Err(e.clone()),
+            })
+            .collect();
+        drop(index);
+        for ((_, _, reply), answer) in jobs.into_iter().zip(answers) {
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// `INCRBY` + `PEXPIRE` for each (counter, sum, expiry ms): one pipeline on a single node; on a
+/// cluster the counters hash freely across slots and a pipeline stays in one, so each counter is
+/// its own pipeline, all at once. The totals after adding, in order.
+async fn increment(conn: &RedisConn, sums: &[(&str, u64, u64)]) -> redis::RedisResult<Vec<u64>> {
+    let pipe_of = |sums: &[(&str, u64, u64)]| {
+        let mut pipe = redis::pipe();
+        for (key, sum, expiry) in sums {
+            pipe.cmd("INCRBY")
+                .arg(*key)
+                .arg(*sum)
+                .cmd("PEXPIRE")
+                .arg(*key)
+                .arg(*expiry)
+                .ignore();
+        }
+        pipe
+    };
+    if conn.is_cluster() {
+        let runs = sums.iter().map(|s| {
+            let pipe = pipe_of(std::slice::from_ref(s));
+            let mut conn = conn.clone();
+            async move { pipe.query_async::<Vec<u64>>(&mut conn).await }
+        });
+        futures_util::future::join_all(runs)
+            .await
+            .into_iter()
+            .map(|r| r.map(|v| v.first().copied().unwrap_or(0)))
+            .collect()
+    } else {
+        pipe_of(sums).query_async(&mut conn.clone()).await
     }
 }
 

@@ -105,7 +105,43 @@ async fn aliases_and_root_fields_are_capped(b: Backend) {
     .await;
 }
 
+/// Many mutations of the same accounts at the same moment (with Redis, their counts share round
+/// trips and each account's counter is added to once per batch): each account gets exactly its
+/// budget, whatever the interleaving — never one more, never one fewer.
+async fn a_burst_gets_exactly_its_budget(b: Backend) {
+    let app = TestApp::spawn_with(b, &["--rate-limit-user-per-minute", "10"]).await;
+    let users = app.users(3).await;
+    let app = &app;
+    let burst = users.iter().flat_map(|(token, _)| {
+        (0..30).map(move |_| app.gql(Some(token), RELEASE, json!({ "h": "1-00" })))
+    });
+    let answers = futures_util::future::join_all(burst).await;
+    for (i, per_user) in answers.chunks(30).enumerate() {
+        let ok = per_user
+            .iter()
+            .filter(|a| a.get("errors").is_none())
+            .count();
+        let refused = per_user
+            .iter()
+            .filter(|a| a["errors"][0]["extensions"]["code"] == "LIMIT_EXCEEDED")
+            .count();
+        assert_eq!((ok, refused), (10, 20), "user {i}: {:?}", codes(per_user));
+    }
+}
+
+/// Each answer's error code, or "ok".
+fn codes(answers: &[serde_json::Value]) -> Vec<String> {
+    answers
+        .iter()
+        .map(|a| match a["errors"][0]["extensions"]["code"].as_str() {
+            Some(code) => code.to_string(),
+            None => "ok".to_string(),
+        })
+        .collect()
+}
+
 backends!(
+    a_burst_gets_exactly_its_budget,
     mutations_over_the_user_budget_are_refused,
     mutations_over_the_address_budget_are_refused,
     password_guessing_is_throttled,
@@ -133,4 +169,21 @@ async fn budgets_are_shared_by_instances() {
         b.err_code(Some(t), RELEASE, json!({ "h": "1-00" })).await,
         "LIMIT_EXCEEDED"
     );
+
+    // A burst spread over both instances at once: one budget, counted exactly.
+    let a = TestApp::spawn_with(Backend::Served, &["--rate-limit-user-per-minute", "25"]).await;
+    let b = a.spawn_peer(&["--rate-limit-user-per-minute", "25"]).await;
+    let users = a.users(1).await;
+    let t = &users[0].0;
+    let burst = (0..80).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        app.gql(Some(t), RELEASE, json!({ "h": "1-00" }))
+    });
+    let answers = futures_util::future::join_all(burst).await;
+    let ok = answers.iter().filter(|x| x.get("errors").is_none()).count();
+    let refused = answers
+        .iter()
+        .filter(|x| x["errors"][0]["extensions"]["code"] == "LIMIT_EXCEEDED")
+        .count();
+    assert_eq!((ok, refused), (25, 55), "{:?}", codes(&answers));
 }

@@ -26,7 +26,15 @@ pub(super) async fn fan_out(
     n: usize,
     rate: u64,
 ) -> anyhow::Result<FanOut> {
-    let server = Server::start(config, "redis", &format!("{prefix}fan{n}"), secret, None).await?;
+    let server = Server::start(
+        config,
+        "redis",
+        &format!("{prefix}fan{n}"),
+        secret,
+        None,
+        false,
+    )
+    .await?;
     let show = shows(&server.base, &people.admin, 2000, 1).await?.remove(0);
     let seat_index: Arc<HashMap<String, usize>> = Arc::new(
         show.1

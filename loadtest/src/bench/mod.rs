@@ -77,6 +77,11 @@ pub struct BenchArgs {
         value_delimiter = ','
     )]
     pub only: Vec<String>,
+    /// Count every mutation against the servers' abuse limits (per account and per address), as
+    /// a deployment does by default, with limits too high to refuse anything: the figures then
+    /// include the limits' round trips to the store. Off: the limits are off (`0`).
+    #[arg(long)]
+    pub rate_limits: bool,
     /// Print the figures as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -146,6 +151,8 @@ pub struct FanOut {
 #[derive(Debug, Default, Serialize)]
 pub struct BenchReport {
     pub machine: String,
+    /// Whether the servers counted every mutation against their abuse limits (`--rate-limits`).
+    pub rate_limits: bool,
     pub figures: Vec<Figure>,
     pub ratios: BTreeMap<String, f64>,
     pub fan_out: Vec<FanOut>,
@@ -395,6 +402,7 @@ fn figure(name: &str, m: Meter, seconds: u64, before: Probe, after: Probe) -> Fi
 pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
     let mut report = BenchReport {
         machine: machine(),
+        rate_limits: args.rate_limits,
         ..Default::default()
     };
     let wants = |p: &str| args.only.iter().any(|o| o == p);
@@ -485,7 +493,15 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
     for s in &stores {
         servers.insert(
             s,
-            Server::start(config, s, &format!("{prefix}{s}"), &secret, pool_size).await?,
+            Server::start(
+                config,
+                s,
+                &format!("{prefix}{s}"),
+                &secret,
+                pool_size,
+                args.rate_limits,
+            )
+            .await?,
         );
     }
     // The bench's own connections (accounts, and loading shows into the raw stores of the
@@ -977,6 +993,14 @@ fn machine() -> String {
 
 fn print(r: &BenchReport) {
     println!("machine: {}", r.machine);
+    println!(
+        "abuse limits: {}",
+        if r.rate_limits {
+            "every mutation counted per account and per address (limits too high to refuse)"
+        } else {
+            "off (--rate-limits counts them)"
+        }
+    );
     println!(
         "{:<44} {:>10}  {:>8} {:>8} {:>8}  {:>9} {:>9}",
         "workload", "answers/s", "p50 ms", "p99 ms", "max ms", "srv µs/op", "redis µs"
