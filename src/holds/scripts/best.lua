@@ -8,9 +8,10 @@
 --       | {"LOAD"} (booked cache missing) | {"PLAN"} (plan missing) | {"QCFG"} (waiting-room
 --       settings missing) | {"NOTADMITTED"} (the waiting room is on, no live session)
 -- Invariant: as hold.lua — all or nothing, never a held or booked seat, never blocks.
-local state = redis.call('HMGET', KEYS[6], 'loaded', 'q_cfg')
+local state = redis.call('HMGET', KEYS[6], 'loaded', 'q_cfg', 'q_on')
 if state[1] ~= '1' then return {'LOAD'} end
 if state[2] ~= '1' then return {'QCFG'} end
+local q_on = state[3] == '1'
 local n, wc = tonumber(ARGV[6]), tonumber(ARGV[8])
 -- Windows with a wheelchair space or companion seat are only for requests that want one.
 local list = wc > 0 and 'w' or 'p'
@@ -20,7 +21,7 @@ if not (attr and wins) or redis.call('EXISTS', KEYS[8]) == 0 then return {'PLAN'
 local now = now_ms()
 expire_due(now)
 local hold_id, user, ttl, max_holds = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-if not admitted(user, now) then return {'NOTADMITTED'} end
+if not admitted(user, now, q_on) then return {'NOTADMITTED'} end
 if tonumber(redis.call('HGET', KEYS[4], user) or '0') >= max_holds then return {'LIMIT'} end
 local together, mask = ARGV[7] == '1', ARGV[9]
 local occ = redis.call('GET', KEYS[8]) -- read after the expiry above
@@ -134,7 +135,7 @@ if #picked == 0 then return {'NONE'} end
 local fields = {}
 for i, p in ipairs(picked) do fields[i] = 'i' .. p end
 local seats = redis.call('HMGET', KEYS[7], unpack(fields))
-local v, expires = grant(hold_id, user, ttl, seats, now)
+local v, expires = grant(hold_id, user, ttl, seats, now, q_on)
 local out = {'OK', tostring(v), tostring(expires), side}
 for _, s in ipairs(seats) do out[#out + 1] = s end
 return out

@@ -48,14 +48,22 @@ local function keep_all()
   keep(1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 end
 
+-- Redis TIME, read once per script run: a script is one atomic step, so one instant serves all of
+-- it (its expiry checks, its new expiries and the `tag` of its map changes).
+local script_time = nil
+local function time_now()
+  if not script_time then script_time = redis.call('TIME') end
+  return script_time
+end
+
 local function now_ms()
-  local t = redis.call('TIME')
+  local t = time_now()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
 -- Redis TIME in microseconds, as a string: the `tag` of a map change.
 local function stamp_now()
-  local t = redis.call('TIME')
+  local t = time_now()
   return t[1] .. string.format('%06d', tonumber(t[2]))
 end
 
@@ -145,8 +153,8 @@ local function expire_due(now)
 end
 
 -- Hold `seats` (free, checked by the caller) under a new hold; returns the new version and
--- the expiry.
-local function grant(hold_id, user, ttl, seats, now)
+-- the expiry. `q_on`: whether the waiting room is on, when the caller has read it already.
+local function grant(hold_id, user, ttl, seats, now, q_on)
   local expires = now + ttl
   local parts = {}
   -- The show's hold keys (1-4) are empty together and vanish together; when they are about to
@@ -163,15 +171,18 @@ local function grant(hold_id, user, ttl, seats, now)
   redis.call('HINCRBY', KEYS[4], user, 1)
   if fresh then keep(1, 2, 3, 4) end
   -- An admitted session lasts at least as long as the hold taken in it (so it can be paid for).
-  if redis.call('HGET', KEYS[6], 'q_on') == '1' then
+  if q_on == nil then q_on = redis.call('HGET', KEYS[6], 'q_on') == '1' end
+  if q_on then
     redis.call('ZADD', KEYS[10], 'XX', 'GT', expires, user)
   end
   return publish(parts), expires
 end
 
--- The waiting room lets this user shop now: it is off, or the user's session is live.
-local function admitted(user, now)
-  if redis.call('HGET', KEYS[6], 'q_on') ~= '1' then return true end
+-- The waiting room lets this user shop now: it is off, or the user's session is live. `q_on`:
+-- whether the room is on, when the caller has read it already.
+local function admitted(user, now, q_on)
+  if q_on == nil then q_on = redis.call('HGET', KEYS[6], 'q_on') == '1' end
+  if not q_on then return true end
   local u = redis.call('ZSCORE', KEYS[10], user)
   return u ~= false and tonumber(u) > now
 end
