@@ -80,6 +80,18 @@ impl AppError {
     }
 }
 
+/// What a database conflict (`db::is_conflict`) is answered as: retryable, the whole transaction
+/// rolled back.
+const DB_CONFLICT: &str = "the database (a conflicting transaction)";
+
+impl AppError {
+    /// Whether this is a database conflict: the transaction rolled back whole, and running it
+    /// again may succeed.
+    pub fn is_db_conflict(&self) -> bool {
+        matches!(self, AppError::Unavailable(what) if *what == DB_CONFLICT)
+    }
+}
+
 /// Database errors: connection trouble is a retryable `SERVICE_UNAVAILABLE`; anything else is a
 /// bug or an unexpected state and is internal.
 impl From<DbErr> for AppError {
@@ -92,7 +104,7 @@ impl From<DbErr> for AppError {
             // client's retry (same idempotency key for a checkout) is safe.
             tracing::warn!(error = %e, "database transaction conflict");
             metrics::counter!("db_conflicts_total").increment(1);
-            AppError::Unavailable("the database (a conflicting transaction)")
+            AppError::Unavailable(DB_CONFLICT)
         } else {
             AppError::Internal(anyhow::Error::new(e))
         }

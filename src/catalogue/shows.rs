@@ -52,6 +52,9 @@ pub struct ShowPage {
 /// What names a page of the show list: `first`, `after` (start, id), `include_past`, movie.
 pub(crate) type PageKey = (u64, Option<(i64, i64)>, bool, Option<i64>);
 
+/// Attempts at writing a new show before a conflict with other writes is answered.
+const CREATE_ATTEMPTS: u32 = 3;
+
 impl Catalogue {
     pub async fn create_show(&self, new: NewShow) -> AppResult<show::Model> {
         if new.starts_at <= Utc::now() {
@@ -69,17 +72,53 @@ impl Catalogue {
             .layout(&self.db, new.screen_id)
             .await?
             .ok_or(AppError::NotFound("screen"))?;
-        let prices = validate_prices(&layout.categories(), new.prices)?;
+        let prices = validate_prices(&layout.categories(), new.prices.clone())?;
         let ends_at = new.starts_at + Duration::minutes(movie.duration_minutes as i64);
 
+        // A conflict with another write (SQLite's snapshot gone stale under a concurrent commit,
+        // PostgreSQL's deadlock) rolled the whole attempt back: it is safe to try again.
+        let mut attempt = 1;
+        let created = loop {
+            match self.insert_show(&new, &prices, ends_at).await {
+                Err(e) if e.is_db_conflict() && attempt < CREATE_ATTEMPTS => attempt += 1,
+                done => break done?,
+            }
+        };
+        // This instance's list shows it at once (others within `kept::PAGE_FRESH`).
+        self.kept.pages.forget();
+        Ok(created)
+    }
+
+    /// One attempt at writing a new show: its row, its prices and the audit entry, in one
+    /// transaction that refuses a clash with another show of the screen.
+    async fn insert_show(
+        &self,
+        new: &NewShow,
+        prices: &HashMap<String, i64>,
+        ends_at: DateTime<Utc>,
+    ) -> AppResult<show::Model> {
         let txn = self.db.begin().await?;
         // Serialise show creation per screen so two admins cannot book the same slot at once.
-        // SQLite has one writer at a time already.
-        let mut lock = screen::Entity::find_by_id(new.screen_id);
+        // PostgreSQL: the screen's row lock. SQLite has one writer at a time, and the transaction
+        // takes that writer's lock with its first statement (a no-op write of the screen): read
+        // first, it would hold a snapshot that any other commit makes stale, and its first write
+        // would then fail at once instead of waiting its turn.
         if self.db.get_database_backend() == DbBackend::Postgres {
-            lock = lock.lock_exclusive();
+            screen::Entity::find_by_id(new.screen_id)
+                .lock_exclusive()
+                .one(&txn)
+                .await?
+                .ok_or(AppError::NotFound("screen"))?;
+        } else {
+            let touched = screen::Entity::update_many()
+                .col_expr(screen::Column::Id, Expr::col(screen::Column::Id).into())
+                .filter(screen::Column::Id.eq(new.screen_id))
+                .exec(&txn)
+                .await?;
+            if touched.rows_affected == 0 {
+                return Err(AppError::NotFound("screen"));
+            }
         }
-        lock.one(&txn).await?.ok_or(AppError::NotFound("screen"))?;
         let clash = show::Entity::find()
             .filter(show::Column::ScreenId.eq(new.screen_id))
             .filter(show::Column::StartsAt.lt(ends_at + CHANGEOVER))
@@ -106,11 +145,11 @@ impl Catalogue {
         .insert(&txn)
         .await?;
         let rows: Vec<_> = prices
-            .into_iter()
+            .iter()
             .map(|(category, cents)| show_price::ActiveModel {
                 show_id: Set(created.id),
-                category: Set(category),
-                price_cents: Set(cents),
+                category: Set(category.clone()),
+                price_cents: Set(*cents),
             })
             .collect();
         show_price::Entity::insert_many(rows)
@@ -128,8 +167,6 @@ impl Catalogue {
         )
         .await?;
         txn.commit().await?;
-        // This instance's list shows it at once (others within `kept::PAGE_FRESH`).
-        self.kept.pages.forget();
         Ok(created)
     }
 

@@ -259,7 +259,60 @@ async fn bad_catalogue_input_is_refused(b: Backend) {
     );
 }
 
+/// Admins creating shows on one screen at the same moment: every free slot is taken by its show,
+/// and of several shows asking for the same slot exactly one gets it — none is refused for the
+/// others' writes (`SERVICE_UNAVAILABLE`), on either database.
+async fn shows_created_at_once_each_get_their_slot(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (show, _) = app.create_show(2, 3).await;
+    let admin = app.admin_token().await;
+    let existing = app
+        .ok(
+            None,
+            "query($id: ID!) { show(id: $id) { movie { id } screen { id } } }",
+            json!({ "id": show }),
+        )
+        .await;
+    let (movie, screen) = (
+        existing["show"]["movie"]["id"].clone(),
+        existing["show"]["screen"]["id"].clone(),
+    );
+    let q = "mutation($m: ID!, $s: ID!, $t: DateTime!, $p: [CategoryPriceInput!]!) { createShow(movieId: $m, screenId: $s, startsAt: $t, prices: $p) { id } }";
+    let both = json!([{ "category": "STANDARD", "priceCents": 900 }, { "category": "PREMIUM", "priceCents": 1200 }]);
+    let day = |d: i64| (chrono::Utc::now() + chrono::Duration::days(d)).to_rfc3339();
+    let contested = day(30);
+    // Twelve free slots, and four requests for one more.
+    let starts: Vec<String> = (3..15)
+        .map(day)
+        .chain((0..4).map(|_| contested.clone()))
+        .collect();
+    let (admin, both) = (&admin, &both);
+    let answers = futures_util::future::join_all(starts.iter().map(|t| {
+        app.gql(
+            Some(admin),
+            q,
+            json!({ "m": movie, "s": screen, "t": t, "p": both }),
+        )
+    }))
+    .await;
+    let code = |a: &serde_json::Value| {
+        a["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or("ok")
+            .to_string()
+    };
+    let codes: Vec<String> = answers.iter().map(code).collect();
+    assert!(codes[..12].iter().all(|c| c == "ok"), "{codes:?}");
+    let won = codes[12..].iter().filter(|c| *c == "ok").count();
+    let refused = codes[12..]
+        .iter()
+        .filter(|c| *c == "BAD_USER_INPUT")
+        .count();
+    assert_eq!((won, refused), (1, 3), "{codes:?}");
+}
+
 backends!(
+    shows_created_at_once_each_get_their_slot,
     demo_catalogue_is_served_with_counts,
     listing_shows_costs_a_bounded_number_of_statements,
     pages_walk_every_show_once,
