@@ -111,7 +111,7 @@ impl Catalogue {
                 .ok_or(AppError::NotFound("screen"))?;
         } else {
             let touched = screen::Entity::update_many()
-                .col_expr(screen::Column::Id, Expr::col(screen::Column::Id).into())
+                .col_expr(screen::Column::Id, Expr::col(screen::Column::Id))
                 .filter(screen::Column::Id.eq(new.screen_id))
                 .exec(&txn)
                 .await?;
