@@ -1,9 +1,10 @@
 //! Abuse limits: fixed-window counters per user, per client address and per account (log-in
 //! failures). With Redis they are shared by every instance (`INCRBY` + `PEXPIRE`; the requests
-//! waiting at the same moment share one round trip, see `SharedCounters`); without it, in-process. Limits protect capacity, not correctness, so a Redis outage
-//! lets requests through (and is counted) rather than refusing everyone; after a failed call the
-//! counters are not consulted for `REDIS_BACKOFF`, so that an unresponsive Redis costs one
-//! timeout per back-off period instead of one per request on top of the request's own work.
+//! waiting at the same moment share one round trip, see `SharedCounters`); without it,
+//! in-process. Limits protect capacity, not correctness, so a Redis outage lets requests through
+//! (and is counted) rather than refusing everyone; after a failed call the counters are not
+//! consulted for `REDIS_BACKOFF`, so that an unresponsive Redis costs one timeout per back-off
+//! period instead of one per request on top of the request's own work.
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -302,7 +303,6 @@ async fn count_batches(conn: RedisConn, queue: Gather<CounterJob>) {
                 Err(e) => Err(e.clone()),
             })
             .collect();
-        drop(index);
         for ((_, _, reply), answer) in jobs.into_iter().zip(answers) {
             let _ = reply.send(answer);
         }

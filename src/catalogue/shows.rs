@@ -56,7 +56,7 @@ pub(crate) type PageKey = (u64, Option<(i64, i64)>, bool, Option<i64>);
 const CREATE_ATTEMPTS: u32 = 3;
 
 impl Catalogue {
-    pub async fn create_show(&self, new: NewShow) -> AppResult<show::Model> {
+    pub async fn create_show(&self, mut new: NewShow) -> AppResult<show::Model> {
         if new.starts_at <= Utc::now() {
             return Err(AppError::bad_input("startsAt must be in the future"));
         }
@@ -72,7 +72,7 @@ impl Catalogue {
             .layout(&self.db, new.screen_id)
             .await?
             .ok_or(AppError::NotFound("screen"))?;
-        let prices = validate_prices(&layout.categories(), new.prices.clone())?;
+        let prices = validate_prices(&layout.categories(), std::mem::take(&mut new.prices))?;
         let ends_at = new.starts_at + Duration::minutes(movie.duration_minutes as i64);
 
         // A conflict with another write (SQLite's snapshot gone stale under a concurrent commit,

@@ -120,8 +120,19 @@ async fn admin_creates_a_show_with_its_seat_map(b: Backend) {
     );
 }
 
-async fn bad_catalogue_input_is_refused(b: Backend) {
-    let app = TestApp::spawn(b).await;
+const CREATE_SHOW: &str = "mutation($m: ID!, $s: ID!, $t: DateTime!, $p: [CategoryPriceInput!]!) { createShow(movieId: $m, screenId: $s, startsAt: $t, prices: $p) { id } }";
+
+/// A show created for the test, as the arguments of another one on its screen: an admin's token,
+/// its movie, its screen, its start, and a price for each of the screen's categories.
+struct OnItsScreen {
+    admin: String,
+    movie: String,
+    screen: String,
+    starts: String,
+    both: serde_json::Value,
+}
+
+async fn a_show_and_its_screen(app: &TestApp) -> OnItsScreen {
     let (show, _) = app.create_show(2, 3).await;
     let admin = app.admin_token().await;
     let existing = app
@@ -131,17 +142,25 @@ async fn bad_catalogue_input_is_refused(b: Backend) {
             json!({ "id": show }),
         )
         .await;
-    let movie = existing["show"]["movie"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let screen = existing["show"]["screen"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let starts = existing["show"]["startsAt"].as_str().unwrap().to_string();
-    let q = "mutation($m: ID!, $s: ID!, $t: DateTime!, $p: [CategoryPriceInput!]!) { createShow(movieId: $m, screenId: $s, startsAt: $t, prices: $p) { id } }";
-    let both = json!([{ "category": "STANDARD", "priceCents": 900 }, { "category": "PREMIUM", "priceCents": 1200 }]);
+    let text = |v: &serde_json::Value| v.as_str().unwrap().to_string();
+    OnItsScreen {
+        admin,
+        movie: text(&existing["show"]["movie"]["id"]),
+        screen: text(&existing["show"]["screen"]["id"]),
+        starts: text(&existing["show"]["startsAt"]),
+        both: json!([{ "category": "STANDARD", "priceCents": 900 }, { "category": "PREMIUM", "priceCents": 1200 }]),
+    }
+}
+
+async fn bad_catalogue_input_is_refused(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let OnItsScreen {
+        admin,
+        movie,
+        screen,
+        starts,
+        both,
+    } = a_show_and_its_screen(&app).await;
     let later = (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339();
     let cases = [
         (
@@ -186,13 +205,17 @@ async fn bad_catalogue_input_is_refused(b: Backend) {
         ),
     ];
     for (what, vars, code) in cases {
-        assert_eq!(app.err_code(Some(&admin), q, vars).await, code, "{what}");
+        assert_eq!(
+            app.err_code(Some(&admin), CREATE_SHOW, vars).await,
+            code,
+            "{what}"
+        );
     }
     // The slot after the overlap window is fine.
     let ok = app
         .ok(
             Some(&admin),
-            q,
+            CREATE_SHOW,
             json!({ "m": movie, "s": screen, "t": later, "p": both }),
         )
         .await;
@@ -264,21 +287,13 @@ async fn bad_catalogue_input_is_refused(b: Backend) {
 /// others' writes (`SERVICE_UNAVAILABLE`), on either database.
 async fn shows_created_at_once_each_get_their_slot(b: Backend) {
     let app = TestApp::spawn(b).await;
-    let (show, _) = app.create_show(2, 3).await;
-    let admin = app.admin_token().await;
-    let existing = app
-        .ok(
-            None,
-            "query($id: ID!) { show(id: $id) { movie { id } screen { id } } }",
-            json!({ "id": show }),
-        )
-        .await;
-    let (movie, screen) = (
-        existing["show"]["movie"]["id"].clone(),
-        existing["show"]["screen"]["id"].clone(),
-    );
-    let q = "mutation($m: ID!, $s: ID!, $t: DateTime!, $p: [CategoryPriceInput!]!) { createShow(movieId: $m, screenId: $s, startsAt: $t, prices: $p) { id } }";
-    let both = json!([{ "category": "STANDARD", "priceCents": 900 }, { "category": "PREMIUM", "priceCents": 1200 }]);
+    let OnItsScreen {
+        admin,
+        movie,
+        screen,
+        both,
+        ..
+    } = a_show_and_its_screen(&app).await;
     let day = |d: i64| (chrono::Utc::now() + chrono::Duration::days(d)).to_rfc3339();
     let contested = day(30);
     // Twelve free slots, and four requests for one more.
@@ -290,7 +305,7 @@ async fn shows_created_at_once_each_get_their_slot(b: Backend) {
     let answers = futures_util::future::join_all(starts.iter().map(|t| {
         app.gql(
             Some(admin),
-            q,
+            CREATE_SHOW,
             json!({ "m": movie, "s": screen, "t": t, "p": both }),
         )
     }))

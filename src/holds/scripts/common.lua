@@ -152,6 +152,13 @@ local function expire_due(now)
   return #due
 end
 
+-- Whether the show's waiting room is on: `known` when the caller has read it already (nil: read
+-- it now).
+local function room_on(known)
+  if known == nil then return redis.call('HGET', KEYS[6], 'q_on') == '1' end
+  return known
+end
+
 -- Hold `seats` (free, checked by the caller) under a new hold; returns the new version and
 -- the expiry. `q_on`: whether the waiting room is on, when the caller has read it already.
 local function grant(hold_id, user, ttl, seats, now, q_on)
@@ -171,8 +178,7 @@ local function grant(hold_id, user, ttl, seats, now, q_on)
   redis.call('HINCRBY', KEYS[4], user, 1)
   if fresh then keep(1, 2, 3, 4) end
   -- An admitted session lasts at least as long as the hold taken in it (so it can be paid for).
-  if q_on == nil then q_on = redis.call('HGET', KEYS[6], 'q_on') == '1' end
-  if q_on then
+  if room_on(q_on) then
     redis.call('ZADD', KEYS[10], 'XX', 'GT', expires, user)
   end
   return publish(parts), expires
@@ -181,8 +187,7 @@ end
 -- The waiting room lets this user shop now: it is off, or the user's session is live. `q_on`:
 -- whether the room is on, when the caller has read it already.
 local function admitted(user, now, q_on)
-  if q_on == nil then q_on = redis.call('HGET', KEYS[6], 'q_on') == '1' end
-  if not q_on then return true end
+  if not room_on(q_on) then return true end
   local u = redis.call('ZSCORE', KEYS[10], user)
   return u ~= false and tonumber(u) > now
 end
