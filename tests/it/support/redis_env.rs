@@ -158,20 +158,31 @@ impl PrivateCluster {
     pub async fn start() -> PrivateCluster {
         let dir = std::env::temp_dir().join(unique("cluster"));
         std::fs::create_dir_all(&dir).expect("cluster dir");
-        let ports: Vec<u16> = (0..6)
-            .map(|_| {
-                let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-                l.local_addr().expect("addr").port()
-            })
+        // Each node's port and its cluster bus port, all free and distinct (the listeners are
+        // held until every port is chosen). The bus is given its own port: Redis's default, the
+        // port + 10,000, may be taken by another connection, or past 65,535 for a port the
+        // kernel hands out from its ephemeral range.
+        let listeners: Vec<std::net::TcpListener> = (0..12)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port"))
             .collect();
+        let free: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("addr").port())
+            .collect();
+        drop(listeners);
+        let (ports, buses) = free.split_at(6);
+        let ports = ports.to_vec();
         let children = ports
             .iter()
-            .map(|p| {
+            .zip(buses)
+            .map(|(p, bus)| {
                 Some(
                     std::process::Command::new("redis-server")
                         .args([
                             "--port",
                             &p.to_string(),
+                            "--cluster-port",
+                            &bus.to_string(),
                             "--bind",
                             "127.0.0.1",
                             "--cluster-enabled",
