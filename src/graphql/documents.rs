@@ -24,6 +24,7 @@ use async_graphql::parser::types::{
 use async_graphql::{Request, ServerResult, Variables};
 
 use super::ext::error_of;
+use super::validated::DocumentKey;
 use crate::error::AppError;
 
 /// Documents kept before the cache starts over (a client flooding distinct documents costs us
@@ -105,9 +106,12 @@ impl DocumentsExt {
         kept.insert(key, doc.clone());
     }
 
-    /// The request's document, from the cache or parsed (and kept); `None` leaves parsing (and
-    /// its error) to the engine.
-    fn document(&self, request: &mut Request) -> ServerResult<Option<ExecutableDocument>> {
+    /// The request's document and the key it is kept under, from the cache or parsed (and
+    /// kept); `None` leaves parsing (and its error) to the engine.
+    fn document(
+        &self,
+        request: &mut Request,
+    ) -> ServerResult<Option<(String, ExecutableDocument)>> {
         let persisted = request.extensions.remove("persistedQuery");
         if let Some(p) = persisted {
             let hash = match (&p, p.clone().into_json().ok()) {
@@ -128,7 +132,7 @@ impl DocumentsExt {
             if request.query.is_empty() {
                 metrics::counter!("graphql_documents_total", "source" => "persisted").increment(1);
                 return match self.get(&hash) {
-                    Some(doc) => Ok(Some(doc)),
+                    Some(doc) => Ok(Some((hash, doc))),
                     None => Err(error_of(&AppError::PersistedQueryNotFound)),
                 };
             }
@@ -149,14 +153,14 @@ impl DocumentsExt {
         let key = sha256_hex(&request.query);
         if let Some(doc) = self.get(&key) {
             metrics::counter!("graphql_documents_total", "source" => "kept").increment(1);
-            return Ok(Some(doc));
+            return Ok(Some((key, doc)));
         }
         metrics::counter!("graphql_documents_total", "source" => "parsed").increment(1);
         // A syntax error is left to the engine, which reports it the usual way.
         match async_graphql::parser::parse_query(&request.query) {
             Ok(doc) => {
-                self.keep(key, &doc);
-                Ok(Some(doc))
+                self.keep(key.clone(), &doc);
+                Ok(Some((key, doc)))
             }
             Err(_) => Ok(None),
         }
@@ -171,8 +175,9 @@ impl Extension for DocumentsExt {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        if let Some(doc) = self.document(&mut request)? {
+        if let Some((key, doc)) = self.document(&mut request)? {
             request.set_parsed_query(doc);
+            request = request.data(DocumentKey(key));
         }
         next.run(ctx, request).await
     }

@@ -210,6 +210,8 @@ pub fn publish(e: &mut ServerError) {
     } else if e.path.is_empty()
         || msg.starts_with("failed to parse")
         || msg.starts_with("invalid value for argument")
+        // A required variable the request left out (found when the field reads it).
+        || (msg.starts_with("variable ") && msg.ends_with(" is not defined."))
     {
         "BAD_USER_INPUT"
     } else {

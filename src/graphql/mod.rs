@@ -15,6 +15,7 @@ pub mod seat;
 pub mod seat_list;
 pub mod subscription;
 pub mod types;
+pub mod validated;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder};
 
@@ -70,8 +71,10 @@ fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     .limit_depth(MAX_DEPTH)
     .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
-    .extension(documents::Documents::default())
+    // Observe first: it sees every other extension's outcome (a kept validation included).
     .extension(ext::Observe)
+    .extension(documents::Documents::default())
+    .extension(validated::Validated::default())
     .extension(guard::Guard)
     .extension(reads::Reads)
     .extension(deadline::Deadline)

@@ -292,8 +292,78 @@ async fn the_read_budget_refuses_a_flood_but_not_holds(b: Backend) {
     assert!(mine["errors"].is_null(), "{mine}");
 }
 
+/// Validations answered from the kept results so far (`/metrics`).
+async fn kept_validations(app: &TestApp) -> f64 {
+    app.api
+        .metrics()
+        .await
+        .lines()
+        .filter(|l| l.starts_with("graphql_validations_total") && l.contains("\"kept\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A document validated once is not validated again for variables the rules would see alike —
+/// but anything they could tell apart is validated afresh: a kept result never lets a value
+/// through that validation refuses. (Validation refuses the whole operation before anything
+/// runs; had a bad value reached execution, the first hold of this two-hold mutation would
+/// have been made before the second failed.)
+async fn a_kept_validation_still_refuses_bad_variables(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (show, seats) = app.create_show(1, 6).await;
+    let users = app.users(3).await;
+    const TWO: &str = "mutation($s: ID!, $a: [ID!]!, $b: [ID!]!) { \
+        a: holdSeats(showId: $s, seatIds: $a) { id seats { id } } \
+        b: holdSeats(showId: $s, seatIds: $b) { id seats { id } } }";
+    let before = kept_validations(&app).await;
+    for ((token, _), pair) in users.iter().zip(seats.chunks(2)).take(2) {
+        let r = app
+            .gql(
+                Some(token),
+                TWO,
+                json!({ "s": show, "a": [pair[0]], "b": [pair[1]] }),
+            )
+            .await;
+        assert!(r["errors"].is_null(), "{r}");
+    }
+    assert!(
+        kept_validations(&app).await >= before + 1.0,
+        "the second request reused the first's validation"
+    );
+
+    // Values the rules refuse, after the same document passed: refused before anything runs.
+    let (token, free) = (&users[2].0, &seats[4]);
+    for bad in [
+        json!({ "s": show, "a": [free], "b": [true] }),
+        json!({ "s": show, "a": [free], "b": [null] }),
+        json!({ "s": show, "a": [free], "b": [[seats[5]]] }),
+        json!({ "s": show, "a": [free], "b": [{ "id": seats[5] }] }),
+        json!({ "s": show, "a": [free], "b": null }),
+        json!({ "s": show, "a": [free] }),
+        json!({ "s": 1.5, "a": [free], "b": [seats[5]] }),
+    ] {
+        let r = app.gql(Some(token), TWO, bad.clone()).await;
+        assert_eq!(
+            r["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{bad}: {r}"
+        );
+        assert!(r["data"].is_null(), "{bad}: {r}");
+    }
+    // None of them held the free seat.
+    let r = app
+        .gql(
+            Some(token),
+            TWO,
+            json!({ "s": show, "a": [free], "b": [seats[5]] }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    assert_eq!(r["data"]["a"]["seats"][0]["id"], *free);
+}
+
 backends!(
     get_runs_queries_and_caches_only_immutable_data,
+    a_kept_validation_still_refuses_bad_variables,
     automatic_persisted_queries,
     large_answers_are_compressed,
     the_read_budget_refuses_a_flood_but_not_holds,
