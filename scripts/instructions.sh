@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The server's instructions per store script call (EVALSHA), counted by valgrind's callgrind:
+# The server's instructions per store script call (EVALSHA) and per GraphQL request, counted by
+# valgrind's callgrind:
 # unlike CPU time, an instruction count does not move with this machine's day-to-day speed
 # (±40%), so two builds can be compared in runs minutes or days apart.
 #
@@ -8,11 +9,13 @@
 #
 # It runs `loadtest bench` (release build, fresh database `boxoffice_bench`) with the Redis-store
 # server under callgrind, instrumentation off; once the named part's store calls flow, it counts
-# 3 s of the server's instructions and the EVALSHA calls Redis served meanwhile (every hold and
-# release is one). Under callgrind the server runs ~50x slower, so the bench's own figures of that
+# 3 s of the server's instructions, the EVALSHA calls Redis served meanwhile (every hold and
+# release is one) and the requests the server answered on /graphql (its own /metrics). A part
+# without store calls (the trivial query: "ceiling") is counted per request only. Under callgrind the server runs ~50x slower, so the bench's own figures of that
 # server mean nothing; only the ratio printed here does. The counts include everything the
 # server did in the window (HTTP, GraphQL, the store client, background tasks), and none of
-# Redis's own work. SERVER_BIN picks another server build (default: the release build).
+# Redis's own work. SERVER_BIN picks another server build (default: the release build);
+# KEEP_PROFILE=<file> keeps the callgrind profile (for callgrind_annotate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pattern="$1"
@@ -48,19 +51,30 @@ until grep -qF "$pattern" "$work/err" 2>/dev/null; do
   kill -0 $bench 2>/dev/null || { echo "instructions: the bench ended before \"$pattern\"" >&2; cat "$work/err" >&2; exit 1; }
   sleep 0.1
 done
-# Wait for the part's store calls to flow (its set-up comes first).
-a=$(evalsha); sleep 0.5; b=$(evalsha)
-while [ "${a:-0}" = "${b:-0}" ]; do a=$b; sleep 0.5; b=$(evalsha); done
-sleep 1
 pid=$(pgrep -f "callgrind.*$work/cg" | head -1)
+addr=$(tr '\0' '\n' <"/proc/$pid/environ" | sed -n 's/^LISTEN_ADDR=//p')
+requests() {
+  curl -s "http://$addr/metrics" |
+    awk '/^http_requests_total\{/ && /route="\/graphql"/ {s += $NF} END {printf "%d", s}'
+}
+# Wait for the part's requests to flow (its set-up comes first).
+a=$(requests); sleep 1; b=$(requests)
+while [ "$((b - a))" -lt 20 ]; do a=$b; sleep 0.5; b=$(requests); done
+sleep 1
 c0=$(evalsha)
+r0=$(requests)
 callgrind_control -i on "$pid" >/dev/null 2>&1
 sleep 3
 callgrind_control -i off "$pid" >/dev/null 2>&1
 c1=$(evalsha)
+r1=$(requests)
 callgrind_control -d "$pid" >/dev/null 2>&1
 wait $bench || true
+if [ -n "${KEEP_PROFILE:-}" ]; then cp "$(ls "$work"/cg.*.1 | head -1)" "$KEEP_PROFILE"; fi
 ir=$(grep -h '^totals:' "$work"/cg.*.1 | awk '{s += $2} END {print s + 0}')
 n=$((c1 - c0))
-[ "$n" -gt 0 ] || { echo "instructions: no store calls in the window" >&2; exit 1; }
-echo "$(date -u '+%F %T') UTC: \"$pattern\" ($*): $n store calls, $ir server instructions, $((ir / n)) per call"
+r=$((r1 - r0))
+[ "$r" -gt 0 ] || { echo "instructions: no requests in the window" >&2; exit 1; }
+per_call=""
+[ "$n" -gt 0 ] && per_call=", $((ir / n)) per store call"
+echo "$(date -u '+%F %T') UTC: \"$pattern\" ($*): $n store calls, $r requests, $ir server instructions, $((ir / r)) per request$per_call"

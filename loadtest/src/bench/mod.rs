@@ -24,7 +24,7 @@ use fanout::fan_out;
 use server::{people, shows, Server};
 use workloads::{
     checkouts, commits, db_bookings, group_holds, hold_hot, hold_low, pgbench_n, raw_redis, reads,
-    trivial, Pick,
+    trivial, Pick, HOLDS_PER_LOW_SHOW,
 };
 
 #[derive(Debug, Clone, clap::Args)]
@@ -568,10 +568,13 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
                     |w| hold_hot(&server.base, &people.users, &seats, args.hot_clients, w),
                 )
                 .await?;
+                // Enough fresh 20,000-seat shows for this store's rate: twice its hot rate (low
+                // contention has run faster than hot), and never fewer than 5,000 holds a
+                // second allow. A client that runs out stops, which would understate the rate.
+                let rate = f.per_second.max(5000.0) * 2.0;
                 report.figures.push(f);
-
-                // Enough fresh 20,000-seat shows for the fastest store's rate.
-                let n_shows = ((secs + 1) * 20_000 / 5000 + 2) as usize;
+                let n_shows =
+                    (rate * (secs + 1) as f64 / HOLDS_PER_LOW_SHOW as f64).ceil() as usize + 2;
                 let low = shows(&server.base, &people.admin, 20_000, n_shows).await?;
                 say(&format!("  holdSeats, low contention, {s} store…"));
                 let f = measure(

@@ -150,6 +150,9 @@ async fn count_and_release(
     }
 }
 
+/// Holds made on one show of the low-contention workload before it moves to the next.
+pub(super) const HOLDS_PER_LOW_SHOW: u64 = 5000;
+
 /// Low contention: one random seat of a 20,000-seat show per attempt; 2,500 users hold two seats
 /// each on a show, then the next show is used (so no show is ever more than a quarter full).
 pub(super) async fn hold_low(
@@ -159,7 +162,7 @@ pub(super) async fn hold_low(
     clients: u64,
     w: Window,
 ) -> anyhow::Result<Meter> {
-    const PER_SHOW: u64 = 5000;
+    const PER_SHOW: u64 = HOLDS_PER_LOW_SHOW;
     let (users, shows) = (Arc::new(users.to_vec()), Arc::new(shows.to_vec()));
     let next = Arc::new(AtomicU64::new(0));
     let base = base.to_string();
