@@ -135,22 +135,38 @@ async fn record_many(
     rows: &[ledger::Model],
 ) -> Result<Vec<ledger::Model>, DbErr> {
     use sea_orm::{ConnectionTrait, Statement};
-    let json: Vec<serde_json::Value> = rows
+    /// A row of `LEDGER_MANY`'s recordset, written straight to JSON.
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        idempotency_key: &'a str,
+        kind: &'a str,
+        amount_cents: i64,
+        status: &'a str,
+        provider_ref: &'a str,
+        charge_ref: Option<&'a str>,
+        reason: Option<&'a str>,
+        created_at: chrono::DateTime<Utc>,
+    }
+    let json: Vec<Row> = rows
         .iter()
-        .map(|r| {
-            serde_json::json!({
-                "idempotency_key": r.idempotency_key, "kind": r.kind,
-                "amount_cents": r.amount_cents, "status": r.status,
-                "provider_ref": r.provider_ref, "charge_ref": r.charge_ref,
-                "reason": r.reason, "created_at": r.created_at,
-            })
+        .map(|r| Row {
+            idempotency_key: &r.idempotency_key,
+            kind: &r.kind,
+            amount_cents: r.amount_cents,
+            status: &r.status,
+            provider_ref: &r.provider_ref,
+            charge_ref: r.charge_ref.as_deref(),
+            reason: r.reason.as_deref(),
+            created_at: r.created_at,
         })
         .collect();
+    let json = serde_json::to_string(&json)
+        .map_err(|e| DbErr::Custom(format!("ledger rows as JSON: {e}")))?;
     let inserted = db
         .query_all_raw(Statement::from_sql_and_values(
             sea_orm::DbBackend::Postgres,
             LEDGER_MANY,
-            [serde_json::Value::Array(json).to_string().into()],
+            [json.into()],
         ))
         .await?;
     let mut new = std::collections::HashSet::with_capacity(inserted.len());
