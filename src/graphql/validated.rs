@@ -12,6 +12,13 @@
 //! Lists are followed item by item, `null` and a missing value are told apart. Two requests
 //! with the same key get the same verdict from the rules, so only what passed is kept, and
 //! anything that failed is validated afresh (and fails the same way, with the same message).
+//!
+//! What this rests on (async-graphql 7.2): of the rules, only `ArgumentsOfCorrectType` reads
+//! variable values (against the declared type's `is_valid`: any string is an `ID` or a
+//! `String`); complexity and depth are counted from the document alone, because no field of
+//! our schema has a complexity function (`#[graphql(complexity = …)]`). A field that gains one
+//! makes complexity depend on its arguments' values: its variables would then have to be in the
+//! signature whole, or the limit could be passed on a kept result.
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
