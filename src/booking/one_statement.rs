@@ -12,6 +12,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, 
 use serde::Serialize;
 
 use super::BookingStatus;
+use crate::db::json_rows;
 
 /// What the intent writes.
 #[derive(Debug, Clone)]
@@ -119,11 +120,6 @@ struct ConfirmRow<'a> {
     detail: String,
 }
 
-/// A statement's rows as one JSON array.
-fn json<T: Serialize>(rows: &[T]) -> Result<String, DbErr> {
-    serde_json::to_string(rows).map_err(|e| DbErr::Custom(format!("rows as JSON: {e}")))
-}
-
 const INTENTS: &str = "\
 WITH x AS (
   SELECT * FROM jsonb_to_recordset($1::jsonb)
@@ -171,7 +167,7 @@ pub async fn intents(db: &DatabaseConnection, group: &[Intent]) -> Result<Vec<i6
                 .map(move |&(seat, price)| SeatRow { i, seat, price })
         })
         .collect();
-    let values: Vec<Value> = vec![json(&rows)?.into(), json(&seats)?.into()];
+    let values: Vec<Value> = vec![json_rows(&rows)?.into(), json_rows(&seats)?.into()];
     let answered = db
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -250,7 +246,7 @@ pub async fn confirms(db: &DatabaseConnection, group: &[Confirmation]) -> Result
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             CONFIRMS,
-            vec![json(&rows)?.into()],
+            vec![json_rows(&rows)?.into()],
         ))
         .await?;
     let mut moved = std::collections::HashSet::with_capacity(answered.len());

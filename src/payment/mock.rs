@@ -147,7 +147,7 @@ async fn record_many(
         reason: Option<&'a str>,
         created_at: chrono::DateTime<Utc>,
     }
-    let json: Vec<Row> = rows
+    let recordset: Vec<Row> = rows
         .iter()
         .map(|r| Row {
             idempotency_key: &r.idempotency_key,
@@ -160,13 +160,11 @@ async fn record_many(
             created_at: r.created_at,
         })
         .collect();
-    let json = serde_json::to_string(&json)
-        .map_err(|e| DbErr::Custom(format!("ledger rows as JSON: {e}")))?;
     let inserted = db
         .query_all_raw(Statement::from_sql_and_values(
             sea_orm::DbBackend::Postgres,
             LEDGER_MANY,
-            [json.into()],
+            [crate::db::json_rows(&recordset)?.into()],
         ))
         .await?;
     let mut new = std::collections::HashSet::with_capacity(inserted.len());
