@@ -7,6 +7,8 @@
 //!   client sends the text once; a request with both registers it (the hash must match).
 //! - **Parse cache**: a client sends the same few documents over and over; each is parsed once
 //!   (keyed by the SHA-256 of its text, the same key as APQ) and the parsed form is reused.
+//! - **Validation kept**: a document that passed the engine's rules is not validated again for
+//!   variables the rules see alike (`super::validated`).
 //! - **GET**: queries only — a mutation or subscription is refused before anything runs. A query
 //!   that reads only immutable data (a show's times, movie, screen, prices and seat layout) is
 //!   marked cacheable; the HTTP layer then sends `Cache-Control` and an `ETag`.
@@ -17,14 +19,15 @@ use std::sync::{Arc, Mutex};
 use crate::ids::sha256_hex;
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
+    NextValidation,
 };
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
 };
-use async_graphql::{Request, ServerResult, Variables};
+use async_graphql::{Request, ServerError, ServerResult, ValidationResult, Variables};
 
 use super::ext::error_of;
-use super::validated::DocumentKey;
+use super::validated::{check, Check, Validations};
 use crate::error::AppError;
 
 /// Documents kept before the cache starts over (a client flooding distinct documents costs us
@@ -36,18 +39,34 @@ const MAX_KEPT_LEN: usize = 16 * 1024;
 #[derive(Default)]
 pub struct Documents {
     kept: Arc<Mutex<HashMap<String, ExecutableDocument>>>,
+    validations: Arc<Validations>,
 }
 
 impl ExtensionFactory for Documents {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(DocumentsExt {
             kept: self.kept.clone(),
+            validations: self.validations.clone(),
+            request: Mutex::new(Named::default()),
+            check: Mutex::new(Check::default()),
         })
     }
 }
 
+/// A request's `operationName` and the key its document is kept under (if it is).
+#[derive(Default)]
+struct Named {
+    operation: Option<String>,
+    key: Option<String>,
+}
+
 struct DocumentsExt {
     kept: Arc<Mutex<HashMap<String, ExecutableDocument>>>,
+    validations: Arc<Validations>,
+    /// What names this request's document and operation, before it is parsed.
+    request: Mutex<Named>,
+    /// What its validation checks first and keeps under, once its document is parsed.
+    check: Mutex<Check>,
 }
 
 /// Request data for the HTTP layer's shared map answers (`http::responses`): whether the
@@ -175,10 +194,15 @@ impl Extension for DocumentsExt {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        if let Some((key, doc)) = self.document(&mut request)? {
+        let mut key = None;
+        if let Some((k, doc)) = self.document(&mut request)? {
             request.set_parsed_query(doc);
-            request = request.data(DocumentKey(key));
+            key = Some(k);
         }
+        *self.request.lock().unwrap_or_else(|p| p.into_inner()) = Named {
+            operation: request.operation_name.clone(),
+            key,
+        };
         next.run(ctx, request).await
     }
 
@@ -190,6 +214,16 @@ impl Extension for DocumentsExt {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let doc = next.run(ctx, query, variables).await?;
+        let found = {
+            let request = self.request.lock().unwrap_or_else(|p| p.into_inner());
+            check(
+                &doc,
+                request.operation.as_deref(),
+                request.key.as_deref(),
+                variables,
+            )
+        };
+        *self.check.lock().unwrap_or_else(|p| p.into_inner()) = found;
         if let Some(get) = ctx.data_opt::<Arc<GetRequest>>() {
             if !only_queries(&doc) {
                 get.refused.store(true, Ordering::Relaxed);
@@ -218,6 +252,15 @@ impl Extension for DocumentsExt {
             }
         }
         Ok(doc)
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let check = std::mem::take(&mut *self.check.lock().unwrap_or_else(|p| p.into_inner()));
+        self.validations.validate(check, ctx, next).await
     }
 }
 

@@ -74,7 +74,6 @@ fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     // Observe first: it sees every other extension's outcome (a kept validation included).
     .extension(ext::Observe)
     .extension(documents::Documents::default())
-    .extension(validated::Validated::default())
     .extension(guard::Guard)
     .extension(reads::Reads)
     .extension(deadline::Deadline)

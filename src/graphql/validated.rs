@@ -4,7 +4,7 @@
 //! rules read the document and the schema, which do not change — unless the variables changed
 //! what they check: the values are checked against their declared types.
 //!
-//! So a result is kept under the document (the parse cache's key, `DocumentKey`), the operation
+//! So a result is kept under the document (the parse cache's key), the operation
 //! chosen and the variables' **signature**: everything of the values that the rules could look
 //! at. For a variable of type `ID`, `String`, `Boolean` or `Float` that is the value's kind
 //! alone (the rules accept any string as an `ID`; the value itself is checked when it is used,
@@ -21,105 +21,65 @@
 //! signature whole, or the limit could be passed on a kept result.
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
-    NextValidation,
-};
+use async_graphql::extensions::{ExtensionContext, NextValidation};
 use async_graphql::parser::types::{
     BaseType, DocumentOperations, ExecutableDocument, OperationDefinition, Type,
 };
 use async_graphql::Positioned;
-use async_graphql::{Name, Request, ServerError, ServerResult, ValidationResult, Value, Variables};
+use async_graphql::{Name, ServerError, ValidationResult, Value, Variables};
 
 /// Results kept before the cache starts over (distinct documents × operations × signatures).
 const KEPT: usize = 4096;
 
-/// Request data: the key under which the parse cache keeps this request's document (its
-/// SHA-256), set by `documents` when the document is one it keeps.
-pub struct DocumentKey(pub String);
-
-type Kept = Arc<Mutex<HashMap<String, ValidationResult>>>;
-
+/// The validation results kept, shared by every request (the `documents` extension calls it).
 #[derive(Default)]
-pub struct Validated {
-    kept: Kept,
+pub struct Validations {
+    kept: Mutex<HashMap<String, ValidationResult>>,
 }
 
-impl ExtensionFactory for Validated {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ValidatedExt {
-            kept: self.kept.clone(),
-            operation: Mutex::new(None),
-            missing: Mutex::new(None),
-            key: Mutex::new(None),
-        })
+/// What one request's validation checks first, and the key its result is kept under; found
+/// once its document is parsed (`check`).
+#[derive(Default)]
+pub struct Check {
+    /// A required variable the request left out: the engine's rules do not look, and would let
+    /// a mutation's first fields run before the one that reads it fails.
+    missing: Option<String>,
+    /// `None`: the document is not one the parse cache keeps; validate as usual.
+    key: Option<String>,
+}
+
+/// A request's `Check`: its parsed document, `operationName`, the key the parse cache keeps the
+/// document under (if it does) and its variables.
+pub fn check(
+    doc: &ExecutableDocument,
+    name: Option<&str>,
+    document: Option<&str>,
+    variables: &Variables,
+) -> Check {
+    let Some(op) = operation(doc, name) else {
+        return Check::default();
+    };
+    Check {
+        missing: missing(op, variables),
+        key: document.map(|d| key(d, op, name, variables)),
     }
 }
 
-struct ValidatedExt {
-    kept: Kept,
-    /// The request's `operationName`.
-    operation: Mutex<Option<String>>,
-    /// A required variable the request left out: the engine's rules do not look, and would
-    /// let a mutation's first fields run before the one that reads it fails.
-    missing: Mutex<Option<String>>,
-    /// This request's key, once its document is known (`None`: not kept, validate as usual).
-    key: Mutex<Option<String>>,
-}
-
-#[async_trait::async_trait]
-impl Extension for ValidatedExt {
-    async fn prepare_request(
+impl Validations {
+    /// The `validation` hook: a required variable left out is refused; a kept result answers
+    /// for the engine's rules; a fresh one that passes is kept.
+    pub async fn validate(
         &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        *self.operation.lock().unwrap_or_else(|p| p.into_inner()) = request.operation_name.clone();
-        next.run(ctx, request).await
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        let name = self
-            .operation
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let Some(op) = operation(&doc, name.as_deref()) else {
-            return Ok(doc);
-        };
-        *self.missing.lock().unwrap_or_else(|p| p.into_inner()) = missing(op, variables);
-        if let Some(DocumentKey(document)) = ctx.data_opt::<DocumentKey>() {
-            *self.key.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(key(document, op, name.as_deref(), variables));
-        }
-        Ok(doc)
-    }
-
-    async fn validation(
-        &self,
+        check: Check,
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        let missing = self
-            .missing
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(message) = missing {
+        if let Some(message) = check.missing {
             return Err(vec![ServerError::new(message, None)]);
         }
-        let key = self.key.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let Some(key) = key else {
+        let Some(key) = check.key else {
             return next.run(ctx).await;
         };
         let kept = self
