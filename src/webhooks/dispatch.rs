@@ -7,9 +7,10 @@ use std::time::Duration;
 use chrono::Utc;
 use entity::{outbox, webhook, webhook_delivery};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
+    ColumnTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -65,14 +66,29 @@ impl Dispatcher {
     }
 
     /// Give each new event a delivery row per subscribed webhook (created before the event),
-    /// and mark it fanned out, in one transaction per event. Returns events handled.
+    /// and mark it fanned out, in one transaction per batch. Returns the events this call marked.
+    ///
+    /// On PostgreSQL the batch is claimed: its rows are read `FOR UPDATE SKIP LOCKED` in the
+    /// transaction that marks them, so an instance passes over the events another one is fanning
+    /// out and takes the next ones, instead of reading, inserting and marking the same batch
+    /// again after waiting for the other's locks (three instances in an on-sale marked each
+    /// event 1.45 times, `pg_stat_user_tables`, 2026-12-04). SQLite has one writer and no row
+    /// locks: the batch is read before the transaction, which then begins with its writes, and
+    /// the mark counts only the events still unmarked.
     pub async fn fan_out(&self) -> Result<u64, DbErr> {
-        let events = outbox::Entity::find()
+        let unfanned = outbox::Entity::find()
             .filter(outbox::Column::FannedOut.eq(false))
             .order_by_asc(outbox::Column::Id)
-            .limit(BATCH)
-            .all(&self.db)
-            .await?;
+            .limit(BATCH);
+        let txn = self.db.begin().await?;
+        let events = if self.db.get_database_backend() == DbBackend::Postgres {
+            unfanned
+                .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+                .all(&txn)
+                .await?
+        } else {
+            unfanned.all(&self.db).await?
+        };
         if events.is_empty() {
             return Ok(0);
         }
@@ -103,7 +119,6 @@ impl Dispatcher {
                     })
             })
             .collect();
-        let txn = self.db.begin().await?;
         // SQLite takes at most 32,766 bound values per statement: 500 rows of 8 stay well below.
         for chunk in rows.chunks(500) {
             webhook_delivery::Entity::insert_many(chunk.to_vec())
@@ -125,14 +140,15 @@ impl Dispatcher {
         // 2026-12-04). The range bounds it to the batch's own stretch of the primary key.
         // (`events` is in id order and not empty.)
         let (first, last) = (ids[0], ids[ids.len() - 1]);
-        outbox::Entity::update_many()
+        let marked = outbox::Entity::update_many()
             .col_expr(outbox::Column::FannedOut, Expr::value(true))
             .filter(outbox::Column::Id.between(first, last))
             .filter(outbox::Column::Id.is_in(ids))
+            .filter(outbox::Column::FannedOut.eq(false))
             .exec(&txn)
             .await?;
         txn.commit().await?;
-        Ok(events.len() as u64)
+        Ok(marked.rows_affected)
     }
 
     /// Send every due delivery of a live (not parked, not disabled) webhook. Returns attempts.

@@ -5,8 +5,10 @@
 //!   exactly when the change does (a rolled-back change leaves no event; a committed one cannot
 //!   lose it).
 //! - **Fan-out** (`Dispatcher::fan_out`): each new event gets one `webhook_deliveries` row per
-//!   webhook subscribed to its kind; the pair is unique, so two instances fanning out the same
-//!   event at once add one row, and the event is marked done in the same transaction.
+//!   webhook subscribed to its kind, and the event is marked done in the same transaction. On
+//!   PostgreSQL an instance claims its batch (`FOR UPDATE SKIP LOCKED`), so instances fan out
+//!   different events instead of each repeating the same batch; the pair is unique anyway, so
+//!   an event fanned out twice (SQLite, or two processes racing there) still adds one row.
 //! - **Delivery** (`Dispatcher::deliver`): due deliveries are claimed with a conditional update
 //!   (a lease of 2 × `WEBHOOK_TIMEOUT_MS` + 1 s: `next_attempt_at` moved forward only if
 //!   unchanged), so two instances never send the

@@ -374,7 +374,143 @@ async fn an_instance_killed_mid_delivery_loses_nothing(b: Backend) {
     assert!(rows.iter().all(|r| r["status"] == "DELIVERED"), "{list}");
 }
 
+/// A migrated database of the test's own, a webhook subscribed to confirmations, and `n` events
+/// not yet fanned out.
+async fn outbox_of(b: Backend, n: usize) -> (crate::support::TestDb, sea_orm::DatabaseConnection) {
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+    let (guard, url) = crate::support::TestDb::create(b).await;
+    let (db, _) = boxoffice::db::connect(&url, Duration::from_secs(10))
+        .await
+        .expect("connect");
+    boxoffice::db::migrate(&db).await.expect("migrate");
+    entity::webhook::ActiveModel {
+        url: Set("http://127.0.0.1:9/unused".into()),
+        events: Set("booking.confirmed".into()),
+        secret: Set("whsec_test".into()),
+        created_by: Set(0),
+        created_at: Set(chrono::Utc::now() - chrono::Duration::hours(1)),
+        consecutive_failures: Set(0),
+        ..Default::default()
+    }
+    .insert(&db)
+    .await
+    .expect("webhook");
+    let rows: Vec<entity::outbox::ActiveModel> = (0..n)
+        .map(|i| entity::outbox::ActiveModel {
+            event_id: Set(format!("evt_rush_{i}")),
+            kind: Set("booking.confirmed".into()),
+            show_id: Set(1),
+            booking_id: Set(Some(i as i64 + 1)),
+            payload: Set("{}".into()),
+            created_at: Set(chrono::Utc::now()),
+            fanned_out: Set(false),
+            ..Default::default()
+        })
+        .collect();
+    for chunk in rows.chunks(500) {
+        entity::outbox::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(&db)
+            .await
+            .expect("events");
+    }
+    (guard, db)
+}
+
+fn dispatcher(db: &sea_orm::DatabaseConnection) -> boxoffice::webhooks::dispatch::Dispatcher {
+    boxoffice::webhooks::dispatch::Dispatcher::new(
+        db.clone(),
+        Duration::from_millis(200),
+        Duration::from_secs(1),
+    )
+    .expect("dispatcher")
+}
+
+/// Every event's fan-out state: (events fanned out, delivery rows, distinct events delivered to).
+async fn fanned(db: &sea_orm::DatabaseConnection) -> (u64, u64, u64) {
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
+    let marked = entity::outbox::Entity::find()
+        .filter(entity::outbox::Column::FannedOut.eq(true))
+        .count(db)
+        .await
+        .expect("count");
+    let rows = entity::webhook_delivery::Entity::find()
+        .count(db)
+        .await
+        .expect("count");
+    let distinct: Vec<i64> = entity::webhook_delivery::Entity::find()
+        .select_only()
+        .column(entity::webhook_delivery::Column::OutboxId)
+        .distinct()
+        .into_tuple()
+        .all(db)
+        .await
+        .expect("distinct");
+    (marked, rows, distinct.len() as u64)
+}
+
+/// Three instances' dispatchers fan out a rush of 2,500 events at once: every event gets exactly
+/// one delivery row and is marked once — the events each call reports add up to the rush, none
+/// counted by two instances.
+async fn instances_fan_out_a_rush_once(b: Backend) {
+    const N: u64 = 2500;
+    let (_guard, db) = outbox_of(b, N as usize).await;
+    let runs = (0..3).map(|_| {
+        let d = dispatcher(&db);
+        async move {
+            let mut total = 0;
+            loop {
+                let n = d.fan_out().await.expect("fan out");
+                if n == 0 {
+                    break total;
+                }
+                total += n;
+            }
+        }
+    });
+    let each: Vec<u64> = futures_util::future::join_all(runs).await;
+    // Whatever a call skipped because another held it is gone by now.
+    let rest = dispatcher(&db).fan_out().await.expect("fan out");
+    assert_eq!(
+        each.iter().sum::<u64>() + rest,
+        N,
+        "marked per instance: {each:?} + {rest}"
+    );
+    assert_eq!(fanned(&db).await, (N, N, N));
+}
+
+/// PostgreSQL: an instance that finds a batch claimed by another (its rows locked, mid-fan-out)
+/// does not wait for it, nor fan it out a second time: it takes the events after it. The old
+/// dispatcher read the claimed rows too and then waited on their locks to mark them.
+async fn fan_out_passes_over_a_batch_another_instance_holds(b: Backend) {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    if b == Backend::Embedded {
+        return; // SQLite has one writer and no row locks.
+    }
+    let (_guard, db) = outbox_of(b, 1500).await;
+    let other = db.begin().await.expect("begin");
+    let held = other
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT id FROM outbox WHERE NOT fanned_out ORDER BY id LIMIT 1000 FOR UPDATE",
+        ))
+        .await
+        .expect("claim");
+    assert_eq!(held.len(), 1000);
+    let d = dispatcher(&db);
+    let n = tokio::time::timeout(Duration::from_secs(20), d.fan_out())
+        .await
+        .expect("fan-out waited for another instance's batch")
+        .expect("fan out");
+    assert_eq!(n, 500, "the events after the claimed batch");
+    assert_eq!(fanned(&db).await, (500, 500, 500));
+    other.rollback().await.expect("release");
+    assert_eq!(d.fan_out().await.expect("fan out"), 1000);
+    assert_eq!(fanned(&db).await, (1500, 1500, 1500));
+}
+
 backends!(
     webhooks_deliver_every_event_once_signed_and_retried,
     an_instance_killed_mid_delivery_loses_nothing,
+    instances_fan_out_a_rush_once,
+    fan_out_passes_over_a_batch_another_instance_holds,
 );
