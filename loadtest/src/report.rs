@@ -37,7 +37,7 @@ impl Latency {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Summary {
     pub count: u64,
     pub p50_ms: f64,
