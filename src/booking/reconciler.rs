@@ -141,7 +141,7 @@ pub fn spawn(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut drift = std::collections::HashSet::new();
+        let mut watch = super::converge::Watch::default();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -150,9 +150,8 @@ pub fn spawn(
             if let Err(e) = bookings.reconcile_once().await {
                 tracing::warn!(error = %e, "reconciler pass failed; retrying");
             }
-            match bookings.converge(&drift).await {
-                Ok((found, _)) => drift = found,
-                Err(e) => tracing::warn!(error = %e, "hold store convergence failed; retrying"),
+            if let Err(e) = bookings.converge_pass(&mut watch).await {
+                tracing::warn!(error = %e, "hold store convergence failed; retrying");
             }
         }
     })
