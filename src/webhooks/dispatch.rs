@@ -80,22 +80,26 @@ impl Dispatcher {
             .filter(outbox::Column::FannedOut.eq(false))
             .order_by_asc(outbox::Column::Id)
             .limit(BATCH);
+        let live_hooks = webhook::Entity::find().filter(webhook::Column::DisabledAt.is_null());
         let txn = self.db.begin().await?;
-        let events = if self.db.get_database_backend() == DbBackend::Postgres {
-            unfanned
+        // PostgreSQL reads on the transaction's own connection; SQLite beside it, so that the
+        // transaction's first statement is a write.
+        let (events, hooks) = if self.db.get_database_backend() == DbBackend::Postgres {
+            let events = unfanned
                 .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
                 .all(&txn)
-                .await?
+                .await?;
+            if events.is_empty() {
+                return Ok(0);
+            }
+            (events, live_hooks.all(&txn).await?)
         } else {
-            unfanned.all(&self.db).await?
+            let events = unfanned.all(&self.db).await?;
+            if events.is_empty() {
+                return Ok(0);
+            }
+            (events, live_hooks.all(&self.db).await?)
         };
-        if events.is_empty() {
-            return Ok(0);
-        }
-        let hooks = webhook::Entity::find()
-            .filter(webhook::Column::DisabledAt.is_null())
-            .all(&self.db)
-            .await?;
         // One transaction for the whole batch: its delivery rows (none when nobody subscribes)
         // and the events marked done.
         let rows: Vec<webhook_delivery::ActiveModel> = events
