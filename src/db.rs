@@ -148,13 +148,13 @@ pub fn unique_violation(e: &DbErr) -> Option<String> {
     }
 }
 
-/// Read a setting of the service (e.g. the generated JWT secret).
 /// Rows as one JSON array: the parameter of a statement that reads a group of rows with
 /// `jsonb_to_recordset` (PostgreSQL), written straight from `rows`' `Serialize`.
 pub fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String, DbErr> {
     serde_json::to_string(rows).map_err(|e| DbErr::Custom(format!("rows as JSON: {e}")))
 }
 
+/// Read a setting of the service (e.g. the generated JWT secret).
 pub async fn get_setting(db: &DatabaseConnection, key: &str) -> Result<Option<String>, DbErr> {
     Ok(entity::app_setting::Entity::find_by_id(key.to_string())
         .one(db)
