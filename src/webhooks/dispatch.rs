@@ -81,24 +81,30 @@ impl Dispatcher {
             .order_by_asc(outbox::Column::Id)
             .limit(BATCH);
         let live_hooks = webhook::Entity::find().filter(webhook::Column::DisabledAt.is_null());
-        let txn = self.db.begin().await?;
-        // PostgreSQL reads on the transaction's own connection; SQLite beside it, so that the
-        // transaction's first statement is a write.
-        let (events, hooks) = if self.db.get_database_backend() == DbBackend::Postgres {
+        // PostgreSQL reads in the transaction, on its own connection; SQLite before it, so that
+        // the transaction's first statement is a write.
+        let (claim, events) = if self.db.get_database_backend() == DbBackend::Postgres {
+            let txn = self.db.begin().await?;
             let events = unfanned
                 .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
                 .all(&txn)
                 .await?;
-            if events.is_empty() {
-                return Ok(0);
-            }
-            (events, live_hooks.all(&txn).await?)
+            (Some(txn), events)
         } else {
-            let events = unfanned.all(&self.db).await?;
-            if events.is_empty() {
-                return Ok(0);
+            (None, unfanned.all(&self.db).await?)
+        };
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let (txn, hooks) = match claim {
+            Some(txn) => {
+                let hooks = live_hooks.all(&txn).await?;
+                (txn, hooks)
             }
-            (events, live_hooks.all(&self.db).await?)
+            None => {
+                let hooks = live_hooks.all(&self.db).await?;
+                (self.db.begin().await?, hooks)
+            }
         };
         // One transaction for the whole batch: its delivery rows (none when nobody subscribes)
         // and the events marked done.
