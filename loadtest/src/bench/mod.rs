@@ -810,12 +810,8 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
 }
 
 fn ratios(r: &mut BenchReport) {
-    let rate = |name: &str| {
-        r.figures
-            .iter()
-            .find(|f| f.name == name)
-            .map(|f| f.per_second)
-    };
+    let figure = |name: &str| r.figures.iter().find(|f| f.name == name);
+    let rate = |name: &str| figure(name).map(|f| f.per_second);
     let mut out = BTreeMap::new();
     let pairs = [
         (
@@ -926,9 +922,8 @@ fn ratios(r: &mut BenchReport) {
     // work, and more) plus what Redis spends on the hold. Both figures CPU-bound, so throughput
     // goes as the inverse of the machine's CPU per answer; a target above this line cannot be
     // met by making the server cheaper.
-    let cpu = |name: &str| r.figures.iter().find(|f| f.name == name);
-    let trivial = cpu("trivial query { __typename }").and_then(|f| f.machine_cpu_us_per_op);
-    let redis = cpu("holdSeats low (redis)").and_then(|f| f.redis_cpu_us_per_op);
+    let trivial = figure("trivial query { __typename }").and_then(|f| f.machine_cpu_us_per_op);
+    let redis = figure("holdSeats low (redis)").and_then(|f| f.redis_cpu_us_per_op);
     if let (Some(t), Some(redis)) = (trivial, redis) {
         if t > 0.0 {
             put(

@@ -162,7 +162,6 @@ pub(super) async fn hold_low(
     clients: u64,
     w: Window,
 ) -> anyhow::Result<Meter> {
-    const PER_SHOW: u64 = HOLDS_PER_LOW_SHOW;
     let (users, shows) = (Arc::new(users.to_vec()), Arc::new(shows.to_vec()));
     let next = Arc::new(AtomicU64::new(0));
     let base = base.to_string();
@@ -176,11 +175,11 @@ pub(super) async fn hold_low(
             let mut rng = StdRng::seed_from_u64(c + 1000);
             while w.running() {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                let Some((show, seats)) = shows.get((n / PER_SHOW) as usize) else {
+                let Some((show, seats)) = shows.get((n / HOLDS_PER_LOW_SHOW) as usize) else {
                     m.count("ran out of fresh shows");
                     break;
                 };
-                let token = &users[((n % PER_SHOW) / 2) as usize % users.len()];
+                let token = &users[((n % HOLDS_PER_LOW_SHOW) / 2) as usize % users.len()];
                 let seat = &seats[rng.random_range(0..seats.len())];
                 let t = Instant::now();
                 let r = http
