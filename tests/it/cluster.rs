@@ -120,6 +120,71 @@ async fn keys_of_past_shows_expire_and_a_late_read_is_still_right() {
 }
 
 /// A Redis that may evict keys is refused at start-up with one line naming the setting.
+/// The milliseconds each of a show's hold keys (seats, holds, holdrec, uholds) has to live: -1
+/// for a key without an expiry, -2 for one that does not exist.
+async fn hold_key_ttls(
+    conn: &mut boxoffice::redis_conn::RedisConn,
+    prefix: &str,
+    show: i64,
+) -> Vec<(&'static str, i64)> {
+    let mut out = Vec::new();
+    for name in &KEY_NAMES[..4] {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(show_key(prefix, show, name))
+            .query_async(conn)
+            .await
+            .expect("PTTL");
+        out.push((*name, ttl));
+    }
+    out
+}
+
+/// The hold keys are created by the first hold on a show (and again after the last one ended,
+/// since Redis drops an emptied key): each time they get the show's lifetime, and a later hold
+/// beside a live one leaves it as it was. (hold.lua finds "created afresh" from the held-seat
+/// count its event carries, without a read of its own: a key left without an expiry would
+/// outlive its show for ever.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hold_keys_get_the_show_lifetime_each_time_they_are_created() {
+    if crate::support::served_skipped() {
+        return;
+    }
+    let app = TestApp::spawn(Backend::Served).await;
+    let prefix = app.redis_prefix.clone().expect("prefix");
+    let users = app.users(2).await;
+    let (show, seats) = app.create_show(1, 6).await;
+    let id: i64 = show.parse().expect("id");
+    let mut conn = redis_conn();
+    let lives = |ttls: &[(&str, i64)]| ttls.iter().all(|(_, t)| *t > 0);
+    for round in 0..2 {
+        let before = hold_key_ttls(&mut conn, &prefix, id).await;
+        assert!(
+            before.iter().all(|(_, t)| *t == -2),
+            "round {round}: no hold keys before the first hold: {before:?}"
+        );
+        let first = app.hold(&users[0].0, &show, &[&seats[0], &seats[1]]).await;
+        let after_first = hold_key_ttls(&mut conn, &prefix, id).await;
+        assert!(lives(&after_first), "round {round}: {after_first:?}");
+        let second = app.hold(&users[1].0, &show, &[&seats[2]]).await;
+        let after_second = hold_key_ttls(&mut conn, &prefix, id).await;
+        assert!(lives(&after_second), "round {round}: {after_second:?}");
+        for ((name, a), (_, b)) in after_first.iter().zip(&after_second) {
+            // Both are the show's lifetime (start + grace), read a moment apart.
+            assert!((a - b).abs() < 60_000, "{name}: {a} ms, then {b} ms");
+        }
+        for (token, hold) in [(&users[0].0, &first), (&users[1].0, &second)] {
+            let d = app
+                .ok(
+                    Some(token),
+                    "mutation($h: ID!) { releaseHold(holdId: $h) }",
+                    json!({ "h": hold }),
+                )
+                .await;
+            assert_eq!(d["releaseHold"], true);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn start_up_under_an_evicting_policy_is_refused() {
     if crate::support::served_skipped() {

@@ -136,6 +136,6 @@ local fields = {}
 for i, p in ipairs(picked) do fields[i] = 'i' .. p end
 local seats = redis.call('HMGET', KEYS[7], unpack(fields))
 local v, expires = grant(hold_id, user, ttl, seats, now, q_on)
-local out = {'OK', tostring(v), tostring(expires), side}
+local out = {'OK', v, expires, side}
 for _, s in ipairs(seats) do out[#out + 1] = s end
 return out

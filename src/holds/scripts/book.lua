@@ -5,7 +5,7 @@
 -- seats become available, announced in the same event).
 local now = now_ms()
 expire_due(now)
-redis.call('HINCRBY', KEYS[6], 'bookgen', 1)
+redis.call('HINCRBY', KEYS[6], 'bookgen', '1')
 local booking = {}
 for i = 3, #ARGV do booking[ARGV[i]] = true end
 local freed = {}
@@ -13,7 +13,7 @@ if ARGV[2] ~= '' then
   local owner = drop_hold(ARGV[2], freed)
   -- A checkout ends the buyer's waiting-room session: the slot goes to the next in line.
   if owner and redis.call('HGET', KEYS[6], 'q_on') == '1' then
-    redis.call('ZADD', KEYS[10], 'XX', 'LT', now, owner)
+    redis.call('ZADD', KEYS[10], 'XX', 'LT', dec(now), owner)
   end
 end
 for i = 3, #ARGV do
@@ -31,4 +31,4 @@ for i = 3, #ARGV do
   parts[#parts + 1] = '[' .. ARGV[i] .. ',"B"]'
 end
 keep(5)
-return {'OK', tostring(publish(parts))}
+return {'OK', (publish(parts))}

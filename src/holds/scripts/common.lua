@@ -56,6 +56,14 @@ local function time_now()
   return script_time
 end
 
+-- A whole number as a decimal string. Lua's own conversion (`tostring`, `..`) and Redis's
+-- conversion of a number given to redis.call both go through C's floating-point printf, which was
+-- a seventh of Redis's instructions in a hold (callgrind); '%d' takes the integer path. Every
+-- number these scripts format is a whole number below 2^53 (milliseconds, counts, versions).
+local function dec(n)
+  return string.format('%d', n)
+end
+
 local function now_ms()
   local t = time_now()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -64,7 +72,7 @@ end
 -- Redis TIME in microseconds, as a string: the `tag` of a map change.
 local function stamp_now()
   local t = time_now()
-  return t[1] .. string.format('%06d', tonumber(t[2]))
+  return t[1] .. string.rep('0', 6 - #t[2]) .. t[2]
 end
 
 local function parse_rec(rec)
@@ -92,7 +100,7 @@ end
 local function mark(seat, taken)
   local p = redis.call('HGET', KEYS[7], 's' .. seat)
   if p then
-    redis.call('SETRANGE', KEYS[8], tonumber(p), taken)
+    redis.call('SETRANGE', KEYS[8], p, taken)
     if taken == '0' then clear_hints() end
   end
 end
@@ -110,15 +118,22 @@ local function rebuild_occ()
   for _, s in ipairs(redis.call('SMEMBERS', KEYS[5])) do mark(s, '1') end
 end
 
--- Bump the version and publish one event with the held/booked counts after the change.
--- `parts` are JSON arrays [seat,"A"|"B"] or [seat,"H",user].
+-- The show's map version as this script last read or wrote it (`ver` in meta), or nil before
+-- the first read: a script that reads meta anyway may set it (hold.lua), and every publish of
+-- the script after the first then writes the version without reading it again.
+local known_ver = nil
+
+-- Bump the version and publish one event with the held/booked counts after the change; returns
+-- the new version (a string) and the number of held seats after the change. `parts` are JSON
+-- arrays [seat,"A"|"B"] or [seat,"H",user].
 local function publish(parts)
-  local v = redis.call('HINCRBY', KEYS[6], 'ver', 1)
-  redis.call('HSET', KEYS[6], 'tag', stamp_now())
+  known_ver = (known_ver or tonumber(redis.call('HGET', KEYS[6], 'ver') or '0')) + 1
+  local v = dec(known_ver)
+  redis.call('HSET', KEYS[6], 'ver', v, 'tag', stamp_now())
   local h, b = redis.call('HLEN', KEYS[1]), redis.call('SCARD', KEYS[5])
   redis.call(PUB, ARGV[1],
-    '{"v":' .. v .. ',"h":' .. h .. ',"b":' .. b .. ',"c":[' .. table.concat(parts, ',') .. ']}')
-  return v
+    '{"v":' .. v .. ',"h":' .. dec(h) .. ',"b":' .. dec(b) .. ',"c":[' .. table.concat(parts, ',') .. ']}')
+  return v, h
 end
 
 -- Remove a hold; its seats (those still pointing at it) become available. Returns the owner,
@@ -137,13 +152,13 @@ local function drop_hold(hold_id, parts)
     end
   end
   redis.call('HDEL', KEYS[3], hold_id)
-  if redis.call('HINCRBY', KEYS[4], user, -1) <= 0 then redis.call('HDEL', KEYS[4], user) end
+  if redis.call('HINCRBY', KEYS[4], user, '-1') <= 0 then redis.call('HDEL', KEYS[4], user) end
   return user
 end
 
 -- Expire every hold due at `now`: one version bump and one event per expired hold.
 local function expire_due(now)
-  local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+  local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', dec(now))
   for _, h in ipairs(due) do
     local parts = {}
     drop_hold(h, parts)
@@ -160,13 +175,11 @@ local function room_on(known)
 end
 
 -- Hold `seats` (free, checked by the caller) under a new hold; returns the new version and
--- the expiry. `q_on`: whether the waiting room is on, when the caller has read it already.
+-- the expiry (ms), both as strings. `q_on`: whether the waiting room is on, when the caller has
+-- read it already.
 local function grant(hold_id, user, ttl, seats, now, q_on)
-  local expires = now + ttl
+  local expires = dec(now + ttl)
   local parts = {}
-  -- The show's hold keys (1-4) are empty together and vanish together; when they are about to
-  -- be created afresh, they get the show's lifetime (one EXISTS instead of four PEXPIREATs).
-  local fresh = redis.call('EXISTS', KEYS[2]) == 0
   for _, s in ipairs(seats) do
     redis.call('HSET', KEYS[1], s, hold_id)
     mark(s, '1')
@@ -174,14 +187,18 @@ local function grant(hold_id, user, ttl, seats, now, q_on)
   end
   redis.call('ZADD', KEYS[2], expires, hold_id)
   redis.call('ZADD', KEYS[11], expires, hold_id)
-  redis.call('HSET', KEYS[3], hold_id, user .. '|' .. expires .. '|' .. now .. '|' .. table.concat(seats, ','))
-  redis.call('HINCRBY', KEYS[4], user, 1)
-  if fresh then keep(1, 2, 3, 4) end
+  redis.call('HSET', KEYS[3], hold_id, user .. '|' .. expires .. '|' .. dec(now) .. '|' .. table.concat(seats, ','))
+  redis.call('HINCRBY', KEYS[4], user, '1')
   -- An admitted session lasts at least as long as the hold taken in it (so it can be paid for).
   if room_on(q_on) then
     redis.call('ZADD', KEYS[10], 'XX', 'GT', expires, user)
   end
-  return publish(parts), expires
+  local v, held = publish(parts)
+  -- The show's hold keys (1-4) are empty together and vanish together (every live hold has its
+  -- seats in `seats`). When the only held seats are this hold's, they were just created afresh
+  -- and get the show's lifetime (four PEXPIREATs only then, and no read to find out).
+  if held <= #seats then keep(1, 2, 3, 4) end
+  return v, expires
 end
 
 -- The waiting room lets this user shop now: it is off, or the user's session is live. `q_on`:

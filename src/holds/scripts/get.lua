@@ -6,6 +6,6 @@ expire_due(now)
 local rec = redis.call('HGET', KEYS[3], ARGV[2])
 if not rec then return {'NOTLIVE'} end
 local user, exp, created, seats = parse_rec(rec)
-local out = {'LIVE', user, tostring(exp), tostring(created)}
+local out = {'LIVE', user, dec(exp), dec(created)}
 for _, s in ipairs(seats) do out[#out + 1] = s end
 return out

@@ -3,10 +3,11 @@
 -- Returns {"OK", version, expires_ms} | {"TAKEN", seat, ...} | {"LIMIT"} | {"LOAD"} | {"QCFG"}
 --   | {"NOTADMITTED"} (the show's waiting room is on and this user has no live session)
 -- Invariant: all-or-nothing; a booked or held seat is never granted; never blocks (no waits).
-local state = redis.call('HMGET', KEYS[6], 'loaded', 'q_cfg', 'q_on')
+local state = redis.call('HMGET', KEYS[6], 'loaded', 'q_cfg', 'q_on', 'ver')
 if state[1] ~= '1' then return {'LOAD'} end
 if state[2] ~= '1' then return {'QCFG'} end
 local q_on = state[3] == '1'
+known_ver = tonumber(state[4] or '0')
 local now = now_ms()
 expire_due(now)
 local hold_id, user, ttl, max_holds = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -23,4 +24,4 @@ if #taken > 1 then return taken end
 local seats = {}
 for i = 6, #ARGV do seats[#seats + 1] = ARGV[i] end
 local v, expires = grant(hold_id, user, ttl, seats, now, q_on)
-return {'OK', tostring(v), tostring(expires)}
+return {'OK', v, expires}

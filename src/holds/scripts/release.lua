@@ -11,5 +11,5 @@ if user ~= ARGV[3] then return {'FORBIDDEN'} end
 local parts = {}
 drop_hold(ARGV[2], parts)
 local v = version()
-if #parts > 0 then v = tostring(publish(parts)) end
+if #parts > 0 then v = publish(parts) end
 return {'RELEASED', v}

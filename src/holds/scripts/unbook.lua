@@ -3,7 +3,7 @@
 -- Returns {"OK", version}
 local now = now_ms()
 expire_due(now)
-redis.call('HINCRBY', KEYS[6], 'bookgen', 1)
+redis.call('HINCRBY', KEYS[6], 'bookgen', '1')
 local parts = {}
 for i = 2, #ARGV do
   redis.call('SREM', KEYS[5], ARGV[i])
@@ -12,4 +12,4 @@ for i = 2, #ARGV do
     parts[#parts + 1] = '[' .. ARGV[i] .. ',"A"]'
   end
 end
-return {'OK', tostring(publish(parts))}
+return {'OK', (publish(parts))}
