@@ -119,8 +119,8 @@ local function rebuild_occ()
 end
 
 -- The show's map version as this script last read or wrote it (`ver` in meta), or nil before
--- the first read: a script that reads meta anyway may set it (hold.lua), and every publish of
--- the script after the first then writes the version without reading it again.
+-- the first read: a script that reads meta anyway may set it (hold.lua, book.lua), and every
+-- publish of the script after the first then writes the version without reading it again.
 local known_ver = nil
 
 -- Bump the version and publish one event with the held/booked counts after the change; returns

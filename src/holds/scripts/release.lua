@@ -10,6 +10,6 @@ local user = parse_rec(rec)
 if user ~= ARGV[3] then return {'FORBIDDEN'} end
 local parts = {}
 drop_hold(ARGV[2], parts)
-local v = version()
-if #parts > 0 then v = publish(parts) end
+local v
+if #parts > 0 then v = publish(parts) else v = version() end
 return {'RELEASED', v}
