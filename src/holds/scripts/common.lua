@@ -124,8 +124,8 @@ end
 local known_ver = nil
 
 -- Bump the version and publish one event with the held/booked counts after the change; returns
--- the new version (a string) and the number of held seats after the change. `parts` are JSON
--- arrays [seat,"A"|"B"] or [seat,"H",user].
+-- the new version (a string) and the numbers of held and booked seats after the change. `parts`
+-- are JSON arrays [seat,"A"|"B"] or [seat,"H",user].
 local function publish(parts)
   known_ver = (known_ver or tonumber(redis.call('HGET', KEYS[6], 'ver') or '0')) + 1
   local v = dec(known_ver)
@@ -133,7 +133,7 @@ local function publish(parts)
   local h, b = redis.call('HLEN', KEYS[1]), redis.call('SCARD', KEYS[5])
   redis.call(PUB, ARGV[1],
     '{"v":' .. v .. ',"h":' .. dec(h) .. ',"b":' .. dec(b) .. ',"c":[' .. table.concat(parts, ',') .. ']}')
-  return v, h
+  return v, h, b
 end
 
 -- Remove a hold; its seats (those still pointing at it) become available. Returns the owner,
