@@ -8,10 +8,10 @@
 --       | {"LOAD"} (booked cache missing) | {"PLAN"} (plan missing) | {"QCFG"} (waiting-room
 --       settings missing) | {"NOTADMITTED"} (the waiting room is on, no live session)
 -- Invariant: as hold.lua — all or nothing, never a held or booked seat, never blocks.
-local state = redis.call('HMGET', KEYS[6], 'loaded', 'q_cfg', 'q_on')
-if state[1] ~= '1' then return {'LOAD'} end
-if state[2] ~= '1' then return {'QCFG'} end
-local q_on = state[3] == '1'
+local loaded, q_cfg, room = read_meta('loaded', 'q_cfg', 'q_on')
+if loaded ~= '1' then return {'LOAD'} end
+if q_cfg ~= '1' then return {'QCFG'} end
+local q_on = room == '1'
 local n, wc = tonumber(ARGV[6]), tonumber(ARGV[8])
 -- Windows with a wheelchair space or companion seat are only for requests that want one.
 local list = wc > 0 and 'w' or 'p'

@@ -4,8 +4,7 @@
 -- Invariant: a booked seat is never held: any hold on these seats loses them (and its other
 -- seats become available, announced in the same event).
 local now = now_ms()
-local meta = redis.call('HMGET', KEYS[6], 'q_on', 'ver')
-known_ver = tonumber(meta[2] or '0')
+local room = read_meta('q_on')
 expire_due(now)
 redis.call('HINCRBY', KEYS[6], 'bookgen', '1')
 local booking = {}
@@ -14,7 +13,7 @@ local freed = {}
 if ARGV[2] ~= '' then
   local owner = drop_hold(ARGV[2], freed)
   -- A checkout ends the buyer's waiting-room session: the slot goes to the next in line.
-  if owner and meta[1] == '1' then
+  if owner and room == '1' then
     redis.call('ZADD', KEYS[10], 'XX', 'LT', dec(now), owner)
   end
 end

@@ -119,9 +119,17 @@ local function rebuild_occ()
 end
 
 -- The show's map version as this script last read or wrote it (`ver` in meta), or nil before
--- the first read: a script that reads meta anyway may set it (hold.lua, book.lua), and every
--- publish of the script after the first then writes the version without reading it again.
+-- the first read: `read_meta` reads it beside the fields a script reads anyway, and every
+-- publish after the first then writes the version without reading it again.
 local known_ver = nil
+
+-- The named meta fields (in order, as multiple values), read in one HMGET together with the
+-- version `publish` needs.
+local function read_meta(...)
+  local m = redis.call('HMGET', KEYS[6], 'ver', ...)
+  known_ver = tonumber(m[1] or '0')
+  return unpack(m, 2)
+end
 
 -- Bump the version and publish one event with the held/booked counts after the change; returns
 -- the new version (a string) and the numbers of held and booked seats after the change. `parts`

@@ -14,14 +14,14 @@ local user, exp, created, seats = parse_rec(rec)
 if user ~= ARGV[3] then return {'FORBIDDEN'} end
 if not admitted(user, now) then return {'NOTADMITTED'} end
 local target = math.min(now + tonumber(ARGV[4]), created + tonumber(ARGV[5]))
-local created_s = dec(created)
-if target > exp then
-  exp = target
-  local exp_s = dec(exp)
+local longer = target > exp
+if longer then exp = target end
+local exp_s, created_s = dec(exp), dec(created)
+if longer then
   redis.call('ZADD', KEYS[2], exp_s, ARGV[2])
   redis.call('ZADD', KEYS[11], exp_s, ARGV[2])
   redis.call('HSET', KEYS[3], ARGV[2], user .. '|' .. exp_s .. '|' .. created_s .. '|' .. table.concat(seats, ','))
 end
-local out = {'OK', dec(exp), created_s}
+local out = {'OK', exp_s, created_s}
 for _, s in ipairs(seats) do out[#out + 1] = s end
 return out

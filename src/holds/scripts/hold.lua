@@ -3,11 +3,10 @@
 -- Returns {"OK", version, expires_ms} | {"TAKEN", seat, ...} | {"LIMIT"} | {"LOAD"} | {"QCFG"}
 --   | {"NOTADMITTED"} (the show's waiting room is on and this user has no live session)
 -- Invariant: all-or-nothing; a booked or held seat is never granted; never blocks (no waits).
-local state = redis.call('HMGET', KEYS[6], 'loaded', 'q_cfg', 'q_on', 'ver')
-if state[1] ~= '1' then return {'LOAD'} end
-if state[2] ~= '1' then return {'QCFG'} end
-local q_on = state[3] == '1'
-known_ver = tonumber(state[4] or '0')
+local loaded, q_cfg, room = read_meta('loaded', 'q_cfg', 'q_on')
+if loaded ~= '1' then return {'LOAD'} end
+if q_cfg ~= '1' then return {'QCFG'} end
+local q_on = room == '1'
 local now = now_ms()
 expire_due(now)
 local hold_id, user, ttl, max_holds = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
