@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::{RedisError, Script};
+use redis::{Cmd, RedisError, Script};
 use sea_orm::{DatabaseConnection, EntityTrait};
 
 use super::store::*;
@@ -17,7 +17,7 @@ use crate::catalogue::layout::Layout;
 use crate::catalogue::seatmap::{self, Holder, ShowState};
 use crate::redis_conn::{RedisConn, RedisTarget, SAFE_EVICTION_POLICIES};
 pub use feed::parse_event;
-use keys::{script_keys, sweep_key, BUCKETS, KEY_NAMES};
+use keys::{script_keys, sweep_key, BUCKETS};
 
 const COMMON: &str = include_str!("../scripts/common.lua");
 
@@ -78,6 +78,22 @@ struct ShowKeys {
 
 /// Shows whose key names are kept; past it the cache starts over.
 const KEPT_SHOWS: usize = 4096;
+
+/// One script call, or a pipeline of them.
+#[derive(Clone, Copy)]
+enum Call<'a> {
+    One(&'a Cmd),
+    Many(&'a redis::Pipeline),
+}
+
+impl Call<'_> {
+    async fn send<T: redis::FromRedisValue>(self, conn: &mut RedisConn) -> redis::RedisResult<T> {
+        match self {
+            Call::One(cmd) => cmd.query_async(conn).await,
+            Call::Many(pipe) => pipe.query_async(conn).await,
+        }
+    }
+}
 
 fn map_err(e: RedisError) -> StoreError {
     // Connection trouble (a cluster mid-failover included), a Redis still loading its data, or a
@@ -186,16 +202,18 @@ impl RedisStore {
         k
     }
 
-    /// A per-show script's call with the show's keys and its channel (`ARGV[1]`) given; the
-    /// script's own arguments follow.
-    fn invocation<'a>(&self, script: &'a Script, show_id: i64) -> redis::ScriptInvocation<'a> {
-        let mut inv = script.prepare_invoke();
+    /// A per-show script's `EVALSHA` with the show's keys and its channel (`ARGV[1]`) given; the
+    /// script's own arguments follow. Built straight into one command buffer (the redis crate's
+    /// `ScriptInvocation` first copies every key and argument into a vector of its own: 17
+    /// allocations per hold).
+    fn eval(&self, script: &Script, show_id: i64) -> Cmd {
         let names = self.keys(show_id);
-        for k in &names.keys {
-            inv.key(k);
-        }
-        inv.arg(&names.channel);
-        inv
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash())
+            .arg(names.keys.len())
+            .arg(&names.keys)
+            .arg(&names.channel);
+        cmd
     }
 
     /// Holds are refused while Redis may evict our keys (see `watch_policy`).
@@ -247,12 +265,9 @@ impl RedisStore {
         show_id: i64,
         args: &[String],
     ) -> Result<Vec<String>, StoreError> {
-        let mut inv = self.invocation(script, show_id);
-        for a in args {
-            inv.arg(a);
-        }
-        let mut conn = self.conn.clone();
-        inv.invoke_async(&mut conn).await.map_err(map_err)
+        let mut cmd = self.eval(script, show_id);
+        cmd.arg(args);
+        self.query_script(script, Call::One(&cmd)).await
     }
 
     /// Run a read script for many shows in one pipelined round trip (ARGV: the channel, then the
@@ -269,15 +284,12 @@ impl RedisStore {
             let mut pipe = redis::pipe();
             for &i in group {
                 let (id, arg) = shows[i];
-                let names = self.keys(id);
-                pipe.cmd("EVALSHA")
-                    .arg(script.get_hash())
-                    .arg(KEY_NAMES.len() + 1)
-                    .arg(&names.keys)
-                    .arg(&names.channel)
-                    .arg(arg.unwrap_or(""));
+                let mut cmd = self.eval(script, id);
+                cmd.arg(arg.unwrap_or(""));
+                pipe.add_command(cmd);
             }
-            self.query_pipe(script, &pipe).await
+            self.query_script::<Vec<Vec<String>>>(script, Call::Many(&pipe))
+                .await
         });
         let mut replies: Vec<Option<Vec<String>>> = vec![None; shows.len()];
         for (group, answers) in groups
@@ -314,19 +326,19 @@ impl RedisStore {
         by_bucket.into_values().collect()
     }
 
-    /// A pipeline of `script` calls; a Redis that lost its scripts gets `script` again.
-    async fn query_pipe(
+    /// Send a script's call, or a pipeline of them; a Redis that lost its scripts (a restart, a
+    /// flush, a promoted replica) gets `script` again and the call is sent once more.
+    async fn query_script<T: redis::FromRedisValue>(
         &self,
         script: &Script,
-        pipe: &redis::Pipeline,
-    ) -> Result<Vec<Vec<String>>, StoreError> {
+        call: Call<'_>,
+    ) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
-        match pipe.query_async(&mut conn).await {
+        match call.send(&mut conn).await {
             Ok(r) => Ok(r),
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                // Redis restarted (or was flushed of scripts, or a replica was promoted).
                 script.load_async(&mut conn).await.map_err(map_err)?;
-                pipe.query_async(&mut conn).await.map_err(map_err)
+                call.send(&mut conn).await.map_err(map_err)
             }
             Err(e) => Err(map_err(e)),
         }
@@ -407,12 +419,13 @@ impl RedisStore {
 
     /// Load a show's seat plan into its slot (and build its occupancy string).
     async fn load_plan(&self, show_id: i64, layout: &Layout) -> Result<(), StoreError> {
-        let mut inv = self.invocation(&self.scripts.plan, show_id);
+        let mut cmd = self.eval(&self.scripts.plan, show_id);
         for (field, value) in layout.plan.redis_fields() {
-            inv.arg(field).arg(value);
+            cmd.arg(field).arg(value);
         }
-        let mut conn = self.conn.clone();
-        let reply: Vec<String> = inv.invoke_async(&mut conn).await.map_err(map_err)?;
+        let reply = self
+            .query_script::<Vec<String>>(&self.scripts.plan, Call::One(&cmd))
+            .await?;
         match reply.first().map(String::as_str) {
             Some("OK") => {
                 tracing::info!(
