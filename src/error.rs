@@ -45,6 +45,10 @@ pub enum AppError {
     PersistedQueryNotFound,
     #[error("{0} is unavailable, retry later")]
     Unavailable(&'static str),
+    /// A serialization failure or deadlock (`db::is_conflict`): the transaction rolled back whole,
+    /// and running it again may succeed.
+    #[error("the database (a conflicting transaction) is unavailable, retry later")]
+    DbConflict,
     /// Too many checkouts or cancellations are waiting: refused before any money moved.
     #[error("too many purchases are in progress; retry in {} s", retry_after.as_secs().max(1))]
     Busy { retry_after: std::time::Duration },
@@ -64,7 +68,9 @@ impl AppError {
             AppError::NotAdmitted => "NOT_ADMITTED",
             AppError::BadInput(_) => "BAD_USER_INPUT",
             AppError::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
-            AppError::Unavailable(_) | AppError::Busy { .. } => "SERVICE_UNAVAILABLE",
+            AppError::Unavailable(_) | AppError::DbConflict | AppError::Busy { .. } => {
+                "SERVICE_UNAVAILABLE"
+            }
             AppError::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -80,15 +86,11 @@ impl AppError {
     }
 }
 
-/// What a database conflict (`db::is_conflict`) is answered as: retryable, the whole transaction
-/// rolled back.
-const DB_CONFLICT: &str = "the database (a conflicting transaction)";
-
 impl AppError {
     /// Whether this is a database conflict: the transaction rolled back whole, and running it
     /// again may succeed.
     pub fn is_db_conflict(&self) -> bool {
-        matches!(self, AppError::Unavailable(what) if *what == DB_CONFLICT)
+        matches!(self, AppError::DbConflict)
     }
 }
 
@@ -104,7 +106,7 @@ impl From<DbErr> for AppError {
             // client's retry (same idempotency key for a checkout) is safe.
             tracing::warn!(error = %e, "database transaction conflict");
             metrics::counter!("db_conflicts_total").increment(1);
-            AppError::Unavailable(DB_CONFLICT)
+            AppError::DbConflict
         } else {
             AppError::Internal(anyhow::Error::new(e))
         }

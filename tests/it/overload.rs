@@ -165,10 +165,9 @@ async fn postgres_conflicts_are_service_unavailable() {
     b.rollback().await.expect("end b");
     assert!(deadlock.to_string().contains("deadlock"), "{deadlock}");
     assert!(boxoffice::db::is_conflict(&deadlock), "{deadlock}");
-    assert_eq!(
-        boxoffice::error::AppError::from(deadlock).code(),
-        "SERVICE_UNAVAILABLE"
-    );
+    let answered = boxoffice::error::AppError::from(deadlock);
+    assert_eq!(answered.code(), "SERVICE_UNAVAILABLE");
+    assert!(answered.is_db_conflict(), "{answered}");
 
     // Serialization failure: two serializable transactions read what the other writes.
     let serializable = || db.begin_with_config(Some(sea_orm::IsolationLevel::Serializable), None);
@@ -194,8 +193,9 @@ async fn postgres_conflicts_are_service_unavailable() {
         .await
         .expect_err("the second cannot be serialized");
     assert!(boxoffice::db::is_conflict(&failure), "{failure}");
-    assert_eq!(
-        boxoffice::error::AppError::from(failure).code(),
-        "SERVICE_UNAVAILABLE"
-    );
+    let answered = boxoffice::error::AppError::from(failure);
+    assert_eq!(answered.code(), "SERVICE_UNAVAILABLE");
+    assert!(answered.is_db_conflict(), "{answered}");
+    // Only a conflict is one: a database that cannot be reached is not retried as one.
+    assert!(!boxoffice::error::AppError::Unavailable("the database").is_db_conflict());
 }
