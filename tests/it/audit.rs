@@ -69,14 +69,8 @@ async fn scene(b: Backend) -> Scene {
             json!({ "s": show }),
         )
         .await;
-    let released = app
-        .ok(
-            Some(&token),
-            "mutation($h: ID!) { releaseHold(holdId: $h) }",
-            json!({ "h": best["holdBestAvailable"]["id"] }),
-        )
-        .await;
-    assert_eq!(released["releaseHold"], true);
+    let hold = best["holdBestAvailable"]["id"].as_str().expect("hold id");
+    app.release(&token, hold).await;
     Scene {
         show_id: show.parse().expect("show id"),
         app,

@@ -82,12 +82,8 @@ async fn every_change_is_one_event_in_order(b: Backend) {
     assert_eq!(statuses(e), vec![(seats[2].clone(), "HELD".into(), false)]);
 
     // Release: AVAILABLE.
-    app.ok(
-        Some(bob),
-        "mutation($id: ID!) { releaseHold(holdId: $id) }",
-        json!({ "id": hb["holdSeats"]["id"] }),
-    )
-    .await;
+    let hold = hb["holdSeats"]["id"].as_str().expect("hold id");
+    app.release(bob, hold).await;
     let e = ws.next(WAIT).await;
     let e = event(&e);
     assert_eq!(e["version"].as_i64().unwrap(), v0 + 3);

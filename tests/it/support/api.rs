@@ -230,6 +230,18 @@ impl Api {
             .to_string()
     }
 
+    /// Release a live hold of this user's (it must answer `true`).
+    pub async fn release(&self, token: &str, hold: &str) {
+        let d = self
+            .ok(
+                Some(token),
+                "mutation($h: ID!) { releaseHold(holdId: $h) }",
+                json!({ "h": hold }),
+            )
+            .await;
+        assert_eq!(d["releaseHold"], true, "release {hold}");
+    }
+
     /// Hold and pay for each seat on its own; the confirmed bookings' ids.
     pub async fn book_each(&self, token: &str, show: &str, seats: &[String]) -> Vec<i64> {
         let mut ids = Vec::new();
