@@ -84,9 +84,6 @@ impl AppError {
     pub fn unauthenticated() -> Self {
         AppError::Unauthenticated("sign in to do this".into())
     }
-}
-
-impl AppError {
     /// Whether this is a database conflict: the transaction rolled back whole, and running it
     /// again may succeed.
     pub fn is_db_conflict(&self) -> bool {

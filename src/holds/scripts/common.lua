@@ -118,6 +118,11 @@ local function rebuild_occ()
   for _, s in ipairs(redis.call('SMEMBERS', KEYS[5])) do mark(s, '1') end
 end
 
+-- The show's map version as stored (a string).
+local function version()
+  return tostring(redis.call('HGET', KEYS[6], 'ver') or '0')
+end
+
 -- The show's map version as this script last read or wrote it (`ver` in meta), or nil before
 -- the first read: `read_meta` reads it beside the fields a script reads anyway, and every
 -- publish after the first then writes the version without reading it again.
@@ -135,7 +140,7 @@ end
 -- the new version (a string) and the numbers of held and booked seats after the change. `parts`
 -- are JSON arrays [seat,"A"|"B"] or [seat,"H",user].
 local function publish(parts)
-  known_ver = (known_ver or tonumber(redis.call('HGET', KEYS[6], 'ver') or '0')) + 1
+  known_ver = (known_ver or tonumber(version())) + 1
   local v = dec(known_ver)
   redis.call('HSET', KEYS[6], 'ver', v, 'tag', stamp_now())
   local h, b = redis.call('HLEN', KEYS[1]), redis.call('SCARD', KEYS[5])
@@ -232,8 +237,4 @@ local function ticket(user, now)
   end
   if now < open then rank = -1 end
   return {'WAITING', tostring(rank), '0', done, waiting}
-end
-
-local function version()
-  return tostring(redis.call('HGET', KEYS[6], 'ver') or '0')
 end
