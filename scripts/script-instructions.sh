@@ -5,6 +5,7 @@
 # of the scripts can be compared in runs minutes or days apart.
 #
 # Usage: scripts/script-instructions.sh [scripts dir, default src/holds/scripts] [calls, default 20000]
+#          [holds per call, default 1: the batch a call carries, holds/redis/batch.rs]
 #   e.g. git show <rev>:src/holds/scripts/common.lua > /tmp/old/common.lua (and hold.lua), then
 #        scripts/script-instructions.sh /tmp/old
 #
@@ -16,6 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-src/holds/scripts}"
 n="${2:-20000}"
+batch="${3:-1}"
 for tool in valgrind redis-server redis-benchmark redis-cli callgrind_control; do
   command -v "$tool" >/dev/null || { echo "script-instructions: needs $tool" >&2; exit 1; }
 done
@@ -34,14 +36,15 @@ redis-cli -p "$port" HSET "{b}:meta" loaded 1 q_cfg 1 q_on 0 ver 0 exp 999999999
 redis-cli -p "$port" SUBSCRIBE ch >/dev/null &
 sub=$!
 sleep 0.3
-call=(EVALSHA "$sha" 11 "${keys[@]}" ch "h:__rand_int__" "u__rand_int__" 600000 100 "__rand_int__")
+call=(EVALSHA "$sha" 11 "${keys[@]}" ch)
+for _ in $(seq "$batch"); do call+=("h:__rand_int__" "u__rand_int__" 600000 100 1 "__rand_int__"); done
 redis-benchmark -p "$port" -n 2000 -c 20 -r 100000000 "${call[@]}" >/dev/null
 callgrind_control -i on $vg >/dev/null
 redis-benchmark -p "$port" -n "$n" -c 20 -r 100000000 "${call[@]}" >/dev/null
 callgrind_control -i off $vg >/dev/null
 callgrind_control -d $vg >/dev/null
 kill $sub 2>/dev/null || true
-answer=$(redis-cli -p "$port" EVALSHA "$sha" 11 "${keys[@]}" ch h:check u1 600000 100 42 | head -1)
+answer=$(redis-cli --raw -p "$port" EVALSHA "$sha" 11 "${keys[@]}" ch h:check u1 600000 100 1 42 | head -1)
 [ "$answer" = OK ] || { echo "script-instructions: a hold answered $answer" >&2; exit 1; }
 ir=$(grep -h '^totals:' "$work"/cg.*.1 | awk '{s += $2} END {print s + 0}')
-echo "$(date -u '+%F %T') UTC: $dir: $n hold calls, $((ir / n)) Redis instructions per call"
+echo "$(date -u '+%F %T') UTC: $dir: $n hold calls of $batch hold(s), $((ir / n)) Redis instructions per call, $((ir / n / batch)) per hold"

@@ -3,6 +3,7 @@
 //! single node or a Redis Cluster (`redis_conn.rs`). Scripts never wait for anything, so there is
 //! nothing to deadlock on; Redis runs them one at a time, so each is atomic.
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use sea_orm::{DatabaseConnection, EntityTrait};
 
 use super::store::*;
 
+mod batch;
 mod feed;
 pub mod keys;
 use crate::catalogue::layout::Layout;
@@ -34,8 +36,8 @@ fn script(body: &str, cluster: bool) -> Script {
     Script::new(&format!("local PUB = '{publish}'\n{COMMON}\n{body}"))
 }
 
+/// The per-show scripts but `hold`, which the hold batches own (`batch.rs`).
 struct Scripts {
-    hold: Script,
     release: Script,
     get: Script,
     extend: Script,
@@ -56,8 +58,9 @@ struct Scripts {
 pub struct RedisStore {
     /// For the event feed's own pub/sub connection.
     target: RedisTarget,
-    conn: RedisConn,
-    prefix: String,
+    calls: Calls,
+    /// New holds, sent in batches per show (`batch.rs`).
+    holds: batch::Batches,
     db: DatabaseConnection,
     scripts: Scripts,
     timeout: Duration,
@@ -65,9 +68,17 @@ pub struct RedisStore {
     grace: Duration,
     /// Why holds are refused: Redis runs under an eviction policy that may drop our keys.
     eviction: Arc<Mutex<Option<String>>>,
+}
+
+/// What a script call needs: the connection and the shows' key names. Cheap to clone (the hold
+/// batch workers have their own).
+#[derive(Clone)]
+struct Calls {
+    conn: RedisConn,
+    prefix: Arc<str>,
     /// Each show's key names, formatted once (twelve `format!`s a script call showed in the
     /// profile of a hold load).
-    names: Mutex<HashMap<i64, Arc<ShowKeys>>>,
+    names: Arc<Mutex<HashMap<i64, Arc<ShowKeys>>>>,
 }
 
 /// A show's keys in the order `common.lua` documents, and its event channel.
@@ -108,6 +119,57 @@ fn map_err(e: RedisError) -> StoreError {
 fn int(v: Option<&String>) -> Result<i64, StoreError> {
     v.and_then(|s| s.parse().ok())
         .ok_or_else(|| StoreError::Internal("malformed script reply".into()))
+}
+
+impl Calls {
+    /// The keys of a show, in the order `common.lua` documents, and its channel.
+    fn keys(&self, show_id: i64) -> Arc<ShowKeys> {
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = names.get(&show_id) {
+            return k.clone();
+        }
+        if names.len() >= KEPT_SHOWS {
+            names.clear();
+        }
+        let k = Arc::new(ShowKeys {
+            keys: script_keys(&self.prefix, show_id),
+            channel: keys::channel(&self.prefix, show_id),
+        });
+        names.insert(show_id, k.clone());
+        k
+    }
+
+    /// A per-show script's `EVALSHA` with the show's keys and its channel (`ARGV[1]`) given; the
+    /// script's own arguments follow. Built straight into one command buffer (the redis crate's
+    /// `ScriptInvocation` first copies every key and argument into a vector of its own: 17
+    /// allocations per hold).
+    fn eval(&self, script: &Script, show_id: i64) -> Cmd {
+        let names = self.keys(show_id);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash())
+            .arg(names.keys.len())
+            .arg(&names.keys)
+            .arg(&names.channel);
+        cmd
+    }
+
+    /// Send a script's call, or a pipeline of them; a Redis that lost its scripts (a restart, a
+    /// flush, a promoted replica) gets `script` again and the call is sent once more.
+    async fn query_script<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        call: Call<'_>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        match call.send(&mut conn).await {
+            Ok(r) => Ok(r),
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script.load_async(&mut conn).await.map_err(map_err)?;
+                call.send(&mut conn).await.map_err(map_err)
+            }
+            Err(e) => Err(map_err(e)),
+        }
+    }
 }
 
 impl RedisStore {
@@ -155,17 +217,21 @@ impl RedisStore {
             tracing::info!("hold store on a Redis Cluster (sharded pub/sub for live maps)");
         }
         let s = |body: &str| script(body, cluster);
+        let calls = Calls {
+            conn,
+            prefix: settings.key_prefix.as_str().into(),
+            names: Arc::default(),
+        };
+        let hold = s(include_str!("../scripts/hold.lua"));
         Ok(RedisStore {
             target,
-            conn,
-            prefix: settings.key_prefix.clone(),
+            holds: batch::Batches::start(calls.clone(), hold),
+            calls,
             db,
             timeout,
             grace: settings.key_grace,
             eviction,
-            names: Mutex::default(),
             scripts: Scripts {
-                hold: s(include_str!("../scripts/hold.lua")),
                 release: s(include_str!("../scripts/release.lua")),
                 get: s(include_str!("../scripts/get.lua")),
                 extend: s(include_str!("../scripts/extend.lua")),
@@ -185,37 +251,6 @@ impl RedisStore {
         })
     }
 
-    /// The keys of a show, in the order `common.lua` documents, and its channel.
-    fn keys(&self, show_id: i64) -> Arc<ShowKeys> {
-        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(k) = names.get(&show_id) {
-            return k.clone();
-        }
-        if names.len() >= KEPT_SHOWS {
-            names.clear();
-        }
-        let k = Arc::new(ShowKeys {
-            keys: script_keys(&self.prefix, show_id),
-            channel: self.channel(show_id),
-        });
-        names.insert(show_id, k.clone());
-        k
-    }
-
-    /// A per-show script's `EVALSHA` with the show's keys and its channel (`ARGV[1]`) given; the
-    /// script's own arguments follow. Built straight into one command buffer (the redis crate's
-    /// `ScriptInvocation` first copies every key and argument into a vector of its own: 17
-    /// allocations per hold).
-    fn eval(&self, script: &Script, show_id: i64) -> Cmd {
-        let names = self.keys(show_id);
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.get_hash())
-            .arg(names.keys.len())
-            .arg(&names.keys)
-            .arg(&names.channel);
-        cmd
-    }
-
     /// Holds are refused while Redis may evict our keys (see `watch_policy`).
     fn check_eviction(&self) -> Result<(), StoreError> {
         match self.eviction.lock().map(|g| g.clone()) {
@@ -224,14 +259,9 @@ impl RedisStore {
         }
     }
 
-    /// The channel on which a show's seat events are published.
-    pub fn channel(&self, show_id: i64) -> String {
-        keys::channel(&self.prefix, show_id)
-    }
-
     /// Shows whose waiting room is on.
     fn queues_key(&self) -> String {
-        format!("{}:queues", self.prefix)
+        format!("{}:queues", self.calls.prefix)
     }
 
     fn parse_queue(reply: &[String]) -> Result<QueueReply, StoreError> {
@@ -265,9 +295,9 @@ impl RedisStore {
         show_id: i64,
         args: &[String],
     ) -> Result<Vec<String>, StoreError> {
-        let mut cmd = self.eval(script, show_id);
+        let mut cmd = self.calls.eval(script, show_id);
         cmd.arg(args);
-        self.query_script(script, Call::One(&cmd)).await
+        self.calls.query_script(script, Call::One(&cmd)).await
     }
 
     /// Run a read script for many shows in one pipelined round trip (ARGV: the channel, then the
@@ -284,11 +314,12 @@ impl RedisStore {
             let mut pipe = redis::pipe();
             for &i in group {
                 let (id, arg) = shows[i];
-                let mut cmd = self.eval(script, id);
+                let mut cmd = self.calls.eval(script, id);
                 cmd.arg(arg.unwrap_or(""));
                 pipe.add_command(cmd);
             }
-            self.query_script::<Vec<Vec<String>>>(script, Call::Many(&pipe))
+            self.calls
+                .query_script::<Vec<Vec<String>>>(script, Call::Many(&pipe))
                 .await
         });
         let mut replies: Vec<Option<Vec<String>>> = vec![None; shows.len()];
@@ -316,7 +347,7 @@ impl RedisStore {
     /// single node; one group per bucket (one slot) on a cluster, where a pipeline may not
     /// cross slots.
     fn by_slot(&self, shows: impl Iterator<Item = i64>) -> Vec<Vec<usize>> {
-        if !self.conn.is_cluster() {
+        if !self.calls.conn.is_cluster() {
             return vec![shows.enumerate().map(|(i, _)| i).collect()];
         }
         let mut by_bucket: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -324,24 +355,6 @@ impl RedisStore {
             by_bucket.entry(keys::bucket(id)).or_default().push(i);
         }
         by_bucket.into_values().collect()
-    }
-
-    /// Send a script's call, or a pipeline of them; a Redis that lost its scripts (a restart, a
-    /// flush, a promoted replica) gets `script` again and the call is sent once more.
-    async fn query_script<T: redis::FromRedisValue>(
-        &self,
-        script: &Script,
-        call: Call<'_>,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
-        match call.send(&mut conn).await {
-            Ok(r) => Ok(r),
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                script.load_async(&mut conn).await.map_err(map_err)?;
-                call.send(&mut conn).await.map_err(map_err)
-            }
-            Err(e) => Err(map_err(e)),
-        }
     }
 
     /// Run a script that needs the booked-seat cache, loading it from the database when the
@@ -352,8 +365,19 @@ impl RedisStore {
         show_id: i64,
         args: &[String],
     ) -> Result<Vec<String>, StoreError> {
+        self.loaded(show_id, || self.run(script, show_id, args))
+            .await
+    }
+
+    /// Make a call that needs the booked-seat cache (`call`, made again after each load) until
+    /// it answers something other than `LOAD`.
+    async fn loaded<F: Future<Output = Result<Vec<String>, StoreError>>>(
+        &self,
+        show_id: i64,
+        mut call: impl FnMut() -> F,
+    ) -> Result<Vec<String>, StoreError> {
         for _ in 0..5 {
-            let reply = self.run(script, show_id, args).await?;
+            let reply = call().await?;
             if reply.first().map(String::as_str) != Some("LOAD") {
                 return Ok(reply);
             }
@@ -367,9 +391,9 @@ impl RedisStore {
     /// Fill the booked cache from the database. The generation read first fences the load: a
     /// booking committed meanwhile bumps it and the load is retried with fresh data.
     async fn load_booked(&self, show_id: i64) -> Result<(), StoreError> {
-        let meta = self.keys(show_id).keys[5].clone();
+        let meta = self.calls.keys(show_id).keys[5].clone();
         for _ in 0..10 {
-            let mut conn = self.conn.clone();
+            let mut conn = self.calls.conn.clone();
             let gen: Option<String> = redis::cmd("HGET")
                 .arg(&meta)
                 .arg("bookgen")
@@ -419,11 +443,12 @@ impl RedisStore {
 
     /// Load a show's seat plan into its slot (and build its occupancy string).
     async fn load_plan(&self, show_id: i64, layout: &Layout) -> Result<(), StoreError> {
-        let mut cmd = self.eval(&self.scripts.plan, show_id);
+        let mut cmd = self.calls.eval(&self.scripts.plan, show_id);
         for (field, value) in layout.plan.redis_fields() {
             cmd.arg(field).arg(value);
         }
         let reply = self
+            .calls
             .query_script::<Vec<String>>(&self.scripts.plan, Call::One(&cmd))
             .await?;
         match reply.first().map(String::as_str) {
@@ -481,17 +506,27 @@ impl HoldStore for RedisStore {
             max_holds,
         } = *r;
         let ttl_ms = ttl.as_millis() as i64;
-        let mut args = vec![
-            hold_id.to_string(),
-            user_id.to_string(),
-            ttl_ms.to_string(),
-            max_holds.to_string(),
-        ];
-        args.extend(seats.iter().map(i64::to_string));
+        // This hold's part of `hold.lua`'s arguments.
+        let args = || {
+            let mut args = Vec::with_capacity(5 + seats.len());
+            args.extend([
+                hold_id.to_string(),
+                user_id.to_string(),
+                ttl_ms.to_string(),
+                max_holds.to_string(),
+                seats.len().to_string(),
+            ]);
+            args.extend(seats.iter().map(i64::to_string));
+            args
+        };
         self.check_eviction()?;
-        // One round trip: the script files the hold in its bucket's sweep index itself (same
-        // slot, same atomic step), so the sweeper finds it even if this instance dies now.
-        let reply = self.run_loaded(&self.scripts.hold, show_id, &args).await?;
+        // One round trip, shared with the other holds for this show waiting at the same moment:
+        // the script files each hold in its bucket's sweep index itself (same slot, same atomic
+        // step), so the sweeper finds it even if this instance dies now. A show whose booked
+        // cache is not loaded (`LOAD`) is loaded and the hold sent again.
+        let reply = self
+            .loaded(show_id, || self.holds.hold(show_id, args()))
+            .await?;
         match reply.first().map(String::as_str) {
             Some("OK") => Ok(HoldOutcome::Granted {
                 version: int(reply.get(1))?,
@@ -684,7 +719,7 @@ impl HoldStore for RedisStore {
             let mut pipe = redis::pipe();
             pipe.atomic();
             for id in group {
-                let key = |name: &str| keys::show_key(&self.prefix, *id, name);
+                let key = |name: &str| keys::show_key(&self.calls.prefix, *id, name);
                 pipe.cmd("HMGET")
                     .arg(key("meta"))
                     .arg("loaded")
@@ -701,7 +736,7 @@ impl HoldStore for RedisStore {
                     .arg(1);
             }
             let values: Vec<redis::Value> = pipe
-                .query_async(&mut self.conn.clone())
+                .query_async(&mut self.calls.conn.clone())
                 .await
                 .map_err(map_err)?;
             Ok::<_, StoreError>((group, values))
@@ -776,7 +811,7 @@ impl HoldStore for RedisStore {
         let now = chrono::Utc::now().timestamp_millis();
         let due_in = |bucket: usize| {
             let mut cmd = redis::cmd("ZRANGEBYSCORE");
-            cmd.arg(sweep_key(&self.prefix, bucket))
+            cmd.arg(sweep_key(&self.calls.prefix, bucket))
                 .arg("-inf")
                 .arg(now)
                 .arg("LIMIT")
@@ -784,9 +819,9 @@ impl HoldStore for RedisStore {
                 .arg(200);
             cmd
         };
-        let due: Vec<Vec<String>> = if self.conn.is_cluster() {
+        let due: Vec<Vec<String>> = if self.calls.conn.is_cluster() {
             let runs = (0..BUCKETS).map(|b| {
-                let mut conn = self.conn.clone();
+                let mut conn = self.calls.conn.clone();
                 let cmd = due_in(b);
                 async move { cmd.query_async::<Vec<String>>(&mut conn).await }
             });
@@ -800,7 +835,7 @@ impl HoldStore for RedisStore {
             for b in 0..BUCKETS {
                 pipe.add_command(due_in(b));
             }
-            pipe.query_async(&mut self.conn.clone())
+            pipe.query_async(&mut self.calls.conn.clone())
                 .await
                 .map_err(map_err)?
         };
@@ -820,7 +855,7 @@ impl HoldStore for RedisStore {
     }
 
     async fn ping(&self) -> bool {
-        let mut conn = self.conn.clone();
+        let mut conn = self.calls.conn.clone();
         let up = matches!(redis::cmd("PING").query_async::<String>(&mut conn).await, Ok(ref s) if s == "PONG");
         up && self.check_eviction().is_ok()
     }
@@ -841,7 +876,7 @@ impl HoldStore for RedisStore {
         ];
         let reply = self.run(&self.scripts.qconfig, show_id, &args).await?;
         if reply.first().map(String::as_str) == Some("OK") {
-            let mut conn = self.conn.clone();
+            let mut conn = self.calls.conn.clone();
             let op = if c.on { "SADD" } else { "SREM" };
             redis::cmd(op)
                 .arg(self.queues_key())
@@ -882,7 +917,7 @@ impl HoldStore for RedisStore {
     }
 
     async fn queued_shows(&self) -> Result<Vec<i64>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.calls.conn.clone();
         let ids: Vec<i64> = redis::cmd("SMEMBERS")
             .arg(self.queues_key())
             .query_async(&mut conn)
@@ -900,7 +935,7 @@ impl HoldStore for RedisStore {
         tokio::spawn(feed::run(
             self.target.clone(),
             self.timeout,
-            self.prefix.clone(),
+            self.calls.prefix.to_string(),
             interest,
             sink,
             shutdown,

@@ -187,12 +187,11 @@ local function room_on(known)
   return known
 end
 
--- Hold `seats` (free, checked by the caller) under a new hold; returns the new version and
--- the expiry (ms), both as strings. `q_on`: whether the waiting room is on, when the caller has
--- read it already.
-local function grant(hold_id, user, ttl, seats, now, q_on)
+-- Put `seats` (free, checked by the caller) under a new hold, without publishing: appends its
+-- ["seat","H",user] parts to `parts`; returns the expiry (ms, a string). `q_on`: whether the
+-- waiting room is on, when the caller has read it already.
+local function take(hold_id, user, ttl, seats, now, q_on, parts)
   local expires = dec(now + ttl)
-  local parts = {}
   for _, s in ipairs(seats) do
     redis.call('HSET', KEYS[1], s, hold_id)
     mark(s, '1')
@@ -206,12 +205,26 @@ local function grant(hold_id, user, ttl, seats, now, q_on)
   if room_on(q_on) then
     redis.call('ZADD', KEYS[10], 'XX', 'GT', expires, user)
   end
+  return expires
+end
+
+-- Publish the holds just taken (`parts`, `taken`: how many seats they hold); returns the new
+-- version (a string).
+local function announce_taken(parts, taken)
   local v, held = publish(parts)
   -- The show's hold keys (1-4) are empty together and vanish together (every live hold has its
-  -- seats in `seats`). When the only held seats are this hold's, they were just created afresh
+  -- seats in `seats`). When the only held seats are the ones just taken, they were created afresh
   -- and get the show's lifetime (four PEXPIREATs only then, and no read to find out).
-  if held <= #seats then keep(1, 2, 3, 4) end
-  return v, expires
+  if held <= taken then keep(1, 2, 3, 4) end
+  return v
+end
+
+-- Hold `seats` (free, checked by the caller) under a new hold and publish it; returns the new
+-- version and the expiry (ms), both as strings.
+local function grant(hold_id, user, ttl, seats, now, q_on)
+  local parts = {}
+  local expires = take(hold_id, user, ttl, seats, now, q_on, parts)
+  return announce_taken(parts, #seats), expires
 end
 
 -- The waiting room lets this user shop now: it is off, or the user's session is live. `q_on`:
