@@ -492,7 +492,13 @@ async fn redis_hold_batch_is_decided_in_order_as_one_change() {
     use boxoffice::holds::redis::keys;
     use futures_util::StreamExt;
     let url = crate::support::redis_url();
-    if crate::support::served_skipped() || url.starts_with("redis+cluster") {
+    if crate::support::served_skipped() {
+        return;
+    }
+    if url.starts_with("redis+cluster") {
+        // The script's decisions do not depend on the topology (a show's keys share one slot);
+        // on a cluster the batches are exercised through the API by the other tests here.
+        eprintln!("single-node script test: not run against a cluster");
         return;
     }
     let script = redis::Script::new(&format!(
