@@ -602,3 +602,119 @@ async fn redis_hold_batch_is_decided_in_order_as_one_change() {
         .await
         .unwrap();
 }
+
+/// Holds sent straight to the Redis store by many tasks at once, on two shows: the store sends
+/// those waiting at the same moment together (holds/redis/batch.rs), a batch often carrying both
+/// shows. Every seat asked for twice goes to exactly one of the two holds, a hold's own seat is
+/// always granted, each loser is told exactly the contested seat, and each show's version counts
+/// its changes (at least one, at most one per grant) while its map holds exactly the granted seats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_store_batches_racing_holds_on_two_shows() {
+    use boxoffice::holds::redis::RedisStore;
+    use boxoffice::holds::{HoldOutcome, HoldRequest, HoldStore, QueueConfig, StoreSettings};
+    use migration::MigratorTrait;
+    if crate::support::served_skipped() {
+        return;
+    }
+    let db = sea_orm::Database::connect("sqlite::memory:")
+        .await
+        .expect("sqlite");
+    migration::Migrator::up(&db, None).await.expect("migrate");
+    let url = crate::support::redis_url();
+    let prefix = crate::support::unique("batchrace");
+    let settings = StoreSettings::redis(&url, &prefix, Duration::from_secs(5));
+    let store = Arc::new(
+        RedisStore::connect(&url, &settings, db)
+            .await
+            .expect("redis store"),
+    );
+    let shows = [801_i64, 802];
+    for show in shows {
+        store
+            .configure_queue(show, QueueConfig::OFF, true)
+            .await
+            .expect("queue settings");
+    }
+    // Hold i of a show asks for seat i % 60, which hold i ± 60 asks for too; an odd i also asks
+    // for a seat nobody else wants (1000 + i).
+    let per_show = 120_i64;
+    let asks = |i: i64| -> Vec<i64> {
+        let mut seats = vec![i % 60];
+        if i % 2 == 1 {
+            seats.push(1000 + i);
+        }
+        seats
+    };
+    let barrier = Arc::new(tokio::sync::Barrier::new(2 * per_show as usize));
+    let mut tasks = Vec::new();
+    for show in shows {
+        for i in 0..per_show {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                let hold_id = format!("{show}-{i:032}");
+                let seats = asks(i);
+                barrier.wait().await;
+                let outcome = store
+                    .hold(&HoldRequest {
+                        show_id: show,
+                        hold_id: &hold_id,
+                        user_id: i + 1,
+                        seats: &seats,
+                        ttl: Duration::from_secs(600),
+                        max_holds: 2,
+                    })
+                    .await
+                    .expect("hold");
+                (show, i, outcome)
+            }));
+        }
+    }
+    let mut owner: HashMap<(i64, i64), i64> = HashMap::new();
+    let mut grants: HashMap<i64, i64> = HashMap::new();
+    let mut losers = Vec::new();
+    for t in tasks {
+        let (show, i, outcome) = t.await.expect("task");
+        match outcome {
+            HoldOutcome::Granted { version, .. } => {
+                assert!(version >= 1);
+                *grants.entry(show).or_default() += 1;
+                for s in asks(i) {
+                    assert!(
+                        owner.insert((show, s), i).is_none(),
+                        "seat {s} granted twice"
+                    );
+                }
+            }
+            HoldOutcome::Unavailable(taken) => {
+                assert_eq!(taken, vec![i % 60], "show {show}, hold {i}");
+                losers.push((show, i));
+            }
+            other => panic!("show {show}, hold {i}: {other:?}"),
+        }
+    }
+    for show in shows {
+        assert_eq!(grants[&show], 60, "one of the two holds of each seat wins");
+    }
+    for (show, i) in losers {
+        let winner = owner[&(show, i % 60)];
+        assert_ne!(winner, i);
+        assert_eq!(winner % 60, i % 60);
+    }
+    let states = store.snapshot(&shows).await.expect("snapshot");
+    for show in shows {
+        let state = &states[&show];
+        assert!(
+            (1..=grants[&show]).contains(&state.version),
+            "show {show}: version {} after {} grants",
+            state.version,
+            grants[&show]
+        );
+        let held: HashSet<i64> = state.held.keys().copied().collect();
+        let granted: HashSet<i64> = owner
+            .keys()
+            .filter(|(s, _)| *s == show)
+            .map(|(_, seat)| *seat)
+            .collect();
+        assert_eq!(held, granted, "show {show}");
+    }
+}
