@@ -486,9 +486,10 @@ impl Listener {
 /// separate calls would: a seat granted to an earlier hold is TAKEN for a later one, and a user's
 /// holds count as they are granted. The batch is one change of the map: one version for every
 /// hold granted in it and one event carrying all their seats. A show whose booked cache is not
-/// loaded answers LOAD for every hold and takes nothing.
+/// loaded answers LOAD for every hold and takes nothing. `book.lua` mirrors a batch of bookings
+/// the same way: one version, one event with the booked seats and the seats their holds freed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_hold_batch_is_decided_in_order_as_one_change() {
+async fn redis_batches_are_decided_in_order_as_one_change() {
     use boxoffice::holds::redis::keys;
     use futures_util::StreamExt;
     let url = crate::support::redis_url();
@@ -596,6 +597,68 @@ async fn redis_hold_batch_is_decided_in_order_as_one_change() {
         .await
         .unwrap();
     assert_eq!(replies[0][..2], ["OK", "2"], "{replies:?}");
+    let replies: Vec<Vec<String>> = call(&[("7-f", 4, 5, &[20, 21])])
+        .invoke_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(replies[0][..2], ["OK", "3"], "{replies:?}");
+
+    // `book.lua` takes a batch of bookings the same way: 7-a's checkout books its seats, and a
+    // booking without a hold takes 12 from 7-d and 20 from 7-f, whose other seat (21) is freed.
+    let book = redis::Script::new(&format!(
+        "local PUB = 'PUBLISH'\n{}\n{}",
+        include_str!("../../src/holds/scripts/common.lua"),
+        include_str!("../../src/holds/scripts/book.lua")
+    ));
+    let mut call = book.prepare_invoke();
+    for k in &names {
+        call.key(k);
+    }
+    call.arg(&channel);
+    call.arg("7-a").arg(2).arg(&[10, 11]);
+    call.arg("").arg(2).arg(&[12, 20]);
+    let replies: Vec<Vec<String>> = call.invoke_async(&mut conn).await.unwrap();
+    assert_eq!(replies, vec![vec!["OK", "4"], vec!["OK", "4"]]);
+    let e: Value = loop {
+        let payload: String = tokio::time::timeout(Duration::from_secs(10), async {
+            events
+                .on_message()
+                .next()
+                .await
+                .unwrap()
+                .get_payload()
+                .unwrap()
+        })
+        .await
+        .expect("an event within 10 s");
+        let e: Value = serde_json::from_str(&payload).unwrap();
+        if e["v"] == 4 {
+            break e;
+        }
+    };
+    assert_eq!(
+        (e["h"].as_i64(), e["b"].as_i64()),
+        (Some(1), Some(4)),
+        "{e}"
+    );
+    let mut changes: Vec<Value> = e["c"].as_array().unwrap().clone();
+    changes.sort_by_key(|c| c[0].as_i64());
+    assert_eq!(
+        changes,
+        vec![
+            json!([10, "B"]),
+            json!([11, "B"]),
+            json!([12, "B"]),
+            json!([20, "B"]),
+            json!([21, "A"])
+        ]
+    );
+    let holds: i64 = redis::cmd("HLEN")
+        .arg(&names[2])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(holds, 1, "only 7-e is left");
     let () = redis::cmd("UNLINK")
         .arg(&names)
         .query_async(&mut conn)

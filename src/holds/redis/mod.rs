@@ -36,12 +36,11 @@ fn script(body: &str, cluster: bool) -> Script {
     Script::new(&format!("local PUB = '{publish}'\n{COMMON}\n{body}"))
 }
 
-/// The per-show scripts but `hold`, which the hold batches own (`batch.rs`).
+/// The per-show scripts but `hold` and `book`, which their batches own (`batch.rs`).
 struct Scripts {
     release: Script,
     get: Script,
     extend: Script,
-    book: Script,
     unbook: Script,
     load: Script,
     best: Script,
@@ -59,8 +58,9 @@ pub struct RedisStore {
     /// For the event feed's own pub/sub connection.
     target: RedisTarget,
     calls: Calls,
-    /// New holds, sent in batches per show (`batch.rs`).
+    /// New holds and the mirrors of new bookings, sent in batches per show (`batch.rs`).
     holds: batch::Batches,
+    books: batch::Batches,
     db: DatabaseConnection,
     scripts: Scripts,
     timeout: Duration,
@@ -225,7 +225,12 @@ impl RedisStore {
         let hold = s(include_str!("../scripts/hold.lua"));
         Ok(RedisStore {
             target,
-            holds: batch::Batches::start(calls.clone(), hold),
+            holds: batch::Batches::start(calls.clone(), hold, "hold"),
+            books: batch::Batches::start(
+                calls.clone(),
+                s(include_str!("../scripts/book.lua")),
+                "book",
+            ),
             calls,
             db,
             timeout,
@@ -235,7 +240,6 @@ impl RedisStore {
                 release: s(include_str!("../scripts/release.lua")),
                 get: s(include_str!("../scripts/get.lua")),
                 extend: s(include_str!("../scripts/extend.lua")),
-                book: s(include_str!("../scripts/book.lua")),
                 unbook: s(include_str!("../scripts/unbook.lua")),
                 load: s(include_str!("../scripts/load.lua")),
                 best: s(include_str!("../scripts/best.lua")),
@@ -525,7 +529,7 @@ impl HoldStore for RedisStore {
         // step), so the sweeper finds it even if this instance dies now. A show whose booked
         // cache is not loaded (`LOAD`) is loaded and the hold sent again.
         let reply = self
-            .loaded(show_id, || self.holds.hold(show_id, args()))
+            .loaded(show_id, || self.holds.call(show_id, args()))
             .await?;
         match reply.first().map(String::as_str) {
             Some("OK") => Ok(HoldOutcome::Granted {
@@ -682,9 +686,12 @@ impl HoldStore for RedisStore {
         hold_id: Option<&str>,
         seats: &[i64],
     ) -> Result<i64, StoreError> {
-        let mut args = vec![hold_id.unwrap_or("").to_string()];
+        // Sent with the other mirrors for this show waiting at the same moment (group commit
+        // confirms bookings together).
+        let mut args = Vec::with_capacity(2 + seats.len());
+        args.extend([hold_id.unwrap_or("").to_string(), seats.len().to_string()]);
         args.extend(seats.iter().map(i64::to_string));
-        let reply = self.run(&self.scripts.book, show_id, &args).await?;
+        let reply = self.books.call(show_id, args).await?;
         int(reply.get(1))
     }
 
