@@ -70,8 +70,8 @@ pub struct RedisStore {
     eviction: Arc<Mutex<Option<String>>>,
 }
 
-/// What a script call needs: the connection and the shows' key names. Cheap to clone (the hold
-/// batch workers have their own).
+/// What a script call needs: the connection and the shows' key names. Cheap to clone (the batch
+/// workers have their own).
 #[derive(Clone)]
 struct Calls {
     conn: RedisConn,
@@ -222,10 +222,13 @@ impl RedisStore {
             prefix: settings.key_prefix.as_str().into(),
             names: Arc::default(),
         };
-        let hold = s(include_str!("../scripts/hold.lua"));
         Ok(RedisStore {
             target,
-            holds: batch::Batches::start(calls.clone(), hold, "hold"),
+            holds: batch::Batches::start(
+                calls.clone(),
+                s(include_str!("../scripts/hold.lua")),
+                "hold",
+            ),
             books: batch::Batches::start(
                 calls.clone(),
                 s(include_str!("../scripts/book.lua")),
