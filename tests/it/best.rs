@@ -345,11 +345,9 @@ async fn redis_script_and_rust_chooser_agree_on_random_layouts() {
     use boxoffice::catalogue::layout::{Layout, SeatInfo};
     use boxoffice::holds::best::BestAsk;
     use boxoffice::holds::memory::MemoryStore;
-    use boxoffice::holds::redis::RedisStore;
     use boxoffice::holds::{
         BestOutcome, BestRequest, HoldOutcome, HoldRequest, HoldStore, QueueConfig,
     };
-    use migration::MigratorTrait;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
     use std::time::Duration;
@@ -357,19 +355,7 @@ async fn redis_script_and_rust_chooser_agree_on_random_layouts() {
     if crate::support::served_skipped() {
         return;
     }
-    let db = sea_orm::Database::connect("sqlite::memory:")
-        .await
-        .expect("sqlite");
-    migration::Migrator::up(&db, None).await.expect("migrate");
-    let prefix = crate::support::unique("bestagree");
-    let url = crate::support::redis_url();
-    let redis = RedisStore::connect(
-        &url,
-        &boxoffice::holds::StoreSettings::redis(&url, &prefix, Duration::from_secs(5)),
-        db.clone(),
-    )
-    .await
-    .expect("redis store");
+    let (redis, db) = crate::support::redis_store("bestagree").await;
     let memory = MemoryStore::new(db.clone());
     let mut rng = StdRng::seed_from_u64(20261201);
     let (mut granted, mut split, mut refused) = (0, 0, 0);

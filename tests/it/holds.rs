@@ -482,6 +482,23 @@ impl Listener {
     }
 }
 
+/// The next message on a subscribed channel, as JSON; a test waits at most 10 s for it.
+async fn next_event(events: &mut redis::aio::PubSub) -> Value {
+    use futures_util::StreamExt;
+    let payload: String = tokio::time::timeout(Duration::from_secs(10), async {
+        events
+            .on_message()
+            .next()
+            .await
+            .unwrap()
+            .get_payload()
+            .unwrap()
+    })
+    .await
+    .expect("an event within 10 s");
+    serde_json::from_str(&payload).unwrap()
+}
+
 /// Redis's `hold.lua` decides a batch of holds (holds/redis/batch.rs) in order, exactly as
 /// separate calls would: a seat granted to an earlier hold is TAKEN for a later one, and a user's
 /// holds count as they are granted. The batch is one change of the map: one version for every
@@ -491,7 +508,6 @@ impl Listener {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_batches_are_decided_in_order_as_one_change() {
     use boxoffice::holds::redis::keys;
-    use futures_util::StreamExt;
     let url = crate::support::redis_url();
     if crate::support::served_skipped() {
         return;
@@ -502,11 +518,17 @@ async fn redis_batches_are_decided_in_order_as_one_change() {
         eprintln!("single-node script test: not run against a cluster");
         return;
     }
-    let script = redis::Script::new(&format!(
-        "local PUB = 'PUBLISH'\n{}\n{}",
-        include_str!("../../src/holds/scripts/common.lua"),
-        include_str!("../../src/holds/scripts/hold.lua")
-    ));
+    // A script as the server composes it on a single node (holds/redis/mod.rs).
+    let script = |body: &str| {
+        redis::Script::new(&format!(
+            "local PUB = 'PUBLISH'\n{}\n{body}",
+            include_str!("../../src/holds/scripts/common.lua")
+        ))
+    };
+    let (hold, book) = (
+        script(include_str!("../../src/holds/scripts/hold.lua")),
+        script(include_str!("../../src/holds/scripts/book.lua")),
+    );
     let prefix = crate::support::unique("batch");
     let show = 7;
     let names = keys::script_keys(&prefix, show);
@@ -515,12 +537,17 @@ async fn redis_batches_are_decided_in_order_as_one_change() {
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     // (hold id, user, max live holds of the user, seats)
     type Hold<'a> = (&'a str, i64, u32, &'a [i64]);
-    let call = |holds: &[Hold]| {
-        let mut call = script.prepare_invoke();
+    // A call of `script` on the show's keys and channel; the requests' arguments follow.
+    let prepare = |script| {
+        let mut call = redis::Script::prepare_invoke(script);
         for k in &names {
             call.key(k);
         }
         call.arg(&channel);
+        call
+    };
+    let call = |holds: &[Hold]| {
+        let mut call = prepare(&hold);
         for (id, user, max, seats) in holds {
             call.arg(*id)
                 .arg(*user)
@@ -566,18 +593,7 @@ async fn redis_batches_are_decided_in_order_as_one_change() {
     assert_eq!(replies[1], ["TAKEN", "11"]);
     assert_eq!(replies[2], ["LIMIT"]);
     assert_eq!(replies[3], replies[0], "one version, one expiry");
-    let payload: String = tokio::time::timeout(Duration::from_secs(10), async {
-        events
-            .on_message()
-            .next()
-            .await
-            .unwrap()
-            .get_payload()
-            .unwrap()
-    })
-    .await
-    .expect("an event within 10 s");
-    let e: Value = serde_json::from_str(&payload).unwrap();
+    let e = next_event(&mut events).await;
     assert_eq!(e["v"], 1, "{e}");
     assert_eq!(e["h"], 3, "{e}");
     let mut changes: Vec<Value> = e["c"].as_array().unwrap().clone();
@@ -605,33 +621,13 @@ async fn redis_batches_are_decided_in_order_as_one_change() {
 
     // `book.lua` takes a batch of bookings the same way: 7-a's checkout books its seats, and a
     // booking without a hold takes 12 from 7-d and 20 from 7-f, whose other seat (21) is freed.
-    let book = redis::Script::new(&format!(
-        "local PUB = 'PUBLISH'\n{}\n{}",
-        include_str!("../../src/holds/scripts/common.lua"),
-        include_str!("../../src/holds/scripts/book.lua")
-    ));
-    let mut call = book.prepare_invoke();
-    for k in &names {
-        call.key(k);
-    }
-    call.arg(&channel);
+    let mut call = prepare(&book);
     call.arg("7-a").arg(2).arg(&[10, 11]);
     call.arg("").arg(2).arg(&[12, 20]);
     let replies: Vec<Vec<String>> = call.invoke_async(&mut conn).await.unwrap();
     assert_eq!(replies, vec![vec!["OK", "4"], vec!["OK", "4"]]);
-    let e: Value = loop {
-        let payload: String = tokio::time::timeout(Duration::from_secs(10), async {
-            events
-                .on_message()
-                .next()
-                .await
-                .unwrap()
-                .get_payload()
-                .unwrap()
-        })
-        .await
-        .expect("an event within 10 s");
-        let e: Value = serde_json::from_str(&payload).unwrap();
+    let e = loop {
+        let e = next_event(&mut events).await;
         if e["v"] == 4 {
             break e;
         }
@@ -673,24 +669,11 @@ async fn redis_batches_are_decided_in_order_as_one_change() {
 /// its changes (at least one, at most one per grant) while its map holds exactly the granted seats.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_store_batches_racing_holds_on_two_shows() {
-    use boxoffice::holds::redis::RedisStore;
-    use boxoffice::holds::{HoldOutcome, HoldRequest, HoldStore, QueueConfig, StoreSettings};
-    use migration::MigratorTrait;
+    use boxoffice::holds::{HoldOutcome, HoldRequest, HoldStore, QueueConfig};
     if crate::support::served_skipped() {
         return;
     }
-    let db = sea_orm::Database::connect("sqlite::memory:")
-        .await
-        .expect("sqlite");
-    migration::Migrator::up(&db, None).await.expect("migrate");
-    let url = crate::support::redis_url();
-    let prefix = crate::support::unique("batchrace");
-    let settings = StoreSettings::redis(&url, &prefix, Duration::from_secs(5));
-    let store = Arc::new(
-        RedisStore::connect(&url, &settings, db)
-            .await
-            .expect("redis store"),
-    );
+    let store = Arc::new(crate::support::redis_store("batchrace").await.0);
     let shows = [801_i64, 802];
     for show in shows {
         store

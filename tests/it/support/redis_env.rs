@@ -32,6 +32,29 @@ pub fn redis_conn() -> boxoffice::redis_conn::RedisConn {
         .expect("redis connection")
 }
 
+/// The hold store on the test Redis, straight (no server), under a fresh key prefix named for
+/// `tag`, over a migrated in-memory SQLite database (its booked seats, shows and queue settings),
+/// which is returned too.
+pub async fn redis_store(
+    tag: &str,
+) -> (
+    boxoffice::holds::redis::RedisStore,
+    sea_orm::DatabaseConnection,
+) {
+    use migration::MigratorTrait;
+    let db = sea_orm::Database::connect("sqlite::memory:")
+        .await
+        .expect("sqlite");
+    migration::Migrator::up(&db, None).await.expect("migrate");
+    let url = redis_url();
+    let settings =
+        boxoffice::holds::StoreSettings::redis(&url, &unique(tag), Duration::from_secs(5));
+    let store = boxoffice::holds::redis::RedisStore::connect(&url, &settings, db.clone())
+        .await
+        .expect("redis store");
+    (store, db)
+}
+
 /// A Redis server of the test's own (on a free port), for tests that flush or stop Redis
 /// without disturbing other tests sharing the machine's Redis.
 pub struct PrivateRedis {
