@@ -525,8 +525,9 @@ async fn redis_batches_are_decided_in_order_as_one_change() {
             include_str!("../../src/holds/scripts/common.lua")
         ))
     };
-    let (hold, book) = (
+    let (hold, extend, book) = (
         script(include_str!("../../src/holds/scripts/hold.lua")),
+        script(include_str!("../../src/holds/scripts/extend.lua")),
         script(include_str!("../../src/holds/scripts/book.lua")),
     );
     let prefix = crate::support::unique("batch");
@@ -618,6 +619,30 @@ async fn redis_batches_are_decided_in_order_as_one_change() {
         .await
         .unwrap();
     assert_eq!(replies[0][..2], ["OK", "3"], "{replies:?}");
+
+    // `extend.lua` takes a batch of payments' extensions, each decided as alone: 7-a is kept
+    // 15 minutes from now, 7-b was never granted, 7-e is not user 1's (and stays as it was),
+    // and 7-e's own user gets it kept; the map does not change (the next version is 4 below).
+    let mut call = prepare(&extend);
+    for (id, user) in [("7-a", 1), ("7-b", 1), ("7-e", 1), ("7-e", 2)] {
+        call.arg(id).arg(user).arg(900_000).arg(1_200_000);
+    }
+    let replies: Vec<Vec<String>> = call.invoke_async(&mut conn).await.unwrap();
+    assert_eq!(replies.len(), 4, "{replies:?}");
+    assert_eq!(replies[1], ["NOTLIVE"]);
+    assert_eq!(replies[2], ["FORBIDDEN"]);
+    for (reply, seats) in [(&replies[0], &["10", "11"][..]), (&replies[3], &["14"][..])] {
+        assert_eq!(reply[0], "OK", "{replies:?}");
+        assert_eq!(reply[3..], *seats, "{replies:?}");
+        // Now + 15 minutes, and the holds were taken a moment ago (the cap is 20 minutes).
+        let (expires, created): (i64, i64) = (reply[1].parse().unwrap(), reply[2].parse().unwrap());
+        let kept = expires - created;
+        assert!(
+            (900_000..960_000).contains(&kept),
+            "kept {kept} ms: {replies:?}"
+        );
+    }
+    assert_eq!(replies[0][1], replies[3][1], "one clock for the batch");
 
     // `book.lua` takes a batch of bookings the same way: 7-a's checkout books its seats, and a
     // booking without a hold takes 12 from 7-d and 20 from 7-f, whose other seat (21) is freed.

@@ -36,11 +36,10 @@ fn script(body: &str, cluster: bool) -> Script {
     Script::new(&format!("local PUB = '{publish}'\n{COMMON}\n{body}"))
 }
 
-/// The per-show scripts but `hold` and `book`, which their batches own (`batch.rs`).
+/// The per-show scripts but `hold`, `extend` and `book`, which their batches own (`batch.rs`).
 struct Scripts {
     release: Script,
     get: Script,
-    extend: Script,
     unbook: Script,
     load: Script,
     best: Script,
@@ -58,8 +57,10 @@ pub struct RedisStore {
     /// For the event feed's own pub/sub connection.
     target: RedisTarget,
     calls: Calls,
-    /// New holds and the mirrors of new bookings, sent in batches per show (`batch.rs`).
+    /// New holds, the payments' extensions of holds and the mirrors of new bookings, sent in
+    /// batches per show (`batch.rs`).
     holds: batch::Batches,
+    extends: batch::Batches,
     books: batch::Batches,
     db: DatabaseConnection,
     scripts: Scripts,
@@ -229,6 +230,11 @@ impl RedisStore {
                 s(include_str!("../scripts/hold.lua")),
                 "hold",
             ),
+            extends: batch::Batches::start(
+                calls.clone(),
+                s(include_str!("../scripts/extend.lua")),
+                "extend",
+            ),
             books: batch::Batches::start(
                 calls.clone(),
                 s(include_str!("../scripts/book.lua")),
@@ -242,7 +248,6 @@ impl RedisStore {
             scripts: Scripts {
                 release: s(include_str!("../scripts/release.lua")),
                 get: s(include_str!("../scripts/get.lua")),
-                extend: s(include_str!("../scripts/extend.lua")),
                 unbook: s(include_str!("../scripts/unbook.lua")),
                 load: s(include_str!("../scripts/load.lua")),
                 best: s(include_str!("../scripts/best.lua")),
@@ -651,13 +656,15 @@ impl HoldStore for RedisStore {
         window: Duration,
         cap: Duration,
     ) -> Result<ExtendOutcome, StoreError> {
-        let args = [
+        // Sent with the other payments' extensions for this show waiting at the same moment
+        // (checkouts admitted together reach this step together).
+        let args = vec![
             hold_id.to_string(),
             user_id.to_string(),
             window.as_millis().to_string(),
             cap.as_millis().to_string(),
         ];
-        let reply = self.run(&self.scripts.extend, show_id, &args).await?;
+        let reply = self.extends.call(show_id, args).await?;
         match reply.first().map(String::as_str) {
             Some("OK") => Ok(ExtendOutcome::Extended {
                 hold: HoldRecord {
