@@ -368,3 +368,41 @@ backends!(
     large_answers_are_compressed,
     the_read_budget_refuses_a_flood_but_not_holds,
 );
+
+/// Every answer carries an `x-request-id`: the client's own, or a fresh random UUID (made from
+/// the thread's generator since 2026-12-04, no longer a system call per request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_carries_a_request_id() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    let post = |id: Option<&'static str>| {
+        let mut req = app
+            .api
+            .client
+            .post(format!("{}/graphql", app.api.base))
+            .json(&json!({ "query": "{ __typename }" }));
+        if let Some(id) = id {
+            req = req.header("x-request-id", id);
+        }
+        req.send()
+    };
+    let mut made = Vec::new();
+    for _ in 0..2 {
+        let r = post(None).await.expect("POST");
+        assert_eq!(r.status(), 200);
+        let id = header(&r, "x-request-id").expect("x-request-id");
+        let parts: Vec<&str> = id.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12],
+            "{id}"
+        );
+        assert!(parts[2].starts_with('4'), "a version 4 UUID: {id}");
+        made.push(id);
+    }
+    assert_ne!(made[0], made[1]);
+    let r = post(Some("client-chosen-7")).await.expect("POST");
+    assert_eq!(
+        header(&r, "x-request-id").as_deref(),
+        Some("client-chosen-7")
+    );
+}
