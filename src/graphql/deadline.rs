@@ -53,8 +53,8 @@ impl Extension for DeadlineExt {
         let root = info.path_node.parent.is_none()
             && !info.is_for_introspection
             && !super::is_subscription_root(info.parent_type);
-        let state = ctx.data_opt::<AppState>();
-        let (Some(state), true) = (state, root) else {
+        // Every field passes here: the state is looked up only for a root field.
+        let Some(state) = root.then(|| ctx.data_opt::<AppState>()).flatten() else {
             return next.run(ctx, info).await;
         };
         let budget = budget(&state.config, info.name);
