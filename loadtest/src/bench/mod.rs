@@ -295,6 +295,39 @@ async fn redis_memory(conn: &mut Option<redis::aio::MultiplexedConnection>) -> O
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Remove every key under this run's `prefix` from the single node of REDIS_URL (the servers'
+/// holds and maps, the raw store's); how many. A run left up to a gigabyte behind, and later runs
+/// measured Redis carrying 1.3 GB of earlier runs' keys (2026-12-04).
+async fn forget_keys(
+    conn: &mut Option<redis::aio::MultiplexedConnection>,
+    prefix: &str,
+) -> Option<u64> {
+    let conn = conn.as_mut()?;
+    let (mut cursor, mut removed) = (0u64, 0u64);
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .ok()?;
+        if !keys.is_empty() {
+            removed += redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async::<u64>(conn)
+                .await
+                .ok()?;
+        }
+        if next == 0 {
+            return Some(removed);
+        }
+        cursor = next;
+    }
+}
+
 /// Live holds under a key prefix (the sum of every show's hold index).
 async fn live_holds(
     conn: &mut Option<redis::aio::MultiplexedConnection>,
@@ -411,7 +444,8 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
     let database = wants("checkout") || wants("database");
     let secret = format!("bench-secret-{:032x}", rand::random::<u128>());
     let tokens = Tokens::new(secret.as_bytes(), None, Duration::from_secs(86_400));
-    let prefix = format!("bench{:x}", rand::random::<u32>());
+    // Fixed width: no run's prefix begins another's (its keys are removed by prefix at the end).
+    let prefix = format!("bench{:08x}", rand::random::<u32>());
     // Redis's own CPU and memory, read on a single node (not on a cluster URL).
     let mut redis_info = match config
         .redis_url
@@ -796,6 +830,11 @@ pub async fn run(config: &Target, args: BenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print(&report);
+    }
+    // Stopped first, so that no sweeper writes behind the removal.
+    drop(servers);
+    if let Some(n) = forget_keys(&mut redis_info, &prefix).await {
+        eprintln!("bench: removed this run's {n} Redis keys");
     }
     let flagged: Vec<&str> = report
         .figures
