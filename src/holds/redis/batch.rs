@@ -3,11 +3,11 @@
 //! is waiting for it at the same moment. In an on-sale every buyer holds seats of the same show
 //! at once, and a call's fixed cost in Redis — the `EVALSHA` with its eleven keys, the shared
 //! prelude, reading the show's meta, the expiry pass, the version bump, the event — was most of
-//! a hold's work (callgrind, `scripts/script-instructions.sh`:
-//! 198,474 instructions for a one-seat hold; with `hold.lua` taking a list, 121,175 per hold in
-//! calls of four and 97,965 in calls of sixteen). Checkouts are admitted together, so their
-//! extensions (`extend.lua`) arrive together; group commit confirms bookings together, so their
-//! mirrors (`book.lua`) arrive together too.
+//! a hold's work (callgrind, `scripts/script-instructions.sh`: 198,474 instructions for a
+//! one-seat hold; with `hold.lua` taking a list, 121,175 per hold in calls of four and 97,965 in
+//! calls of sixteen). Checkouts are admitted together, so their extensions (`extend.lua`) arrive
+//! together; group commit confirms bookings together, so their mirrors (`book.lua`) arrive
+//! together too.
 //!
 //! The requests of a call are decided one after another, exactly as separate calls would decide
 //! them, in one atomic step that bumps the show's version once and publishes one event for all

@@ -223,23 +223,13 @@ impl RedisStore {
             prefix: settings.key_prefix.as_str().into(),
             names: Arc::default(),
         };
+        // A script that takes a list of requests, with its batch workers (`batch.rs`).
+        let batches = |body: &str, name| batch::Batches::start(calls.clone(), s(body), name);
         Ok(RedisStore {
             target,
-            holds: batch::Batches::start(
-                calls.clone(),
-                s(include_str!("../scripts/hold.lua")),
-                "hold",
-            ),
-            extends: batch::Batches::start(
-                calls.clone(),
-                s(include_str!("../scripts/extend.lua")),
-                "extend",
-            ),
-            books: batch::Batches::start(
-                calls.clone(),
-                s(include_str!("../scripts/book.lua")),
-                "book",
-            ),
+            holds: batches(include_str!("../scripts/hold.lua"), "hold"),
+            extends: batches(include_str!("../scripts/extend.lua"), "extend"),
+            books: batches(include_str!("../scripts/book.lua"), "book"),
             calls,
             db,
             timeout,
