@@ -13,13 +13,17 @@ use crate::error::{AppError, AppResult};
 pub fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        out.push(char::from(HEX_DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(HEX_DIGITS[usize::from(b & 0xf)]));
+        push_hex(&mut out, *b);
     }
     out
 }
 
-const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+/// Append `byte` to `out` as two lower-case hex digits.
+fn push_hex(out: &mut String, byte: u8) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+    out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+}
 
 /// `N` random bytes in hex (hold and event ids, secrets).
 pub fn random_hex<const N: usize>() -> String {
@@ -42,8 +46,7 @@ pub fn random_uuid() -> String {
         if matches!(i, 4 | 6 | 8 | 10) {
             out.push('-');
         }
-        out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(HEX_DIGITS[usize::from(byte & 0xf)]));
+        push_hex(&mut out, *byte);
     }
     out
 }
