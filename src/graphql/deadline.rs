@@ -6,27 +6,14 @@
 //! timeout for the fields that charge or refund); past it the field answers
 //! `SERVICE_UNAVAILABLE` (safe to retry). Work that moves money is detached and finishes on its
 //! own (`graphql::booking::detached`), so a deadline never leaves a charge half-recorded.
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo,
-};
+use async_graphql::extensions::{ExtensionContext, NextResolve, ResolveInfo};
 use async_graphql::{PathSegment, Pos, ServerResult, Value};
 
 use crate::config::Config;
 use crate::error::AppError;
 use crate::state::AppState;
-
-pub struct Deadline;
-
-impl ExtensionFactory for Deadline {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DeadlineExt)
-    }
-}
-
-struct DeadlineExt;
 
 /// How long a root field may take.
 pub fn budget(config: &Config, field: &str) -> Duration {
@@ -40,38 +27,37 @@ pub fn budget(config: &Config, field: &str) -> Duration {
     }
 }
 
-#[async_trait::async_trait]
-impl Extension for DeadlineExt {
-    async fn resolve(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        info: ResolveInfo<'_>,
-        next: NextResolve<'_>,
-    ) -> ServerResult<Option<Value>> {
-        // A subscription's root field resolves once per event, from memory (the stream was set
-        // up before, outside this hook): no dependency to wait for, and no timer per delivery.
-        let root = info.path_node.parent.is_none()
-            && !info.is_for_introspection
-            && !super::is_subscription_root(info.parent_type);
-        // Every field passes here: the state is looked up only for a root field.
-        let Some(state) = root.then(|| ctx.data_opt::<AppState>()).flatten() else {
-            return next.run(ctx, info).await;
-        };
-        let budget = budget(&state.config, info.name);
-        let key = info.alias.unwrap_or(info.name).to_string();
-        match tokio::time::timeout(budget, next.run(ctx, info)).await {
-            Ok(result) => result,
-            Err(_) => {
-                metrics::counter!("graphql_deadline_exceeded_total", "field" => key.clone())
-                    .increment(1);
-                tracing::warn!(field = %key, ?budget, "root field ran out of time");
-                let mut e = async_graphql::Error::new_with_source(AppError::Unavailable(
-                    "a slow dependency (database or hold store)",
-                ))
-                .into_server_error(Pos::default());
-                e.path = vec![PathSegment::Field(key)];
-                Err(e)
-            }
+/// A field resolved within its budget: the schema extension's `resolve` hook
+/// (`super::pipeline`), through which every field passes.
+pub(super) async fn resolve(
+    ctx: &ExtensionContext<'_>,
+    info: ResolveInfo<'_>,
+    next: NextResolve<'_>,
+) -> ServerResult<Option<Value>> {
+    // A subscription's root field resolves once per event, from memory (the stream was set
+    // up before, outside this hook): no dependency to wait for, and no timer per delivery.
+    let root = info.path_node.parent.is_none()
+        && !info.is_for_introspection
+        && !super::is_subscription_root(info.parent_type);
+    // Every field passes here: the state is looked up only for a root field.
+    let Some(state) = root.then(|| ctx.data_opt::<AppState>()).flatten() else {
+        return next.run(ctx, info).await;
+    };
+    let budget = budget(&state.config, info.name);
+    let name = info.alias.unwrap_or(info.name);
+    match tokio::time::timeout(budget, next.run(ctx, info)).await {
+        Ok(result) => result,
+        Err(_) => {
+            let key = name.to_string();
+            metrics::counter!("graphql_deadline_exceeded_total", "field" => key.clone())
+                .increment(1);
+            tracing::warn!(field = %key, ?budget, "root field ran out of time");
+            let mut e = async_graphql::Error::new_with_source(AppError::Unavailable(
+                "a slow dependency (database or hold store)",
+            ))
+            .into_server_error(Pos::default());
+            e.path = vec![PathSegment::Field(key)];
+            Err(e)
         }
     }
 }

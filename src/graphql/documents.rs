@@ -17,10 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::ids::sha256_hex;
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
-    NextValidation,
-};
+use async_graphql::extensions::{ExtensionContext, NextValidation};
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
 };
@@ -36,21 +33,11 @@ const KEPT_DOCUMENTS: usize = 2048;
 /// Longer documents are parsed every time (and cannot be persisted).
 const MAX_KEPT_LEN: usize = 16 * 1024;
 
+/// The documents and validation results kept, shared by every request.
 #[derive(Default)]
 pub struct Documents {
-    kept: Arc<Mutex<HashMap<String, ExecutableDocument>>>,
-    validations: Arc<Validations>,
-}
-
-impl ExtensionFactory for Documents {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DocumentsExt {
-            kept: self.kept.clone(),
-            validations: self.validations.clone(),
-            request: Mutex::new(Named::default()),
-            check: Mutex::new(Check::default()),
-        })
-    }
+    kept: Mutex<HashMap<String, ExecutableDocument>>,
+    validations: Validations,
 }
 
 /// A request's `operationName` and the key its document is kept under (if it is).
@@ -60,9 +47,9 @@ struct Named {
     key: Option<String>,
 }
 
-struct DocumentsExt {
-    kept: Arc<Mutex<HashMap<String, ExecutableDocument>>>,
-    validations: Arc<Validations>,
+/// What one request's steps hand on to the next.
+#[derive(Default)]
+pub(super) struct DocumentRequest {
     /// What names this request's document and operation, before it is parsed.
     request: Mutex<Named>,
     /// What its validation checks first and keeps under, once its document is parsed.
@@ -108,7 +95,7 @@ pub struct GetRequest {
     pub refused: AtomicBool,
 }
 
-impl DocumentsExt {
+impl Documents {
     fn get(&self, key: &str) -> Option<ExecutableDocument> {
         self.kept
             .lock()
@@ -184,40 +171,60 @@ impl DocumentsExt {
             Err(_) => Ok(None),
         }
     }
-}
 
-#[async_trait::async_trait]
-impl Extension for DocumentsExt {
-    async fn prepare_request(
+    /// The `prepare_request` step: the request's document from the cache (or parsed and kept),
+    /// handed to the engine parsed.
+    pub(super) fn prepare(
         &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
+        mine: &DocumentRequest,
+        request: &mut Request,
+    ) -> ServerResult<()> {
         let mut key = None;
-        if let Some((k, doc)) = self.document(&mut request)? {
+        if let Some((k, doc)) = self.document(request)? {
             request.set_parsed_query(doc);
             key = Some(k);
         }
-        *self.request.lock().unwrap_or_else(|p| p.into_inner()) = Named {
+        *mine.request.lock().unwrap_or_else(|p| p.into_inner()) = Named {
             operation: request.operation_name.clone(),
             key,
         };
-        next.run(ctx, request).await
+        Ok(())
     }
 
-    async fn parse_query(
+    /// The `validation` step: a kept result, or the engine's rules (`super::validated`).
+    pub(super) async fn validate(
+        &self,
+        mine: &DocumentRequest,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let check = std::mem::take(&mut *mine.check.lock().unwrap_or_else(|p| p.into_inner()));
+        self.validations.validate(check, ctx, next).await
+    }
+}
+
+impl DocumentRequest {
+    /// The request's `operationName`.
+    pub(super) fn operation(&self) -> Option<String> {
+        self.request
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .operation
+            .clone()
+    }
+
+    /// The parsed document's step: what its validation checks, a `GET` refused unless it only
+    /// reads, and what the HTTP layer may cache or share of its answer.
+    pub(super) fn parsed(
         &self,
         ctx: &ExtensionContext<'_>,
-        query: &str,
+        doc: &ExecutableDocument,
         variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
+    ) -> ServerResult<()> {
         let found = {
             let request = self.request.lock().unwrap_or_else(|p| p.into_inner());
             check(
-                &doc,
+                doc,
                 request.operation.as_deref(),
                 request.key.as_deref(),
                 variables,
@@ -225,42 +232,33 @@ impl Extension for DocumentsExt {
         };
         *self.check.lock().unwrap_or_else(|p| p.into_inner()) = found;
         if let Some(get) = ctx.data_opt::<Arc<GetRequest>>() {
-            if !only_queries(&doc) {
+            if !only_queries(doc) {
                 get.refused.store(true, Ordering::Relaxed);
                 return Err(error_of(&AppError::bad_input(
                     "GET runs queries only: send mutations as POST, subscriptions over the WebSocket",
                 )));
             }
         }
-        let immutable = immutable(&doc);
+        let immutable = immutable(doc);
         if let Some(get) = ctx.data_opt::<Arc<GetRequest>>() {
             get.cacheable.store(immutable, Ordering::Relaxed);
         }
         if let Some(r) = ctx.data_opt::<Arc<MapRecorder>>() {
             // Queries only (`selects_only` holds every operation to `Query`).
-            let map_only = !immutable && selects_only(&doc, map_field);
+            let map_only = !immutable && selects_only(doc, map_field);
             r.map_only.store(map_only, Ordering::Relaxed);
             // What only a shared answer needs.
             if map_only {
-                r.cost.store(super::reads::cost(&doc), Ordering::Relaxed);
+                r.cost.store(super::reads::cost(doc), Ordering::Relaxed);
                 let statuses_aside = |t: &str, f: &str| match f {
                     "seatStatuses" => None,
                     _ => map_field(t, f),
                 };
                 r.per_viewer
-                    .store(!selects_only(&doc, statuses_aside), Ordering::Relaxed);
+                    .store(!selects_only(doc, statuses_aside), Ordering::Relaxed);
             }
         }
-        Ok(doc)
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let check = std::mem::take(&mut *self.check.lock().unwrap_or_else(|p| p.into_inner()));
-        self.validations.validate(check, ctx, next).await
+        Ok(())
     }
 }
 

@@ -1,36 +1,72 @@
-//! One extension on every operation: gives each error its public `extensions.code` and records
-//! Prometheus metrics by operation (root fields, so label cardinality is bounded by the schema).
-use std::sync::{Arc, Mutex};
+//! What every operation reports: each error gets its public `extensions.code` (`publish`), and
+//! Prometheus metrics are recorded by operation (root fields, so label cardinality is bounded by
+//! the schema). Called by the schema's one extension (`super::pipeline`).
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
-    NextValidation,
-};
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection};
-use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Variables};
+use async_graphql::{Response, ServerError};
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 
 use super::loaders::SharedError;
 use crate::error::AppError;
 
-pub struct Observe;
+/// What one request's metrics are labelled by: the label of its document, computed once it is
+/// parsed and trusted only once it passed validation (until then it is `invalid`).
+#[derive(Default)]
+pub(super) struct Observed {
+    candidate: Mutex<Option<String>>,
+    validated: AtomicBool,
+}
 
-impl ExtensionFactory for Observe {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ObserveExt {
-            label: Mutex::new(None),
-            candidate: Mutex::new(None),
-        })
+impl Observed {
+    pub(super) fn parsed(&self, doc: &ExecutableDocument) {
+        *self.candidate.lock().unwrap_or_else(|p| p.into_inner()) = Some(label_of(doc));
+    }
+
+    pub(super) fn validated(&self) {
+        self.validated.store(true, Ordering::Relaxed);
+    }
+
+    /// The request's answer, with its errors published and its metrics recorded.
+    pub(super) fn finish(&self, started: Instant, resp: &mut Response) {
+        for e in resp.errors.iter_mut() {
+            publish(e);
+        }
+        let label = self
+            .validated
+            .load(Ordering::Relaxed)
+            .then(|| {
+                self.candidate
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+            })
+            .flatten()
+            .unwrap_or_else(|| "invalid".into());
+        let outcome = if resp.errors.is_empty() {
+            "ok"
+        } else {
+            "error"
+        };
+        metrics::counter!("graphql_requests_total", "operation" => label.clone(), "outcome" => outcome).increment(1);
+        metrics::histogram!("graphql_request_duration_seconds", "operation" => label)
+            .record(started.elapsed().as_secs_f64());
     }
 }
 
-struct ObserveExt {
-    /// Label of a document that passed validation.
-    label: Mutex<Option<String>>,
-    /// Label computed at parse time; only trusted once validation passed.
-    candidate: Mutex<Option<String>>,
+/// A subscription's answers, each with its errors published.
+pub(super) fn published(stream: BoxStream<'_, Response>) -> BoxStream<'_, Response> {
+    stream
+        .map(|mut resp| {
+            for e in resp.errors.iter_mut() {
+                publish(e);
+            }
+            resp
+        })
+        .boxed()
 }
 
 fn label_of(doc: &ExecutableDocument) -> String {
@@ -60,75 +96,6 @@ fn label_of(doc: &ExecutableDocument) -> String {
     parts.sort();
     parts.truncate(2);
     parts.join(";")
-}
-
-#[async_trait::async_trait]
-impl Extension for ObserveExt {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let started = Instant::now();
-        let mut resp = next.run(ctx).await;
-        for e in resp.errors.iter_mut() {
-            publish(e);
-        }
-        let label = self
-            .label
-            .lock()
-            .map(|l| l.clone())
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| "invalid".into());
-        let outcome = if resp.errors.is_empty() {
-            "ok"
-        } else {
-            "error"
-        };
-        metrics::counter!("graphql_requests_total", "operation" => label.clone(), "outcome" => outcome).increment(1);
-        metrics::histogram!("graphql_request_duration_seconds", "operation" => label)
-            .record(started.elapsed().as_secs_f64());
-        resp
-    }
-
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        next.run(ctx, stream)
-            .map(|mut resp| {
-                for e in resp.errors.iter_mut() {
-                    publish(e);
-                }
-                resp
-            })
-            .boxed()
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        if let Ok(mut c) = self.candidate.lock() {
-            *c = Some(label_of(&doc));
-        }
-        Ok(doc)
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let res = next.run(ctx).await?;
-        if let (Ok(c), Ok(mut l)) = (self.candidate.lock(), self.label.lock()) {
-            *l = c.clone();
-        }
-        Ok(res)
-    }
 }
 
 /// The one place a public error gets its `extensions.code` (and, for `SEATS_UNAVAILABLE`, its

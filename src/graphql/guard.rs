@@ -3,36 +3,18 @@
 //! `MAX_ROOT_FIELDS` root fields per operation (`MAX_ROOT_MUTATIONS` for mutations — aliases
 //! would otherwise turn one request into a hundred holds), and every root mutation field counts
 //! against the caller's per-user and per-address budgets.
-use std::sync::{Arc, Mutex};
-
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
-};
+use async_graphql::extensions::ExtensionContext;
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
-use async_graphql::{Request, ServerError, ServerResult, Variables};
+use async_graphql::{ServerError, ServerResult};
 
 use crate::auth::Viewer;
 use crate::error::AppError;
-use crate::limits::ClientIp;
+use crate::limits::{ClientIp, Limits, Rule};
 use crate::state::AppState;
 
 pub const MAX_ALIASES: usize = 30;
 pub const MAX_ROOT_FIELDS: usize = 20;
 pub const MAX_ROOT_MUTATIONS: usize = 5;
-
-pub struct Guard;
-
-impl ExtensionFactory for Guard {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(GuardExt {
-            operation: Mutex::new(None),
-        })
-    }
-}
-
-struct GuardExt {
-    operation: Mutex<Option<String>>,
-}
 
 fn refuse(e: AppError) -> ServerError {
     super::ext::error_of(&e)
@@ -63,89 +45,78 @@ fn aliases(doc: &ExecutableDocument, set: &SelectionSet, seen: &mut Vec<String>)
     n
 }
 
-#[async_trait::async_trait]
-impl Extension for GuardExt {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        if let Ok(mut op) = self.operation.lock() {
-            op.clone_from(&request.operation_name);
-        }
-        next.run(ctx, request).await
+/// A parsed document checked against the shape limits (`wanted`: the request's
+/// `operationName`), and a mutation's root fields charged against its caller's budgets.
+pub(super) async fn check(
+    ctx: &ExtensionContext<'_>,
+    doc: &ExecutableDocument,
+    wanted: Option<&str>,
+) -> ServerResult<()> {
+    let mut seen = Vec::new();
+    let mut total_aliases = 0;
+    for (_, op) in doc.operations.iter() {
+        total_aliases += aliases(doc, &op.node.selection_set.node, &mut seen);
     }
+    if total_aliases > MAX_ALIASES {
+        return Err(refuse(AppError::LimitExceeded(format!(
+            "at most {MAX_ALIASES} aliases in one request"
+        ))));
+    }
+    let op = doc
+        .operations
+        .iter()
+        .find(|(name, _)| match (wanted, name) {
+            (Some(w), Some(n)) => n.as_str() == w,
+            (None, _) => true,
+            _ => false,
+        })
+        .map(|(_, op)| op);
+    let Some(op) = op else {
+        return Ok(()); // the engine reports the unknown operation
+    };
+    let roots = op.node.selection_set.node.items.len();
+    let mutation = op.node.ty == OperationType::Mutation;
+    let max = if mutation {
+        MAX_ROOT_MUTATIONS
+    } else {
+        MAX_ROOT_FIELDS
+    };
+    if roots > max {
+        return Err(refuse(AppError::LimitExceeded(format!(
+            "at most {max} root fields in one {}",
+            if mutation { "mutation" } else { "operation" }
+        ))));
+    }
+    if mutation {
+        if let Some(state) = ctx.data_opt::<AppState>() {
+            charge(ctx, &state.limits, roots as u64).await?;
+        }
+    }
+    Ok(())
+}
 
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        let mut seen = Vec::new();
-        let mut total_aliases = 0;
-        for (_, op) in doc.operations.iter() {
-            total_aliases += aliases(&doc, &op.node.selection_set.node, &mut seen);
-        }
-        if total_aliases > MAX_ALIASES {
-            return Err(refuse(AppError::LimitExceeded(format!(
-                "at most {MAX_ALIASES} aliases in one request"
-            ))));
-        }
-        let wanted = self.operation.lock().ok().and_then(|o| o.clone());
-        let op = doc
-            .operations
-            .iter()
-            .find(|(name, _)| match (&wanted, name) {
-                (Some(w), Some(n)) => n.as_str() == w,
-                (None, _) => true,
-                _ => false,
-            })
-            .map(|(_, op)| op);
-        let Some(op) = op else {
-            return Ok(doc); // the engine reports the unknown operation
-        };
-        let roots = op.node.selection_set.node.items.len();
-        let mutation = op.node.ty == OperationType::Mutation;
-        let max = if mutation {
-            MAX_ROOT_MUTATIONS
-        } else {
-            MAX_ROOT_FIELDS
-        };
-        if roots > max {
-            return Err(refuse(AppError::LimitExceeded(format!(
-                "at most {max} root fields in one {}",
-                if mutation { "mutation" } else { "operation" }
-            ))));
-        }
-        if mutation {
-            if let Some(state) = ctx.data_opt::<AppState>() {
-                let limits = &state.limits;
-                let client = match ctx.data_opt::<Viewer>() {
-                    Some(Viewer::User { id, .. }) => Some(format!("user:{id}")),
-                    Some(Viewer::ApiKey { id, .. }) => Some(format!("key:{id}")),
-                    _ => None,
-                };
-                let ip = ctx
-                    .data_opt::<ClientIp>()
-                    .map(|ClientIp(ip)| format!("ip:{ip}"));
-                // Both budgets in one round trip to Redis.
-                let mut budgets: Vec<(&str, crate::limits::Rule, &str)> = Vec::new();
-                if let Some(c) = &client {
-                    budgets.push((c, limits.mutations_per_user, "requests from this account"));
-                }
-                if let Some(a) = &ip {
-                    budgets.push((a, limits.mutations_per_ip, "requests from this address"));
-                }
-                limits
-                    .charge_all(&budgets, roots as u64)
-                    .await
-                    .map_err(refuse)?;
-            }
-        }
-        Ok(doc)
+/// A mutation's root fields counted against its account's and its address's budgets, in one
+/// round trip to Redis (none when both limits are off).
+async fn charge(ctx: &ExtensionContext<'_>, limits: &Limits, roots: u64) -> ServerResult<()> {
+    let (per_user, per_ip) = (limits.mutations_per_user, limits.mutations_per_ip);
+    let client = match ctx.data_opt::<Viewer>() {
+        Some(Viewer::User { id, .. }) if per_user.limit > 0 => Some(format!("user:{id}")),
+        Some(Viewer::ApiKey { id, .. }) if per_user.limit > 0 => Some(format!("key:{id}")),
+        _ => None,
+    };
+    let ip = ctx
+        .data_opt::<ClientIp>()
+        .filter(|_| per_ip.limit > 0)
+        .map(|ClientIp(ip)| format!("ip:{ip}"));
+    let mut budgets: Vec<(&str, Rule, &str)> = Vec::new();
+    if let Some(c) = &client {
+        budgets.push((c, per_user, "requests from this account"));
     }
+    if let Some(a) = &ip {
+        budgets.push((a, per_ip, "requests from this address"));
+    }
+    if budgets.is_empty() {
+        return Ok(());
+    }
+    limits.charge_all(&budgets, roots).await.map_err(refuse)
 }

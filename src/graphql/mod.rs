@@ -8,6 +8,7 @@ pub mod holds;
 pub mod integrations;
 pub mod loaders;
 pub mod mutation;
+pub mod pipeline;
 pub mod query;
 pub mod queue;
 pub mod reads;
@@ -71,12 +72,8 @@ fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     .limit_depth(MAX_DEPTH)
     .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
-    // Observe first: it sees every other extension's outcome (a kept validation included).
-    .extension(ext::Observe)
-    .extension(documents::Documents::default())
-    .extension(guard::Guard)
-    .extension(reads::Reads)
-    .extension(deadline::Deadline)
+    // One extension for every step the service adds (an extension costs every field a pass).
+    .extension(pipeline::Pipeline::default())
 }
 
 pub fn build_schema(state: AppState) -> AppSchema {

@@ -12,15 +12,11 @@
 //!   `READ_QUEUE_MS` for a slot, then is refused with `SERVICE_UNAVAILABLE` and a retry hint.
 //!   Mutations never wait here: under overload the server sheds reads before holds and
 //!   checkouts.
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
-};
+use async_graphql::extensions::{ExtensionContext, NextExecute};
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
-use async_graphql::{Response, ServerResult, Variables};
+use async_graphql::{Response, ServerResult};
 
 use super::ext::error_of;
 use crate::auth::Viewer;
@@ -73,72 +69,46 @@ pub fn cost(doc: &ExecutableDocument) -> u64 {
         .sum::<u64>()
 }
 
-pub struct Reads;
-
-impl ExtensionFactory for Reads {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ReadsExt {
-            query: AtomicBool::new(false),
-        })
+/// The read budget, charged once a document is parsed: `true` when the operation is a query
+/// (which then waits for a read slot, `slot`).
+pub(super) fn charge(ctx: &ExtensionContext<'_>, doc: &ExecutableDocument) -> ServerResult<bool> {
+    let reads = doc
+        .operations
+        .iter()
+        .all(|(_, op)| op.node.ty == OperationType::Query);
+    let Some(limits) = ctx.data_opt::<AppState>().map(|s| &s.limits.reads) else {
+        return Ok(false);
+    };
+    if !reads {
+        return Ok(false);
     }
+    let reader = Reader::of(ctx.data_opt::<Viewer>(), ctx.data_opt::<ClientIp>());
+    limits.charge(reader, cost(doc)).map_err(|e| error_of(&e))?;
+    Ok(true)
 }
 
-struct ReadsExt {
-    /// The operation is a query (read): it waits for a read slot.
-    query: AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl Extension for ReadsExt {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        let reads = doc
-            .operations
-            .iter()
-            .all(|(_, op)| op.node.ty == OperationType::Query);
-        let Some(limits) = ctx.data_opt::<AppState>().map(|s| &s.limits.reads) else {
-            return Ok(doc);
-        };
-        if !reads {
-            return Ok(doc);
-        }
-        self.query.store(true, Ordering::Relaxed);
-        let reader = Reader::of(ctx.data_opt::<Viewer>(), ctx.data_opt::<ClientIp>());
-        limits
-            .charge(reader, cost(&doc))
-            .map_err(|e| error_of(&e))?;
-        Ok(doc)
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let is_query = self.query.load(Ordering::Relaxed);
-        let limits = ctx.data_opt::<AppState>().map(|s| &s.limits.reads);
-        let _slot = match (is_query, limits) {
-            (true, Some(limits)) => match limits.slot().await {
-                Some(p) => Some(p),
-                None => {
-                    metrics::counter!("read_sheds_total").increment(1);
-                    let busy = AppError::Busy {
-                        retry_after: Duration::from_secs(1),
-                    };
-                    return Response::from_errors(vec![error_of(&busy)]);
-                }
-            },
-            _ => None,
-        };
-        next.run(ctx, operation_name).await
-    }
+/// An operation run, a query once it has a read slot (or refused when none came in time).
+pub(super) async fn execute(
+    query: bool,
+    ctx: &ExtensionContext<'_>,
+    operation_name: Option<&str>,
+    next: NextExecute<'_>,
+) -> Response {
+    let limits = ctx.data_opt::<AppState>().map(|s| &s.limits.reads);
+    let _slot = match (query, limits) {
+        (true, Some(limits)) => match limits.slot().await {
+            Some(p) => Some(p),
+            None => {
+                metrics::counter!("read_sheds_total").increment(1);
+                let busy = AppError::Busy {
+                    retry_after: Duration::from_secs(1),
+                };
+                return Response::from_errors(vec![error_of(&busy)]);
+            }
+        },
+        _ => None,
+    };
+    next.run(ctx, operation_name).await
 }
 
 #[cfg(test)]
