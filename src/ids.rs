@@ -27,9 +27,18 @@ fn push_hex(out: &mut String, byte: u8) {
 
 /// `N` random bytes in hex (hold and event ids, secrets).
 pub fn random_hex<const N: usize>() -> String {
+    let mut out = String::with_capacity(N * 2);
+    push_random_hex::<N>(&mut out);
+    out
+}
+
+/// Append `N` random bytes in hex to `out`.
+pub fn push_random_hex<const N: usize>(out: &mut String) {
     let mut bytes = [0u8; N];
     rand::rng().fill_bytes(&mut bytes);
-    hex(&bytes)
+    for b in bytes {
+        push_hex(out, b);
+    }
 }
 
 /// A random (version 4) UUID, `xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`, from the thread's

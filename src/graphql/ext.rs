@@ -2,16 +2,22 @@
 //! Prometheus metrics are recorded by operation (root fields, so label cardinality is bounded by
 //! the schema). Called by the schema's one extension (`super::pipeline`).
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
 
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection};
 use async_graphql::{Response, ServerError};
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
+use metrics::{Counter, Histogram};
 
 use super::loaders::SharedError;
 use crate::error::AppError;
+use crate::telemetry::Series;
+
+/// Each operation's series: the label set is the operation's label (bounded by the schema).
+static SERIES: LazyLock<Series<(Counter, Counter, Histogram)>> =
+    LazyLock::new(|| Series::new(4096));
 
 /// What one request's metrics are labelled by: the label of its document, computed once it is
 /// parsed and trusted only once it passed validation (until then it is `invalid`).
@@ -46,14 +52,16 @@ impl Observed {
             })
             .flatten()
             .unwrap_or_else(|| "invalid".into());
-        let outcome = if resp.errors.is_empty() {
-            "ok"
-        } else {
-            "error"
-        };
-        metrics::counter!("graphql_requests_total", "operation" => label.clone(), "outcome" => outcome).increment(1);
-        metrics::histogram!("graphql_request_duration_seconds", "operation" => label)
-            .record(started.elapsed().as_secs_f64());
+        let ok = resp.errors.is_empty();
+        let (oks, errors, duration) = SERIES.get(&label, || {
+            (
+                metrics::counter!("graphql_requests_total", "operation" => label.clone(), "outcome" => "ok"),
+                metrics::counter!("graphql_requests_total", "operation" => label.clone(), "outcome" => "error"),
+                metrics::histogram!("graphql_request_duration_seconds", "operation" => label.clone()),
+            )
+        });
+        if ok { oks } else { errors }.increment(1);
+        duration.record(started.elapsed().as_secs_f64());
     }
 }
 

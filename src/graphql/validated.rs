@@ -21,7 +21,7 @@
 //! signature whole, or the limit could be passed on a kept result.
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 
 use async_graphql::extensions::{ExtensionContext, NextValidation};
 use async_graphql::parser::types::{
@@ -33,7 +33,17 @@ use async_graphql::{Name, ServerError, ValidationResult, Value, Variables};
 /// Results kept before the cache starts over (distinct documents × operations × signatures).
 const KEPT: usize = 4096;
 
-/// The validation results kept, shared by every request (the `documents` extension calls it).
+/// `graphql_validations_total` (`kept`, `validated`), its handles looked up once
+/// (`crate::telemetry::Series`).
+static VALIDATIONS: LazyLock<(metrics::Counter, metrics::Counter)> = LazyLock::new(|| {
+    (
+        metrics::counter!("graphql_validations_total", "source" => "kept"),
+        metrics::counter!("graphql_validations_total", "source" => "validated"),
+    )
+});
+
+/// The validation results kept, shared by every request (the schema's extension calls it through
+/// `super::documents`).
 #[derive(Default)]
 pub struct Validations {
     kept: Mutex<HashMap<String, ValidationResult>>,
@@ -89,10 +99,10 @@ impl Validations {
             .get(&key)
             .copied();
         if let Some(result) = kept {
-            metrics::counter!("graphql_validations_total", "source" => "kept").increment(1);
+            VALIDATIONS.0.increment(1);
             return Ok(result);
         }
-        metrics::counter!("graphql_validations_total", "source" => "validated").increment(1);
+        VALIDATIONS.1.increment(1);
         let result = next.run(ctx).await?;
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         if kept.len() >= KEPT {

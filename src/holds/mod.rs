@@ -102,7 +102,11 @@ pub struct BestWish {
 /// Hold ids carry their show (so that every key of a hold is found in one slot without a global
 /// index) and 128 random bits (so that they cannot be guessed): `<show>-<32 hex digits>`.
 pub fn new_hold_id(show_id: i64) -> String {
-    format!("{show_id}-{}", crate::ids::random_hex::<16>())
+    use std::fmt::Write as _;
+    let mut id = String::with_capacity(20 + 1 + 32);
+    let _ = write!(id, "{show_id}-");
+    crate::ids::push_random_hex::<16>(&mut id);
+    id
 }
 
 /// The show of a well-formed hold id; `None` for anything else.
@@ -141,6 +145,21 @@ const COUNTS_READERS: usize = 2;
 
 /// Shows whose last state `Holds` keeps before it starts over (a few MB at most).
 const KEPT_STATES: usize = 4096;
+
+/// `holds_total` by outcome, its handles looked up once (`crate::telemetry::Series`).
+struct HoldCounts {
+    granted: metrics::Counter,
+    unavailable: metrics::Counter,
+    limit: metrics::Counter,
+    not_admitted: metrics::Counter,
+}
+
+static HOLDS: std::sync::LazyLock<HoldCounts> = std::sync::LazyLock::new(|| HoldCounts {
+    granted: metrics::counter!("holds_total", "outcome" => "granted"),
+    unavailable: metrics::counter!("holds_total", "outcome" => "unavailable"),
+    limit: metrics::counter!("holds_total", "outcome" => "limit"),
+    not_admitted: metrics::counter!("holds_total", "outcome" => "not_admitted"),
+});
 
 impl Holds {
     /// Called from within the runtime: it starts the counts readers.
@@ -386,14 +405,14 @@ impl Holds {
         match outcome {
             HoldOutcome::NeedQueueConfig => Err(queue_config_missing(show_id)),
             HoldOutcome::NotAdmitted => {
-                metrics::counter!("holds_total", "outcome" => "not_admitted").increment(1);
+                HOLDS.not_admitted.increment(1);
                 Err(AppError::NotAdmitted)
             }
             HoldOutcome::Granted {
                 version,
                 expires_ms,
             } => {
-                metrics::counter!("holds_total", "outcome" => "granted").increment(1);
+                HOLDS.granted.increment(1);
                 Ok(GrantedHold {
                     id: hold_id,
                     show_id,
@@ -405,7 +424,7 @@ impl Holds {
                 })
             }
             HoldOutcome::Unavailable(taken) => {
-                metrics::counter!("holds_total", "outcome" => "unavailable").increment(1);
+                HOLDS.unavailable.increment(1);
                 let labels: Vec<String> = taken
                     .iter()
                     .filter_map(|s| layout.seat(*s).map(|i| i.label()))
@@ -416,7 +435,7 @@ impl Holds {
                 })
             }
             HoldOutcome::TooManyHolds => {
-                metrics::counter!("holds_total", "outcome" => "limit").increment(1);
+                HOLDS.limit.increment(1);
                 Err(self.too_many_holds())
             }
         }

@@ -4,16 +4,17 @@ mod assets;
 pub mod graphql;
 mod responses;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use metrics::{Counter, Histogram};
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{
@@ -25,6 +26,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::graphql::AppSchema;
 use crate::state::AppState;
+use crate::telemetry::Series;
 
 /// What the HTTP surface serves: the services' state and the schema built on it. Every handler
 /// gets its own clone (axum's `State`): one shared allocation, so a clone is one reference count.
@@ -213,19 +215,38 @@ async fn metrics() -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
-/// Request counts and latencies by route (the matched pattern, never the raw path).
+/// Request counts and latencies by route (the matched pattern, never the raw path) and method
+/// (the standard ones by name, any other as `OTHER`: the label set stays bounded).
 async fn track(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    static SERIES: LazyLock<Series<(Counter, Histogram)>> = LazyLock::new(|| Series::new(1024));
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        _ => "OTHER",
+    };
     let started = Instant::now();
     let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
-    metrics::histogram!("http_request_duration_seconds", "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    let status = resp.status().as_u16();
+    let mut labels = String::with_capacity(route.len() + 12);
+    labels.push_str(route);
+    labels.push(' ');
+    labels.push_str(method);
+    labels.push(' ');
+    labels.push_str(resp.status().as_str());
+    let (count, duration) = SERIES.get(&labels, || {
+        (
+            metrics::counter!("http_requests_total", "route" => route.to_string(), "method" => method, "status" => status.to_string()),
+            metrics::histogram!("http_request_duration_seconds", "route" => route.to_string()),
+        )
+    });
+    count.increment(1);
+    duration.record(started.elapsed().as_secs_f64());
     resp
 }
