@@ -33,7 +33,7 @@ const KEPT_DOCUMENTS: usize = 2048;
 /// Longer documents are parsed every time (and cannot be persisted).
 const MAX_KEPT_LEN: usize = 16 * 1024;
 
-/// `graphql_documents_total` by source, its handles looked up once (`crate::telemetry::Series`).
+/// `graphql_documents_total` by source, its handles looked up once (see `telemetry::Series`).
 struct DocumentCounts {
     persisted: metrics::Counter,
     kept: metrics::Counter,

@@ -34,7 +34,7 @@ use async_graphql::{Name, ServerError, ValidationResult, Value, Variables};
 const KEPT: usize = 4096;
 
 /// `graphql_validations_total` (`kept`, `validated`), its handles looked up once
-/// (`crate::telemetry::Series`).
+/// (see `telemetry::Series`).
 static VALIDATIONS: LazyLock<(metrics::Counter, metrics::Counter)> = LazyLock::new(|| {
     (
         metrics::counter!("graphql_validations_total", "source" => "kept"),

@@ -146,7 +146,7 @@ const COUNTS_READERS: usize = 2;
 /// Shows whose last state `Holds` keeps before it starts over (a few MB at most).
 const KEPT_STATES: usize = 4096;
 
-/// `holds_total` by outcome, its handles looked up once (`crate::telemetry::Series`).
+/// `holds_total` by outcome, its handles looked up once rather than on every hold.
 struct HoldCounts {
     granted: metrics::Counter,
     unavailable: metrics::Counter,
