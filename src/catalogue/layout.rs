@@ -154,7 +154,27 @@ impl LayoutCache {
         db: &DatabaseConnection,
         screen_id: i64,
     ) -> Result<Option<Arc<Layout>>, DbErr> {
+        // Every hold asks for one kept layout: no map built for it.
+        if let Some(l) = kept_one(&self.layouts, screen_id) {
+            return Ok(Some(l));
+        }
         Ok(self.layouts(db, &[screen_id]).await?.remove(&screen_id))
+    }
+
+    /// The prices of one show (empty when it has none), kept or loaded.
+    pub async fn show_prices(
+        &self,
+        db: &DatabaseConnection,
+        show_id: i64,
+    ) -> Result<Arc<Prices>, DbErr> {
+        if let Some(p) = kept_one(&self.prices, show_id) {
+            return Ok(p);
+        }
+        Ok(self
+            .prices(db, &[show_id])
+            .await?
+            .remove(&show_id)
+            .unwrap_or_default())
     }
 
     /// Prices of these shows, loading the missing ones in one query.
@@ -186,6 +206,15 @@ impl LayoutCache {
         }
         Ok(out)
     }
+}
+
+/// The kept value of one id.
+fn kept_one<T>(cache: &RwLock<HashMap<i64, Arc<T>>>, id: i64) -> Option<Arc<T>> {
+    cache
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&id)
+        .cloned()
 }
 
 /// The kept values among these ids, and the ids of the missing ones.

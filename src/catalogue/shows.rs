@@ -191,12 +191,7 @@ impl Catalogue {
             .layout(&self.db, show.screen_id)
             .await?
             .ok_or_else(|| AppError::internal(anyhow::anyhow!("show {id} has no layout")))?;
-        let prices = self
-            .layouts()
-            .prices(&self.db, &[id])
-            .await?
-            .remove(&id)
-            .unwrap_or_default();
+        let prices = self.layouts().show_prices(&self.db, id).await?;
         Ok(PricedShow {
             show,
             layout,
