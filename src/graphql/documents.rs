@@ -275,7 +275,8 @@ impl DocumentRequest {
     }
 }
 
-fn only_queries(doc: &ExecutableDocument) -> bool {
+/// Every operation of the document is a query (a read).
+pub(super) fn only_queries(doc: &ExecutableDocument) -> bool {
     doc.operations
         .iter()
         .all(|(_, op)| op.node.ty == OperationType::Query)

@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use async_graphql::extensions::{ExtensionContext, NextExecute};
-use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{Response, ServerResult};
 
 use super::ext::error_of;
@@ -70,12 +70,9 @@ pub fn cost(doc: &ExecutableDocument) -> u64 {
 }
 
 /// The read budget, charged once a document is parsed: `true` when the operation is a query
-/// (which then waits for a read slot, `slot`).
+/// (which then waits for a read slot, `execute`).
 pub(super) fn charge(ctx: &ExtensionContext<'_>, doc: &ExecutableDocument) -> ServerResult<bool> {
-    let reads = doc
-        .operations
-        .iter()
-        .all(|(_, op)| op.node.ty == OperationType::Query);
+    let reads = super::documents::only_queries(doc);
     let Some(limits) = ctx.data_opt::<AppState>().map(|s| &s.limits.reads) else {
         return Ok(false);
     };

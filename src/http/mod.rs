@@ -233,16 +233,16 @@ async fn track(req: Request, next: Next) -> Response {
     };
     let started = Instant::now();
     let resp = next.run(req).await;
-    let status = resp.status().as_u16();
+    let status = resp.status();
     let mut labels = String::with_capacity(route.len() + 12);
     labels.push_str(route);
     labels.push(' ');
     labels.push_str(method);
     labels.push(' ');
-    labels.push_str(resp.status().as_str());
+    labels.push_str(status.as_str());
     let (count, duration) = SERIES.get(&labels, || {
         (
-            metrics::counter!("http_requests_total", "route" => route.to_string(), "method" => method, "status" => status.to_string()),
+            metrics::counter!("http_requests_total", "route" => route.to_string(), "method" => method, "status" => status.as_str().to_string()),
             metrics::histogram!("http_request_duration_seconds", "route" => route.to_string()),
         )
     });
