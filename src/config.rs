@@ -145,7 +145,8 @@ pub struct Config {
     #[arg(long, env = "GROUP_COMMIT_MAX", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub group_commit_max: u32,
 
-    /// Groups of one step written at once (each holds one pooled connection while it writes).
+    /// Groups of one step written at once (each writer keeps one pooled connection between groups
+    /// while the pool has more than a quarter of its connections free).
     #[arg(long, env = "GROUP_COMMIT_WRITERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
     pub group_commit_writers: u32,
 

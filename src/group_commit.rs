@@ -7,13 +7,21 @@
 //! How: requests queue on a channel; a writer takes the first that arrives and every other that is
 //! already waiting (up to `max`), writes them in one statement, and answers each. While it writes,
 //! the next requests gather for the next writer (`writers` groups can be in flight at once). Nobody
-//! waits for a group to fill: under light load a group is one request, written as before.
+//! waits for a group to fill: under light load a group is one request, written by the same
+//! statement.
 //!
 //! A group is all or nothing, as one statement is. When it fails — usually one member's conflict
 //! (its key replayed, its seats taken), sometimes a deadlock between groups — every member is
 //! written again **alone**, so each gets exactly the answer it would have had without grouping.
 //! The same happens when a group holds one item twice (the same booking settled by two callers at
 //! once), which one statement could not answer separately.
+//!
+//! Each writer keeps one connection of the pool from one group to the next (`Lane`, PostgreSQL).
+//! A pooled connection is pinged when it leaves the pool and again when it comes back — two round
+//! trips beside the group's one statement, each waking a backend. A statement that fails on the
+//! writer's own connection for any reason but the database's answer lets the connection go, and the
+//! group is written again alone through the pool, whose connections are tested before use; the
+//! writer takes a fresh one for its next group.
 //!
 //! The gathering itself (`Gather`) also serves reads that many requests make at once
 //! (`holds::shared_counts`).
@@ -23,22 +31,89 @@ use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use sea_orm::DbErr;
+use sea_orm::sqlx::{self, pool::PoolConnection, Postgres};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, RuntimeErr, Statement,
+    Value,
+};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 /// A boxed write.
 pub type Write<'a, T> = Pin<Box<dyn Future<Output = Result<T, DbErr>> + Send + 'a>>;
 
-/// How a step is written: a whole group in one statement (an answer per item, in order), or one
-/// item alone; and what makes two items the same (a group holding one twice is written alone).
+/// How a step is written: a whole group in one statement (an answer per item, in order; on the
+/// writer's own connection, its `Lane`), or one item alone; and what makes two items the same (a
+/// group holding one twice is written alone).
 pub struct Step<C, Q, A, K> {
     pub name: &'static str,
-    pub many: for<'a> fn(&'a C, &'a [Q]) -> Write<'a, Vec<A>>,
+    pub many: for<'a> fn(&'a C, &'a mut Lane, &'a [Q]) -> Write<'a, Vec<A>>,
     pub one: for<'a> fn(&'a C, &'a Q) -> Write<'a, A>,
     pub identity: fn(&Q) -> K,
 }
 
 type Job<Q, A> = (Q, oneshot::Sender<Result<A, DbErr>>);
+
+/// A writer's own connection of the pool, kept from one group to the next (PostgreSQL; taken when
+/// the writer first needs it, given back when the pool runs short).
+#[derive(Default)]
+pub struct Lane {
+    conn: Option<PoolConnection<Postgres>>,
+}
+
+/// Run `sql` with text parameters (`$1`, `$2`, …): on `lane`'s connection when there is a lane
+/// and the database is PostgreSQL, else through `db`'s pool. Its rows.
+pub async fn query(
+    db: &DatabaseConnection,
+    lane: Option<&mut Lane>,
+    sql: &'static str,
+    params: Vec<String>,
+) -> Result<Vec<QueryResult>, DbErr> {
+    let backend = db.get_database_backend();
+    let Some(lane) = lane.filter(|_| backend == DbBackend::Postgres) else {
+        let values: Vec<Value> = params.into_iter().map(Value::from).collect();
+        return db
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await;
+    };
+    let failed = |e: sqlx::Error| DbErr::Query(RuntimeErr::SqlxError(Arc::new(e)));
+    let pool = db.get_postgres_connection_pool();
+    let conn = match &mut lane.conn {
+        Some(conn) => conn,
+        None => lane.conn.insert(pool.acquire().await.map_err(failed)?),
+    };
+    let mut statement = sqlx::query(sql);
+    for p in params {
+        statement = statement.bind(p);
+    }
+    let started = std::time::Instant::now();
+    let rows = statement.fetch_all(&mut **conn).await;
+    // The same series the pool's statements are timed in (db.rs).
+    let outcome = if rows.is_ok() { "ok" } else { "error" };
+    metrics::histogram!("db_statement_duration_seconds", "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    match rows {
+        Ok(rows) => {
+            // Kept only while the pool has more than a quarter of its connections free (opened
+            // and idle, or not yet opened): under pressure it goes back, so the writers never
+            // keep from the rest of the service what it is waiting for.
+            let max = pool.options().get_max_connections();
+            let free = max.saturating_sub(pool.size()) as usize + pool.num_idle();
+            if free <= max as usize / 4 {
+                lane.conn = None;
+            }
+            Ok(rows.into_iter().map(QueryResult::from).collect())
+        }
+        Err(e) => {
+            // The database's own answer (a conflict, say) leaves the connection as good as it
+            // was; anything else (it broke, it went away) lets it go: back to the pool, which
+            // tests it on the way and drops it if dead.
+            if e.as_database_error().is_none() {
+                lane.conn = None;
+            }
+            Err(failed(e))
+        }
+    }
+}
 
 /// Jobs waiting for a few workers, each of which takes the first to arrive and then every other
 /// already waiting, for as long as the batch has room.
@@ -124,6 +199,7 @@ async fn writer<C, Q, A, K>(
 ) where
     K: Eq + Hash,
 {
+    let mut lane = Lane::default();
     loop {
         let mut size = 0;
         let Some(jobs) = queue
@@ -137,8 +213,10 @@ async fn writer<C, Q, A, K>(
         };
         let (items, replies): (Vec<Q>, Vec<_>) = jobs.into_iter().unzip();
         metrics::histogram!("group_commit_size", "step" => step.name).record(items.len() as f64);
-        if items.len() > 1 && distinct(&items, step.identity) {
-            match (step.many)(&ctx, &items).await {
+        // A group of one is written the same way, on the writer's connection: the pool's two
+        // pings would cost more than its statement. Only `max` 1 (no grouping) writes alone.
+        if max > 1 && distinct(&items, step.identity) {
+            match (step.many)(&ctx, &mut lane, &items).await {
                 Ok(answers) if answers.len() == items.len() => {
                     for (reply, answer) in replies.into_iter().zip(answers) {
                         let _ = reply.send(Ok(answer));
@@ -185,7 +263,7 @@ mod tests {
         grouped: AtomicUsize,
     }
 
-    fn many<'a>(f: &'a Fake, items: &'a [(u32, u32)]) -> Write<'a, Vec<u32>> {
+    fn many<'a>(f: &'a Fake, _: &'a mut Lane, items: &'a [(u32, u32)]) -> Write<'a, Vec<u32>> {
         Box::pin(async move {
             f.statements.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -210,7 +288,7 @@ mod tests {
     fn step() -> Step<Arc<Fake>, (u32, u32), u32, u32> {
         Step {
             name: "test",
-            many: |f, items| many(f, items),
+            many: |f, lane, items| many(f, lane, items),
             one: |f, item| one(f, item),
             identity: |q| q.0,
         }
@@ -292,6 +370,21 @@ mod tests {
             "written as one group"
         );
         assert_eq!(fake.statements.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_lone_write_goes_by_the_group_statement_and_its_failure_alone() {
+        // Even: one grouped statement. Odd: the group statement fails, then `one` answers.
+        let (answers, fake) = run(vec![(1, 4)], 64).await;
+        assert_eq!(answers, vec![Ok(8)]);
+        assert_eq!(fake.grouped.load(Ordering::SeqCst), 1);
+        assert_eq!(fake.statements.load(Ordering::SeqCst), 1);
+        let (answers, fake) = run(vec![(1, 5)], 64).await;
+        assert_eq!(
+            answers,
+            vec![Err("Custom Error: conflict of 5".to_string())]
+        );
+        assert_eq!(fake.statements.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

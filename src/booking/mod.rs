@@ -86,13 +86,13 @@ impl Writes {
     pub fn start(db: &DatabaseConnection, rules: GroupRules) -> Self {
         let intents = crate::group_commit::Step {
             name: "intent",
-            many: |db, g| Box::pin(one_statement::intents(db, g)),
+            many: |db, lane, g| Box::pin(one_statement::intents(db, Some(lane), g)),
             one: |db, i| Box::pin(one_statement::intent(db, i)),
             identity: |i: &one_statement::Intent| i.hold_id.clone(),
         };
         let confirms = crate::group_commit::Step {
             name: "confirm",
-            many: |db, g| Box::pin(one_statement::confirms(db, g)),
+            many: |db, lane, g| Box::pin(one_statement::confirms(db, Some(lane), g)),
             one: |db, c| Box::pin(one_statement::confirm(db, c)),
             identity: |c: &one_statement::Confirmation| c.booking,
         };

@@ -8,11 +8,12 @@
 //! in-process; a round trip costs nothing there).
 use chrono::{DateTime, Utc};
 use entity::booking;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
+use sea_orm::{DatabaseConnection, DbErr};
 use serde::Serialize;
 
 use super::BookingStatus;
 use crate::db::json_rows;
+use crate::group_commit::{query, Lane};
 
 /// What the intent writes.
 #[derive(Debug, Clone)]
@@ -50,7 +51,7 @@ impl Intent {
 /// Write the PENDING intent in one statement (a group of one); the new booking's id. A unique
 /// violation (the same key, or the hold already being checked out) comes back as the error it is.
 pub async fn intent(db: &DatabaseConnection, i: &Intent) -> Result<i64, DbErr> {
-    only(intents(db, std::slice::from_ref(i)).await?)
+    only(intents(db, None, std::slice::from_ref(i)).await?)
 }
 
 /// What the confirmation writes beside the move itself.
@@ -70,7 +71,7 @@ pub struct Confirmation {
 /// moved it (`false`: settled by someone else first). A seat another live booking holds makes the
 /// whole statement fail on the unique index, and nothing of it stays.
 pub async fn confirm(db: &DatabaseConnection, c: &Confirmation) -> Result<bool, DbErr> {
-    only(confirms(db, std::slice::from_ref(c)).await?)
+    only(confirms(db, None, std::slice::from_ref(c)).await?)
 }
 
 /// The answer of a group of one.
@@ -141,9 +142,14 @@ a AS (
   SELECT at, 'USER', user_id, 'booking.created', show_id, id, user_id, detail FROM bx)
 SELECT i, id FROM bx";
 
-/// Write the PENDING intents of a group in one statement; each one's booking id, in order. Any
-/// member's conflict fails the whole statement (the caller then writes each alone).
-pub async fn intents(db: &DatabaseConnection, group: &[Intent]) -> Result<Vec<i64>, DbErr> {
+/// Write the PENDING intents of a group in one statement (on a group writer's own connection when
+/// `lane` is given); each one's booking id, in order. Any member's conflict fails the whole
+/// statement (the caller then writes each alone).
+pub async fn intents(
+    db: &DatabaseConnection,
+    lane: Option<&mut Lane>,
+    group: &[Intent],
+) -> Result<Vec<i64>, DbErr> {
     let rows: Vec<IntentRow> = group
         .iter()
         .enumerate()
@@ -167,14 +173,8 @@ pub async fn intents(db: &DatabaseConnection, group: &[Intent]) -> Result<Vec<i6
                 .map(move |&(seat, price)| SeatRow { i, seat, price })
         })
         .collect();
-    let values: Vec<Value> = vec![json_rows(&rows)?.into(), json_rows(&seats)?.into()];
-    let answered = db
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            INTENTS,
-            values,
-        ))
-        .await?;
+    let params = vec![json_rows(&rows)?, json_rows(&seats)?];
+    let answered = query(db, lane, INTENTS, params).await?;
     let mut ids = vec![None; group.len()];
     for row in answered {
         let (i, id) = (row.try_get::<i32>("", "i")?, row.try_get::<i64>("", "id")?);
@@ -226,8 +226,13 @@ a AS (
 SELECT booking FROM mx";
 
 /// Confirm a group in one statement (its bookings distinct, in booking order so that groups
-/// take row locks in one order); for each, whether this statement moved it.
-pub async fn confirms(db: &DatabaseConnection, group: &[Confirmation]) -> Result<Vec<bool>, DbErr> {
+/// take row locks in one order; on a group writer's own connection when `lane` is given); for
+/// each, whether this statement moved it.
+pub async fn confirms(
+    db: &DatabaseConnection,
+    lane: Option<&mut Lane>,
+    group: &[Confirmation],
+) -> Result<Vec<bool>, DbErr> {
     let mut rows: Vec<ConfirmRow> = group
         .iter()
         .map(|c| ConfirmRow {
@@ -242,13 +247,7 @@ pub async fn confirms(db: &DatabaseConnection, group: &[Confirmation]) -> Result
         })
         .collect();
     rows.sort_by_key(|r| r.booking);
-    let answered = db
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            CONFIRMS,
-            vec![json_rows(&rows)?.into()],
-        ))
-        .await?;
+    let answered = query(db, lane, CONFIRMS, vec![json_rows(&rows)?]).await?;
     let mut moved = std::collections::HashSet::with_capacity(answered.len());
     for row in answered {
         moved.insert(row.try_get::<i64>("", "booking")?);

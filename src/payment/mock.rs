@@ -34,7 +34,7 @@ impl MockGateway {
         let group = (db.get_database_backend() == sea_orm::DbBackend::Postgres).then(|| {
             let step = Step {
                 name: "gateway ledger",
-                many: |db, rows| Box::pin(record_many(db, rows)),
+                many: |db, lane, rows| Box::pin(record_many(db, lane, rows)),
                 one: |db, row| Box::pin(record_one(db, row)),
                 identity: |row: &ledger::Model| row.idempotency_key.clone(),
             };
@@ -132,9 +132,9 @@ ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key";
 /// inserted again).
 async fn record_many(
     db: &DatabaseConnection,
+    lane: &mut crate::group_commit::Lane,
     rows: &[ledger::Model],
 ) -> Result<Vec<ledger::Model>, DbErr> {
-    use sea_orm::{ConnectionTrait, Statement};
     /// A row of `LEDGER_MANY`'s recordset, written straight to JSON.
     #[derive(serde::Serialize)]
     struct Row<'a> {
@@ -160,13 +160,8 @@ async fn record_many(
             created_at: r.created_at,
         })
         .collect();
-    let inserted = db
-        .query_all_raw(Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            LEDGER_MANY,
-            [crate::db::json_rows(&recordset)?.into()],
-        ))
-        .await?;
+    let params = vec![crate::db::json_rows(&recordset)?];
+    let inserted = crate::group_commit::query(db, Some(lane), LEDGER_MANY, params).await?;
     let mut new = std::collections::HashSet::with_capacity(inserted.len());
     for row in inserted {
         new.insert(row.try_get::<String>("", "idempotency_key")?);

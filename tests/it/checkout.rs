@@ -632,7 +632,9 @@ async fn checkouts_written_together_each_get_their_own(b: Backend) {
 
 /// A group's statement (PostgreSQL) writes, for every member, exactly the rows a checkout written
 /// alone gets — in one transaction — and a group with one conflicting member writes nothing at
-/// all (its members are then written alone: `group_commit`'s unit tests).
+/// all (its members are then written alone: `group_commit`'s unit tests). The groups run as a
+/// group writer runs them, on one connection kept between statements (`group_commit::Lane`),
+/// which a conflict leaves usable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn group_statements_write_what_single_ones_write() {
     use boxoffice::booking::one_statement::{
@@ -668,7 +670,8 @@ async fn group_statements_write_what_single_ones_write() {
         alone.push(intent(db, &make(i, "alone")).await.unwrap());
     }
     let group: Vec<Intent> = (4..8).map(|i| make(i, "grouped")).collect();
-    let grouped = intents(db, &group).await.unwrap();
+    let mut lane = boxoffice::group_commit::Lane::default();
+    let grouped = intents(db, Some(&mut lane), &group).await.unwrap();
     assert_eq!(grouped.len(), 4);
     let confirmation = |booking: i64, i: usize| Confirmation {
         booking,
@@ -687,9 +690,15 @@ async fn group_statements_write_what_single_ones_write() {
         .enumerate()
         .map(|(k, b)| confirmation(*b, k + 4))
         .collect();
-    assert_eq!(confirms(db, &cs).await.unwrap(), vec![true; 4]);
+    assert_eq!(
+        confirms(db, Some(&mut lane), &cs).await.unwrap(),
+        vec![true; 4]
+    );
     // Settled already: a second group moves nothing, and writes nothing.
-    assert_eq!(confirms(db, &cs).await.unwrap(), vec![false; 4]);
+    assert_eq!(
+        confirms(db, Some(&mut lane), &cs).await.unwrap(),
+        vec![false; 4]
+    );
 
     // What a booking's rows look like, with its own id, user and amounts factored out.
     let rows = |id: i64| async move {
@@ -784,10 +793,19 @@ async fn group_statements_write_what_single_ones_write() {
     let mut replay = make(1, "alone");
     replay.hold_id = format!("{show}-another-hold");
     replay.seats = vec![(seat_ids[17], 100)];
-    let err = intents(db, &[clash, replay]).await.unwrap_err();
+    let err = intents(db, Some(&mut lane), &[clash, replay])
+        .await
+        .unwrap_err();
     assert!(boxoffice::db::unique_violation(&err).is_some(), "{err}");
     let after: i64 = count_of(db, "SELECT count(*) AS n FROM bookings".into()).await;
     assert_eq!(after, before, "all or nothing");
+    // The database's refusal left the writer's connection as it was: the next group uses it.
+    let mut next = make(2, "next");
+    next.seats = vec![(seat_ids[18], 100)];
+    assert_eq!(
+        intents(db, Some(&mut lane), &[next]).await.unwrap().len(),
+        1
+    );
 }
 
 /// The grouped confirmation finds its bookings by key whatever the table's history, with or

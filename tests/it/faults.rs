@@ -462,3 +462,68 @@ async fn postgres_slow_is_service_unavailable_then_recovers() {
     assert_eq!(charges, 1, "charged once");
     assert_eq!(app.get_status("/readyz").await, 200);
 }
+
+/// PostgreSQL drops every connection of the service (a restart, a failover, a proxy's idle
+/// timeout) while they sit idle — the pool's, and the ones the group writers keep from one group
+/// to the next (`group_commit::Lane`). Nothing a buyer does afterwards fails for it: the pool
+/// tests a connection before handing it out, and a group that fails on a writer's dead
+/// connection is written again alone through the pool (and the writer takes a fresh one). Reads
+/// and checkouts succeed at once, one after another and many together, each checkout CONFIRMED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_dropping_every_connection_fails_no_request() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    if crate::support::served_skipped() {
+        return;
+    }
+    let app = TestApp::spawn(Backend::Served).await;
+    let (show, seats) = app.create_show(2, 10).await;
+    // One buyer per seat (a buyer holds at most two seats at once).
+    let users = app.users(12).await;
+    let mine = "{ myBookings { status } }";
+    let checkout =
+        "mutation($h: ID!, $k: String!) { checkout(holdId: $h, idempotencyKey: $k) { status } }";
+    let app = &app;
+    let buy = |i: usize| {
+        let (t, seat, show) = (users[i].0.clone(), seats[i].clone(), show.clone());
+        async move {
+            let h = app
+                .ok(Some(&t), HOLD, json!({ "show": show, "seats": [seat] }))
+                .await;
+            app.ok(
+                Some(&t),
+                checkout,
+                json!({ "h": h["holdSeats"]["id"], "k": "k" }),
+            )
+            .await["checkout"]["status"]
+                .clone()
+        }
+    };
+    // Connections in the pool and in the writers' hands, all used a moment ago.
+    let first = futures_util::future::join_all((0..4).map(buy));
+    assert!(first.await.iter().all(|s| s == "CONFIRMED"));
+    let admin = sea_orm::Database::connect(&app.database_url)
+        .await
+        .expect("a connection of the test's own");
+    let killed = admin
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        ))
+        .await
+        .expect("terminate")
+        .expect("a row")
+        .try_get::<i64>("", "n")
+        .expect("a count");
+    assert!(killed >= 2, "the service held {killed} connections");
+    for (i, (t, _)) in users.iter().enumerate().take(6).skip(4) {
+        assert_eq!(buy(i).await, "CONFIRMED");
+        app.ok(Some(t), mine, json!({})).await;
+    }
+    let together = futures_util::future::join_all((6..12).map(buy));
+    assert!(together.await.iter().all(|s| s == "CONFIRMED"));
+    for (t, _) in &users {
+        let bookings = app.ok(Some(t), mine, json!({})).await;
+        assert_eq!(bookings["myBookings"].as_array().map(Vec::len), Some(1));
+    }
+}
