@@ -104,10 +104,16 @@ pub async fn query(
             Ok(rows.into_iter().map(QueryResult::from).collect())
         }
         Err(e) => {
-            // The database's own answer (a conflict, say) leaves the connection as good as it
-            // was; anything else (it broke, it went away) lets it go: back to the pool, which
+            // A refusal the group expects — an integrity violation (class 23: a key replayed, a
+            // seat taken) or a conflict with another transaction (class 40) — leaves the
+            // connection as good as it was. Anything else lets it go (it broke; or the server
+            // ended it, which arrives as an error of class 57 or 08): back to the pool, which
             // tests it on the way and drops it if dead.
-            if e.as_database_error().is_none() {
+            let sqlstate = e.as_database_error().and_then(|d| d.code());
+            if !matches!(
+                sqlstate.as_deref().map(|c| c.get(..2)),
+                Some(Some("23" | "40"))
+            ) {
                 lane.conn = None;
             }
             Err(failed(e))

@@ -526,4 +526,22 @@ async fn postgres_dropping_every_connection_fails_no_request() {
         let bookings = app.ok(Some(t), mine, json!({})).await;
         assert_eq!(bookings["myBookings"].as_array().map(Vec::len), Some(1));
     }
+    // The writers did meet their dead connections, and each let its own go the first time: a
+    // step's groups written again alone are at most its writers (4: `GROUP_COMMIT_WRITERS` and
+    // the gateway's), as no buyer here conflicts with another.
+    let metrics = app.metrics().await;
+    let retried: Vec<u64> = metrics
+        .lines()
+        .filter(|l| l.starts_with("group_commit_retried_alone_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse().ok())
+        .collect();
+    println!("groups written again alone, per step: {retried:?}");
+    assert!(
+        retried.iter().sum::<u64>() > 0,
+        "no writer met its dead connection"
+    );
+    assert!(
+        retried.iter().all(|n| *n <= 4),
+        "a dead connection kept: {retried:?}"
+    );
 }
