@@ -526,22 +526,68 @@ async fn postgres_dropping_every_connection_fails_no_request() {
         let bookings = app.ok(Some(t), mine, json!({})).await;
         assert_eq!(bookings["myBookings"].as_array().map(Vec::len), Some(1));
     }
-    // The writers did meet their dead connections, and each let its own go the first time: a
-    // step's groups written again alone are at most its writers (4: `GROUP_COMMIT_WRITERS` and
-    // the gateway's), as no buyer here conflicts with another.
-    let metrics = app.metrics().await;
-    let retried: Vec<u64> = metrics
-        .lines()
-        .filter(|l| l.starts_with("group_commit_retried_alone_total{"))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse().ok())
-        .collect();
-    println!("groups written again alone, per step: {retried:?}");
-    assert!(
-        retried.iter().sum::<u64>() > 0,
-        "no writer met its dead connection"
+}
+
+/// A group writer's own connection (`group_commit::Lane`) that the server ends is let go after
+/// the one statement that finds it dead, and the next statement runs on a fresh one; a refusal
+/// the group expects (a unique violation) keeps the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_writers_connection_the_server_ended_is_replaced() {
+    use boxoffice::group_commit::{query, Lane};
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    if crate::support::served_skipped() {
+        return;
+    }
+    let app = TestApp::spawn(Backend::Served).await;
+    let db = &app.state().db;
+    let mut lane = Lane::default();
+    let pid = |rows: Vec<sea_orm::QueryResult>| -> i32 {
+        rows[0].try_get::<i32>("", "pid").expect("a backend pid")
+    };
+    let backend = "SELECT pg_backend_pid() AS pid";
+    let first = pid(query(db, Some(&mut lane), backend, vec![])
+        .await
+        .expect("first"));
+    assert_eq!(
+        pid(query(db, Some(&mut lane), backend, vec![])
+            .await
+            .expect("again")),
+        first,
+        "the lane keeps its connection"
     );
+    // A refusal the group expects (a key used twice, class 23) leaves it.
+    let once =
+        "INSERT INTO app_settings (key, value, updated_at) VALUES ($1, 'x', now()) RETURNING key";
+    query(db, Some(&mut lane), once, vec!["lane-probe".into()])
+        .await
+        .expect("the first insert");
+    let twice = query(db, Some(&mut lane), once, vec!["lane-probe".into()]).await;
     assert!(
-        retried.iter().all(|n| *n <= 4),
-        "a dead connection kept: {retried:?}"
+        twice
+            .as_ref()
+            .err()
+            .and_then(boxoffice::db::unique_violation)
+            .is_some(),
+        "{twice:?}"
     );
+    assert_eq!(
+        pid(query(db, Some(&mut lane), backend, vec![])
+            .await
+            .expect("after")),
+        first,
+        "kept after a unique violation"
+    );
+    // The server ends it.
+    db.execute_raw(Statement::from_string(
+        DbBackend::Postgres,
+        format!("SELECT pg_terminate_backend({first})"),
+    ))
+    .await
+    .expect("terminate");
+    let dead = query(db, Some(&mut lane), backend, vec![]).await;
+    assert!(dead.is_err(), "the ended connection answered: {dead:?}");
+    let fresh = pid(query(db, Some(&mut lane), backend, vec![])
+        .await
+        .expect("fresh"));
+    assert_ne!(fresh, first, "a new connection");
 }
