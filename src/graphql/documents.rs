@@ -245,7 +245,7 @@ impl DocumentRequest {
         };
         *self.check.lock().unwrap_or_else(|p| p.into_inner()) = found;
         if let Some(get) = ctx.data_opt::<Arc<GetRequest>>() {
-            if !only_queries(doc) {
+            if !super::reads::only_queries(doc) {
                 get.refused.store(true, Ordering::Relaxed);
                 return Err(error_of(&AppError::bad_input(
                     "GET runs queries only: send mutations as POST, subscriptions over the WebSocket",
@@ -273,13 +273,6 @@ impl DocumentRequest {
         }
         Ok(())
     }
-}
-
-/// Every operation of the document is a query (a read).
-pub(super) fn only_queries(doc: &ExecutableDocument) -> bool {
-    doc.operations
-        .iter()
-        .all(|(_, op)| op.node.ty == OperationType::Query)
 }
 
 /// What a field of an immutable type leads to: `Some(None)` a scalar (or list of scalars),

@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use async_graphql::extensions::{ExtensionContext, NextExecute};
-use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql::{Response, ServerResult};
 
 use super::ext::error_of;
@@ -69,10 +69,17 @@ pub fn cost(doc: &ExecutableDocument) -> u64 {
         .sum::<u64>()
 }
 
+/// Every operation of the document is a query (a read).
+pub(super) fn only_queries(doc: &ExecutableDocument) -> bool {
+    doc.operations
+        .iter()
+        .all(|(_, op)| op.node.ty == OperationType::Query)
+}
+
 /// The read budget, charged once a document is parsed: `true` when the operation is a query
 /// (which then waits for a read slot, `execute`).
 pub(super) fn charge(ctx: &ExtensionContext<'_>, doc: &ExecutableDocument) -> ServerResult<bool> {
-    let reads = super::documents::only_queries(doc);
+    let reads = only_queries(doc);
     let Some(limits) = ctx.data_opt::<AppState>().map(|s| &s.limits.reads) else {
         return Ok(false);
     };
