@@ -19,9 +19,10 @@
 //! Each writer keeps one connection of the pool from one group to the next (`Lane`, PostgreSQL).
 //! A pooled connection is pinged when it leaves the pool and again when it comes back — two round
 //! trips beside the group's one statement, each waking a backend. A statement that fails on the
-//! writer's own connection for any reason but the database's answer lets the connection go, and the
-//! group is written again alone through the pool, whose connections are tested before use; the
-//! writer takes a fresh one for its next group.
+//! writer's own connection for any reason but a refusal the group expects (a conflict: SQLSTATE
+//! class 23 or 40) lets the connection go, and the group is written again alone through the pool,
+//! whose connections are tested before use; the writer takes a fresh one for its next group. A
+//! writer keeps its connection only while more than a quarter of the pool is free.
 //!
 //! The gathering itself (`Gather`) also serves reads that many requests make at once
 //! (`holds::shared_counts`).
