@@ -70,11 +70,19 @@ pub async fn connect_sized(
     let counter = stats.clone();
     db.set_metric_callback(move |info| {
         counter.statements.fetch_add(1, Ordering::Relaxed);
-        let outcome = if info.failed { "error" } else { "ok" };
-        tracing::trace!(target: "boxoffice::sql", elapsed = ?info.elapsed, failed = info.failed, sql = %info.statement.sql);
-        metrics::histogram!("db_statement_duration_seconds", "outcome" => outcome).record(info.elapsed.as_secs_f64());
+        statement_done(&info.statement.sql, info.elapsed, info.failed);
     });
     Ok((db, stats))
+}
+
+/// Trace and time one statement (`db_statement_duration_seconds` by outcome): the pool's
+/// statements through the connection's callback above, the group writers' own
+/// (`group_commit::query`) directly.
+pub fn statement_done(sql: &str, elapsed: Duration, failed: bool) {
+    let outcome = if failed { "error" } else { "ok" };
+    tracing::trace!(target: "boxoffice::sql", elapsed = ?elapsed, failed, sql = %sql);
+    metrics::histogram!("db_statement_duration_seconds", "outcome" => outcome)
+        .record(elapsed.as_secs_f64());
 }
 
 /// Apply pending migrations. On PostgreSQL the whole run happens in one transaction holding an

@@ -88,10 +88,7 @@ pub async fn query(
     }
     let started = std::time::Instant::now();
     let rows = statement.fetch_all(&mut **conn).await;
-    // The same series the pool's statements are timed in (db.rs).
-    let outcome = if rows.is_ok() { "ok" } else { "error" };
-    metrics::histogram!("db_statement_duration_seconds", "outcome" => outcome)
-        .record(started.elapsed().as_secs_f64());
+    crate::db::statement_done(sql, started.elapsed(), rows.is_err());
     match rows {
         Ok(rows) => {
             // Kept only while the pool has more than a quarter of its connections free (opened

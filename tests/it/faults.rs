@@ -541,17 +541,17 @@ async fn a_group_writers_connection_the_server_ended_is_replaced() {
     let app = TestApp::spawn(Backend::Served).await;
     let db = &app.state().db;
     let mut lane = Lane::default();
-    let pid = |rows: Vec<sea_orm::QueryResult>| -> i32 {
-        rows[0].try_get::<i32>("", "pid").expect("a backend pid")
-    };
-    let backend = "SELECT pg_backend_pid() AS pid";
-    let first = pid(query(db, Some(&mut lane), backend, vec![])
-        .await
-        .expect("first"));
+    /// The PostgreSQL backend serving the lane's connection.
+    async fn backend(
+        db: &sea_orm::DatabaseConnection,
+        lane: &mut Lane,
+    ) -> Result<i32, sea_orm::DbErr> {
+        let rows = query(db, Some(lane), "SELECT pg_backend_pid() AS pid", vec![]).await?;
+        rows[0].try_get::<i32>("", "pid")
+    }
+    let first = backend(db, &mut lane).await.expect("first");
     assert_eq!(
-        pid(query(db, Some(&mut lane), backend, vec![])
-            .await
-            .expect("again")),
+        backend(db, &mut lane).await.expect("again"),
         first,
         "the lane keeps its connection"
     );
@@ -571,9 +571,7 @@ async fn a_group_writers_connection_the_server_ended_is_replaced() {
         "{twice:?}"
     );
     assert_eq!(
-        pid(query(db, Some(&mut lane), backend, vec![])
-            .await
-            .expect("after")),
+        backend(db, &mut lane).await.expect("after"),
         first,
         "kept after a unique violation"
     );
@@ -584,10 +582,8 @@ async fn a_group_writers_connection_the_server_ended_is_replaced() {
     ))
     .await
     .expect("terminate");
-    let dead = query(db, Some(&mut lane), backend, vec![]).await;
+    let dead = backend(db, &mut lane).await;
     assert!(dead.is_err(), "the ended connection answered: {dead:?}");
-    let fresh = pid(query(db, Some(&mut lane), backend, vec![])
-        .await
-        .expect("fresh"));
+    let fresh = backend(db, &mut lane).await.expect("fresh");
     assert_ne!(fresh, first, "a new connection");
 }
