@@ -4,10 +4,11 @@
 //! (a round trip, a WAL flush, a backend woken per client) is most of a booking's database work;
 //! shared by a group it nearly vanishes, and the rows are what remains.
 //!
-//! How: requests queue on a channel; a writer takes the first that arrives and every other that is
-//! already waiting (up to `max`), writes them in one statement, and answers each. While it writes,
-//! the next requests gather for the next writer (`writers` groups can be in flight at once). Nobody
-//! waits for a group to fill: under light load a group is one request, written by the same
+//! How: requests queue on a channel; a writer takes the first that arrives, lets the tasks that are
+//! ready to run at that moment run (some are about to join), then takes every other waiting (up to
+//! `max`), writes them in one statement, and answers each. While it writes, the next requests
+//! gather for the next writer (`writers` groups can be in flight at once). Nobody waits for a
+//! group to fill: no timer, and under light load a group is one request, written by the same
 //! statement.
 //!
 //! A group is all or nothing, as one statement is. When it fails — usually one member's conflict
@@ -141,13 +142,20 @@ pub fn gather<J>() -> (mpsc::UnboundedSender<J>, Gather<J>) {
 }
 
 impl<J> Gather<J> {
-    /// The next batch: the first job (waiting for it), then every other already queued while
-    /// `room` — told of each job as it joins — says more may follow. `None` once every sender
-    /// is gone. Nobody waits for a batch to fill, and the queue is let go before the batch is
-    /// worked on, so the next jobs gather for the next worker meanwhile.
+    /// The next batch: the first job (waiting for it), then every other queued by the time the
+    /// tasks that were ready to run alongside it have run, while `room` — told of each job as it
+    /// joins — says more may follow. `None` once every sender is gone. Nobody waits for a batch
+    /// to fill (no timer), and the queue is let go before the batch is worked on, so the next
+    /// jobs gather for the next worker meanwhile.
     pub async fn next(&self, mut room: impl FnMut(&J) -> bool) -> Option<Vec<J>> {
         let mut queue = self.queue.lock().await;
         let first = queue.recv().await?;
+        // Step aside once, so that every task already ready to run runs before the batch is
+        // closed: under load some of them are requests a step away from joining it (a checkout
+        // whose intent is being built, a hold being parsed). Under light load nothing else is
+        // ready and this costs one poll, no wait. With it, batches grew enough that a booking
+        // cost the machine 547–566 µs instead of 775–787 (docs/BENCHMARKS.md, 2026-12-05).
+        tokio::task::yield_now().await;
         let mut more = room(&first);
         let mut jobs = vec![first];
         while more {
@@ -398,5 +406,28 @@ mod tests {
         assert!(answers.iter().all(|a| a.is_ok()));
         assert_eq!(fake.grouped.load(Ordering::SeqCst), 0);
         assert_eq!(fake.statements.load(Ordering::SeqCst), 50);
+    }
+
+    /// A job sent by a task that became ready only because the batch's first job was sent (it
+    /// was woken after the worker) still joins that batch: the worker lets the ready tasks run
+    /// before it closes the batch. On the current-thread runtime the order is exact: the worker
+    /// is woken first, then the second sender; without the step aside the batch would be [1].
+    #[tokio::test]
+    async fn a_job_made_ready_by_the_first_joins_its_batch() {
+        let (jobs, queue) = gather::<u32>();
+        let worker = tokio::spawn(async move { queue.next(|_| true).await });
+        tokio::task::yield_now().await; // the worker now waits for a first job
+        let (go, gone) = oneshot::channel::<()>();
+        let second = jobs.clone();
+        let follower = tokio::spawn(async move {
+            if gone.await.is_ok() {
+                let _ = second.send(2);
+            }
+        });
+        tokio::task::yield_now().await; // the follower now waits for its signal
+        jobs.send(1).expect("queue open"); // wakes the worker
+        let _ = go.send(()); // wakes the follower, after the worker
+        follower.await.expect("follower");
+        assert_eq!(worker.await.expect("worker"), Some(vec![1, 2]));
     }
 }

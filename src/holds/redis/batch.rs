@@ -15,7 +15,8 @@
 //! `extend.lua` bumps nothing).
 //!
 //! How: requests queue on one channel per script; each of a few workers takes the first waiting
-//! and every other already waiting (`group_commit::Gather`, up to a bounded batch), sends one call
+//! and every other waiting once the tasks ready at that moment have run (`group_commit::Gather`,
+//! up to a bounded batch), sends one call
 //! per show — all at once, so a cluster routes each to its slot — and answers each request. While
 //! a batch is in flight the next requests gather for the next worker. Nobody waits for a batch to
 //! fill: under light load a batch is one request, sent as before. A request whose caller has gone
