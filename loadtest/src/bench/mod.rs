@@ -972,6 +972,25 @@ fn ratios(r: &mut BenchReport) {
             );
         }
     }
+    // A tighter line, from the same run: the in-process store's hold does all of the hold's HTTP,
+    // token and GraphQL work and keeps the seats in the server's memory. The Redis store's hold
+    // does the same work, hands the seats to Redis and reads its answer, and Redis does the
+    // hold's bookkeeping. Even if that hand-off cost the server and the load generator nothing,
+    // the hold would cost the machine the in-process hold plus Redis's share. Between the
+    // measured ratio and this line lies what the Redis client path costs; above it, only less
+    // work per request (HTTP, token, GraphQL) or a Redis on other cores would help.
+    let memory = figure("holdSeats low (memory)").and_then(|f| f.machine_cpu_us_per_op);
+    if let (Some(t), Some(m), Some(redis)) = (trivial, memory, redis) {
+        if m + redis > 0.0 {
+            put(
+                "low: redis / trivial-query ceiling, at most with a free Redis client (the in-process store's hold's machine CPU + Redis's per hold)".into(),
+                t / (m + redis),
+                flagged("holdSeats low (redis)")
+                    || flagged("holdSeats low (memory)")
+                    || flagged("trivial query { __typename }"),
+            );
+        }
+    }
     // Checkout against the database's own commit rate: confirmed bookings per second; and, to
     // say where the rest goes, a booking's database work alone against both.
     let commits = rate("PostgreSQL one-commit transactions").filter(|c| *c > 0.0);
@@ -1206,6 +1225,29 @@ mod tests {
         let measured = r.ratios["low: redis / trivial-query ceiling"];
         assert!((measured - 9_307.0 / 28_320.0).abs() < 1e-9);
         assert!(measured < bound);
+        // Without the in-process store's figure there is no tighter line.
+        assert!(!r.ratios.keys().any(|k| k.contains("free Redis client")));
+        // With it (2026-12-05's run: the in-process hold cost the machine 44 µs, the trivial
+        // query 29, Redis 15 per hold), the tighter line is 29 / (44 + 15).
+        let mut both = BenchReport {
+            figures: vec![
+                figure("trivial query { __typename }", 62_033.0, 29.0, 0.0),
+                figure("holdSeats low (memory)", 42_215.0, 44.0, 0.0),
+                figure("holdSeats low (redis)", 25_618.0, 69.0, 15.0),
+            ],
+            ..Default::default()
+        };
+        ratios(&mut both);
+        let line = |part: &str| {
+            both.ratios
+                .iter()
+                .find(|(k, _)| k.contains(part))
+                .map(|(_, v)| *v)
+                .expect("the line is printed")
+        };
+        assert!((line("free Redis client") - 29.0 / 59.0).abs() < 1e-9);
+        assert!((line("at most here") - 29.0 / 44.0).abs() < 1e-9);
+        assert!(line("free Redis client") < line("at most here"));
         // Without the Redis store's figure there is no bound to print.
         let mut only_trivial = BenchReport {
             figures: vec![figure("trivial query { __typename }", 28_320.0, 67.0, 0.0)],
