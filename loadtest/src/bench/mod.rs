@@ -1207,6 +1207,13 @@ mod tests {
     /// (2026-12-04's run: 67 µs and 55 µs, at most 0.549), printed beside the measured ratio.
     #[test]
     fn the_hold_bound_adds_redis_to_the_trivial_query() {
+        // The printed ratio whose label contains `part`, if printed.
+        let line = |r: &BenchReport, part: &str| {
+            r.ratios
+                .iter()
+                .find(|(k, _)| k.contains(part))
+                .map(|(_, v)| *v)
+        };
         let mut r = BenchReport {
             figures: vec![
                 figure("trivial query { __typename }", 28_320.0, 67.0, 0.0),
@@ -1215,18 +1222,13 @@ mod tests {
             ..Default::default()
         };
         ratios(&mut r);
-        let bound = r
-            .ratios
-            .iter()
-            .find(|(k, _)| k.contains("at most here"))
-            .map(|(_, v)| *v)
-            .expect("the bound is printed");
+        let bound = line(&r, "at most here").expect("the bound is printed");
         assert!((bound - 67.0 / 122.0).abs() < 1e-9, "{bound}");
         let measured = r.ratios["low: redis / trivial-query ceiling"];
         assert!((measured - 9_307.0 / 28_320.0).abs() < 1e-9);
         assert!(measured < bound);
         // Without the in-process store's figure there is no tighter line.
-        assert!(!r.ratios.keys().any(|k| k.contains("free Redis client")));
+        assert_eq!(line(&r, "free Redis client"), None);
         // With it (2026-12-05's run: the in-process hold cost the machine 44 µs, the trivial
         // query 29, Redis 15 per hold), the tighter line is 29 / (44 + 15).
         let mut both = BenchReport {
@@ -1238,25 +1240,17 @@ mod tests {
             ..Default::default()
         };
         ratios(&mut both);
-        let line = |part: &str| {
-            both.ratios
-                .iter()
-                .find(|(k, _)| k.contains(part))
-                .map(|(_, v)| *v)
-                .expect("the line is printed")
-        };
-        assert!((line("free Redis client") - 29.0 / 59.0).abs() < 1e-9);
-        assert!((line("at most here") - 29.0 / 44.0).abs() < 1e-9);
-        assert!(line("free Redis client") < line("at most here"));
+        let tighter = line(&both, "free Redis client").expect("the tighter line is printed");
+        let bound = line(&both, "at most here").expect("the bound is printed");
+        assert!((tighter - 29.0 / 59.0).abs() < 1e-9);
+        assert!((bound - 29.0 / 44.0).abs() < 1e-9);
+        assert!(tighter < bound);
         // Without the Redis store's figure there is no bound to print.
         let mut only_trivial = BenchReport {
             figures: vec![figure("trivial query { __typename }", 28_320.0, 67.0, 0.0)],
             ..Default::default()
         };
         ratios(&mut only_trivial);
-        assert!(!only_trivial
-            .ratios
-            .keys()
-            .any(|k| k.contains("at most here")));
+        assert_eq!(line(&only_trivial, "at most here"), None);
     }
 }
